@@ -1,0 +1,93 @@
+"""Reproduce the paper's Table 2 base-model rows on the real RLMRec data, and write the comparison table.
+
+    python benchmarks/reproduce_base.py --models gccf lightgcn --datasets amazon yelp --seeds 2023 2024 2025
+
+Each (model, dataset, seed) run is written to docs/results/runs/<model>-<dataset>-s<seed>.json as soon as it
+finishes; a rerun skips runs already there, so the script resumes after an interruption. The table
+(docs/results/base_models.md) is rebuilt from every run file present. Selection uses validation only.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from proex.data.registry import load_dataset  # noqa: E402
+from proex.experiment import CellConfig, run_cell  # noqa: E402
+from proex.models import MODELS  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(__file__), "..", "docs", "results")
+# Paper Table 2, base rows: (R@20, N@20). From shared/reference/anchors.md.
+PAPER = {
+    ("gccf", "amazon"): (.1343, .0807), ("gccf", "yelp"): (.1084, .0680),
+    ("lightgcn", "amazon"): (.1411, .0856), ("lightgcn", "yelp"): (.1157, .0733),
+    ("simgcl", "amazon"): (.1512, .0919), ("simgcl", "yelp"): (.1254, .0801),
+    ("multvae", "amazon"): (.1472, .0916), ("multvae", "yelp"): (.1189, .0751),
+    ("ldiffrec", "amazon"): (.1495, .0990), ("ldiffrec", "yelp"): (.1177, .0745),
+    ("cvga", "amazon"): (.1522, .0960), ("cvga", "yelp"): (.1249, .0801),
+}
+
+
+def run_path(model: str, dataset: str, seed: int) -> str:
+    return os.path.join(RESULTS, "runs", f"{model}-{dataset}-s{seed}.json")
+
+
+def write_table() -> str:
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "runs", "*.json")))]
+    lines = [
+        "| model | dataset | seeds | R@20 (ours, mean ± sd) | R@20 paper | Δ | N@20 (ours) | N@20 paper | Δ | best epoch | s/epoch | s/validation |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (model, dataset), (pr, pn) in PAPER.items():
+        mine = [r for r in runs if r["config"]["model"] == model and r["dataset_name"] == dataset]
+        if not mine:
+            lines.append(f"| {model} | {dataset} | 0 | not run | {pr:.4f} | | | {pn:.4f} | | | | |")
+            continue
+        rec = [r["test"]["recall@20"] for r in mine]
+        nd = [r["test"]["ndcg@20"] for r in mine]
+        sd = statistics.stdev(rec) if len(rec) > 1 else 0.0
+        ep = [r["best_epoch"] for r in mine]
+        spe = statistics.mean(r["train_seconds"] / max(r["epochs_run"], 1) for r in mine)
+        spv = statistics.mean(r["eval_seconds"] / max(len(r["history"]), 1) for r in mine)
+        seeds = ",".join(str(r["config"]["train"]["seed"]) for r in mine)
+        mr, mn = statistics.mean(rec), statistics.mean(nd)
+        lines.append(f"| {model} | {dataset} | {seeds} | {mr:.4f} ± {sd:.4f} | {pr:.4f} | {100 * (mr / pr - 1):+.1f}% "
+                     f"| {mn:.4f} | {pn:.4f} | {100 * (mn / pn - 1):+.1f}% | {min(ep)}-{max(ep)} | {spe:.2f} | {spv:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--datasets", nargs="+", default=["amazon", "yelp"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table from existing runs")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    os.makedirs(os.path.join(RESULTS, "runs"), exist_ok=True)
+    if not args.table_only:
+        for dataset in args.datasets:
+            inter = load_dataset(dataset)
+            for model in args.models:
+                for seed in args.seeds:
+                    path = run_path(model, dataset, seed)
+                    if os.path.exists(path):
+                        continue
+                    cell = CellConfig(dataset=dataset, model=model, train={"seed": seed, "device": args.device})
+                    result, _ = run_cell(cell, inter)
+                    with open(path + ".tmp", "w") as f:
+                        json.dump(result, f, indent=1)
+                    os.replace(path + ".tmp", path)
+                    print(write_table(), flush=True)
+    print(write_table())
+
+
+if __name__ == "__main__":
+    main()

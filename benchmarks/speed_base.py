@@ -1,0 +1,106 @@
+"""Seconds per training epoch and per full validation pass for every base model on a real dataset.
+
+    python benchmarks/speed_base.py                       # all six models on amazon, auto device
+    python benchmarks/speed_base.py --models lightgcn --device cuda --epochs 5
+
+Prints a table and the amortised figure (epoch + validation / 3, validation every 3 epochs as in the
+reference protocol) next to the official LightGCN code's figures on the same 2-core CPU (issue #2: 1.5 s per
+epoch, 1.9 s per validation, 2.2 s amortised), with the speed-up ratio. Runs unchanged on CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from proex.data.registry import load_dataset  # noqa: E402
+from proex.data.sampling import bpr_batches, user_batches  # noqa: E402
+from proex.data.tensors import TrainData  # noqa: E402
+from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
+from proex.metrics import RankingEvaluator  # noqa: E402
+from proex.models import MODELS  # noqa: E402
+from proex.runtime import resolve_device, seed_everything  # noqa: E402
+from proex.train import reg_penalty  # noqa: E402
+
+OFFICIAL_LIGHTGCN_CPU = {"epoch": 1.5, "validation": 1.9, "amortised": 2.2}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_model(name: str, inter, device: torch.device, epochs: int, validations: int) -> dict:
+    r = resolve(CellConfig(dataset=inter.name, model=name, train={"device": str(device)}))
+    seed_everything(0)
+    data = TrainData(inter, device)
+    system = build_system(r, data)
+    opt = torch.optim.Adam(system.parameters(), lr=r.train_cfg.lr)
+    batch_size = r.train_cfg.batch_size
+
+    def epoch() -> None:
+        system.train()
+        batches = bpr_batches(data, batch_size) if system.model.family == "pairwise" else user_batches(data, batch_size)
+        for batch in batches:
+            terms = system.loss_terms(batch)
+            reg = reg_penalty(system, system.model.reg_weight)
+            loss = sum(terms.values()) + (reg if reg is not None else 0.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    evaluator = RankingEvaluator(data, "val", r.train_cfg.ks)
+
+    def validate() -> None:
+        system.eval()
+        with torch.no_grad():
+            evaluator(system.scorer(), needs_rows=system.model.family != "pairwise")
+
+    epoch(), validate()  # warm-up (allocations, kernels)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        epoch()
+    _sync(device)
+    t1 = time.perf_counter()
+    for _ in range(validations):
+        validate()
+    _sync(device)
+    t2 = time.perf_counter()
+    ep, va = (t1 - t0) / epochs, (t2 - t1) / validations
+    return {"model": name, "epoch_s": ep, "validation_s": va, "amortised_s": ep + va / r.train_cfg.eval_every}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="amazon")
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--validations", type=int, default=2)
+    p.add_argument("--json", default=None, help="also write the rows to this file")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    inter = load_dataset(args.dataset)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    print(f"dataset {inter.name}, device {name}, torch {torch.__version__}")
+    print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  vs official LightGCN (2.2 s amortised, CPU)")
+    rows = []
+    for m in args.models:
+        row = time_model(m, inter, device, args.epochs, args.validations)
+        rows.append(row)
+        ratio = OFFICIAL_LIGHTGCN_CPU["amortised"] / row["amortised_s"]
+        print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "dataset": inter.name, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

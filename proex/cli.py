@@ -1,0 +1,133 @@
+"""`proex` command line: train one cell, and generate, inspect or fetch datasets.
+
+    proex train --dataset amazon --model lightgcn --set layers=2 --train patience=10 --seed 1
+    proex data synth --out data/synth --set n_users=2000
+    proex data inspect amazon
+    proex data fetch --dest ../shared/data
+
+The library never reads argv; this module is the only place that does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import checkpoint
+from .config import ConfigError, parse_overrides
+from .data.interactions import DataError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train and evaluate one model on one dataset")
+    p.add_argument("--dataset", default="synthetic", help="registry name (amazon, yelp, steam, synthetic), "
+                   "a directory with trn/val/tst_mat.pkl, or a .csv/.parquet interaction table")
+    p.add_argument("--model", default="lightgcn", help="gccf, lightgcn, simgcl, multvae, ldiffrec, cvga")
+    p.add_argument("--plugin", default="base", help="base (the model alone) or a plug-in name")
+    p.add_argument("--set", dest="model_set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model config overrides, e.g. layers=2 reg_weight=1e-5")
+    p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE", help="plug-in config overrides")
+    p.add_argument("--train", dest="train_set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="training overrides, e.g. epochs=50 patience=10 batch_size=2048")
+    p.add_argument("--seed", type=int, help="random seed (default: the model family's reference seed)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
+    p.add_argument("--out", default=None, help="output directory (default runs/<model>-<plugin>-<dataset>-<hash>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt if present")
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    s = dsub.add_parser("synth", help="generate the synthetic text-attributed dataset")
+    s.add_argument("--out", required=True, help="directory to write (RLMRec pickles + text tables)")
+    s.add_argument("--set", dest="synth_set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="SyntheticConfig overrides, e.g. n_users=2000 seed=3")
+    i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
+    i.add_argument("dataset")
+    f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam)")
+    f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
+    f.add_argument("--url", default=None, help="archive URL (default: the RLMRec archive)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="proex", description=__doc__.split("\n")[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print the final JSON")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_train(sub)
+    _add_data(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        if args.cmd == "train":
+            return _train(args)
+        return _data(args)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
+        print(f"proex: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from .data.registry import load_dataset
+    from .experiment import CellConfig, resolve, run_cell
+
+    train = parse_overrides(args.train_set, "--train")
+    if args.seed is not None:
+        train["seed"] = args.seed
+    if args.device is not None:
+        train["device"] = args.device
+    cell = CellConfig(dataset=args.dataset, model=args.model, plugin=args.plugin,
+                      model_config=parse_overrides(args.model_set, "--set"),
+                      plugin_config=parse_overrides(args.plugin_set, "--plugin-set"), train=train)
+    resolved = resolve(cell, where="command line")
+    out = args.out or os.path.join("runs", f"{cell.model}-{cell.plugin}-{os.path.basename(cell.dataset.rstrip('/'))}"
+                                          f"-s{resolved.train_cfg.seed}-{resolved.config_hash()}")
+    os.makedirs(out, exist_ok=True)
+    inter = load_dataset(cell.dataset)
+    state_path = os.path.join(out, "train_state.pt")
+    if not args.resume and os.path.exists(state_path):
+        os.remove(state_path)
+    result, system = run_cell(cell, inter, state_path=state_path)
+    checkpoint.save(os.path.join(out, "checkpoint.pt"), system, result["config"], inter,
+                    {"val": result["val"], "test": result["test"], "best_epoch": result["best_epoch"]})
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    os.remove(state_path)
+    summary = {"out": out, "model": cell.model, "plugin": cell.plugin, "dataset": inter.name,
+               "seed": resolved.train_cfg.seed, "best_epoch": result["best_epoch"],
+               "val": result["val"], "test": result["test"], "wall_seconds": round(result["wall_seconds"], 1)}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _data(args) -> int:
+    from .data import registry
+
+    if args.data_cmd == "inspect":
+        inter = registry.load_dataset(args.dataset)
+        info = inter.summary()
+        info["expected_mismatches"] = registry.check_expected(inter)
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    if args.data_cmd == "synth":
+        from .config import build
+        from .data.export import save_rlmrec
+        from .data.synthetic import SyntheticConfig, make_synthetic
+
+        inter = make_synthetic(build(SyntheticConfig, parse_overrides(args.synth_set), "--set"))
+        written = save_rlmrec(inter, args.out)
+        print(json.dumps({"out": args.out, "files": written, **inter.summary()}, indent=2, default=str))
+        return 0
+    if args.data_cmd == "fetch":
+        from .data.fetch import RLMREC_URL, fetch_rlmrec
+
+        done = fetch_rlmrec(args.dest, url=args.url or RLMREC_URL)
+        print(json.dumps({"fetched": done}, indent=2))
+        return 0
+    raise AssertionError(args.data_cmd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Shared parts of the generative recommenders (Mult-VAE, CVGA; L-DiffRec reuses the helpers).
+
+Fusion point: additive on the posterior parameters, μ = μ_src + μ_side and logσ² = logσ²_src + logσ²_side
+(DMRec, reference-spec sec. 4.1; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
+a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import BaseModel, LatentState, Side, UserBatch
+
+
+def sparse_rows_linear(batch: UserBatch, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
+    """x @ weight (+ bias) for the batch's binary rows x given as nonzeros: exact, and ~6x faster on CPU than
+    a dense [B, n_items] product. weight: [n_items, H]; values: [nnz] per-nonzero input values (after
+    normalisation / dropout; default 1). Returns [B, H]."""
+    row_ids, cols = batch.nz
+    counts = torch.bincount(row_ids, minlength=batch.users.numel())
+    offsets = torch.cumsum(counts, 0) - counts
+    if values is None:
+        values = torch.ones(cols.shape, device=cols.device, dtype=weight.dtype)
+    out = torch.nn.functional.embedding_bag(cols, weight, offsets, mode="sum", per_sample_weights=values)
+    return out if bias is None else out + bias
+
+
+def row_values(batch: UserBatch, l2_normalise: bool, dropout: float, training: bool) -> Tensor:
+    """[nnz] input values of the binary rows after optional L2 row normalisation and input dropout
+    (the same distribution as F.dropout on the dense normalised row)."""
+    row_ids, _ = batch.nz
+    values = torch.ones(row_ids.shape, device=row_ids.device)
+    if l2_normalise:
+        deg = torch.bincount(row_ids, minlength=batch.users.numel()).float()
+        values = values / deg.clamp(min=1).sqrt()[row_ids]
+    if training and dropout > 0:
+        values = values * (torch.rand_like(values) >= dropout) / (1 - dropout)
+    return values
+
+
+def fuse(state: LatentState, side: Side | None) -> tuple[Tensor, Tensor]:
+    """(μ, logσ²) [B, d] each, with the side posterior added when given."""
+    if side is None or side.user is None:
+        return state.mu, state.logvar
+    mu_side, logvar_side = side.user.chunk(2, dim=-1)
+    return state.mu + mu_side, state.logvar + logvar_side
+
+
+def multinomial_nll(logits: Tensor, rows: Tensor) -> Tensor:
+    """-Σ_i x_ui log softmax(logits)_ui, averaged over the batch. logits, rows: [B, n_items]."""
+    return -(torch.log_softmax(logits, dim=-1) * rows).sum(-1).mean()
+
+
+def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) summed over dims, averaged over the batch. mu, logvar: [B, d]."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean()
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, training: bool) -> Tensor:
+    """z = μ + σ ⊙ ε in training, z = μ at inference."""
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if training else mu
+
+
+class VAEModel(BaseModel):
+    """A VAE-style recommender: subclasses implement `encode` (-> LatentState for the batch users),
+    `decode(z) -> logits [B, n_items]` and optionally `kl_weight()`."""
+
+    family = "generative"
+    train_defaults = {"batch_size": 1024, "patience": 20, "seed": 2024, "epochs": 1000}
+
+    @property
+    def side_dim(self) -> int:
+        return 2 * self.cfg.latent_dim
+
+    def decode(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def kl_weight(self) -> float:
+        return 1.0
+
+    def risk(self, batch: UserBatch, state: LatentState, side: Side | None = None) -> dict[str, Tensor]:
+        """Multinomial NLL of the batch rows + weighted KL of the (fused) posterior to N(0, I)."""
+        mu, logvar = fuse(state, side)
+        logits = self.decode(reparameterize(mu, logvar, self.training))
+        return {"rec": multinomial_nll(logits, batch.rows), "kl": self.kl_weight() * kl_standard_normal(mu, logvar)}
+
+    def score(self, batch: UserBatch, state: LatentState, side: Side | None = None) -> Tensor:
+        mu, _ = fuse(state, side)
+        return self.decode(mu)

@@ -1,0 +1,50 @@
+"""Shared parts of the pairwise (BPR) graph recommenders: GCCF, LightGCN, SimGCL.
+
+Their fusion point is additive on the final representations (official ProEx code, reference-spec
+sec. 3.4 (2); paper Eq. 12 with element-wise addition): h_u = e_u + side_u, h_i = e_i + side_i.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..data.tensors import TrainData
+from .base import BaseModel, GraphState, PairBatch, Side, UserBatch
+from .graph import bipartite_adjacency, bpr_loss
+
+
+class PairwiseModel(BaseModel):
+    """A user/item ID embedding table [U + I, d] (xavier_uniform, reference-spec sec. 1.8) propagated over the
+    normalised bipartite graph. Subclasses implement `encode`; risk and score are shared."""
+
+    family = "pairwise"
+    train_defaults = {"batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
+    def __init__(self, cfg, data: TrainData):
+        super().__init__(cfg, data)
+        self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users + self.n_items, cfg.dim)))
+        self.adj = bipartite_adjacency(data.train_csr, self_loops=bool(getattr(cfg, "self_loops", False)), device=data.device)
+
+    @property
+    def side_dim(self) -> int:
+        return self.cfg.dim
+
+    def split(self, h: Tensor) -> GraphState:
+        """[(U + I), D] -> GraphState(users [U, D], items [I, D])."""
+        return GraphState(h[: self.n_users], h[self.n_users:])
+
+    def risk(self, batch: PairBatch, state: GraphState, side: Side | None = None) -> dict[str, Tensor]:
+        """Mean BPR of the batch on (optionally side-fused) representations."""
+        u = state.users[batch.users]  # [B, D]
+        i = state.items[batch.items]  # [2B, D]: positives then negatives
+        if side is not None:
+            u = u + side.user
+            i = i + side.item
+        pos, neg = i.split(batch.users.numel())
+        return {"bpr": bpr_loss(u, pos, neg)}
+
+    def score(self, batch: UserBatch, state: GraphState, side: Side | None = None) -> Tensor:
+        """Inner products [B, n_items]; side.item (if any) is [n_items, D]."""
+        u, items = state.users[batch.users], state.items
+        if side is not None:
+            u, items = u + side.user, items + side.item
+        return u @ items.T

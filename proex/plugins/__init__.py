@@ -1,0 +1,17 @@
+"""Plug-ins over the base-model interface; `base` is the model alone."""
+from __future__ import annotations
+
+from .base import Base, Plugin, Scorer
+from .proex import ProEx
+
+PLUGINS: dict[str, type[Plugin]] = {p.name: p for p in (Base, ProEx)}
+
+
+def plugin_class(name: str) -> type[Plugin]:
+    try:
+        return PLUGINS[name]
+    except KeyError:
+        raise ValueError(f"unknown plug-in {name!r}; known plug-ins: {', '.join(PLUGINS)}") from None
+
+
+__all__ = ["PLUGINS", "plugin_class", "Plugin", "Base", "ProEx", "Scorer"]

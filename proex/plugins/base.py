@@ -1,0 +1,50 @@
+"""A plug-in turns a base model into a training objective and a scorer. `Base` is the identity plug-in:
+the model's own loss and scores. ProEx, RLMRec and DMRec are siblings that override these two methods.
+
+Plug-ins own the model (`self.model`), so one `nn.Module` holds every trainable parameter of a run and the
+Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (reference-spec sec. 1.8: reg_params runs
+over all parameters, the profile MLP included).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from ..models.base import BaseModel, UserBatch
+
+Scorer = Callable[[UserBatch], Tensor]
+
+
+class Plugin(nn.Module):
+    """Interface: `loss_terms(batch) -> {name: scalar}` (summed by the trainer) and `scorer() -> Scorer`,
+    called once per evaluation pass so work shared by all users (propagation, mapped profiles) runs once."""
+
+    name = "plugin"
+
+    def __init__(self, model: BaseModel):
+        super().__init__()
+        self.model = model
+
+    def loss_terms(self, batch) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def scorer(self) -> Scorer:
+        raise NotImplementedError
+
+
+class Base(Plugin):
+    """No side information: the base recommender alone."""
+
+    name = "base"
+
+    def loss_terms(self, batch) -> dict[str, Tensor]:
+        enc = self.model.encode(batch)
+        return {**enc.losses, **self.model.risk(batch, enc.state, None)}
+
+    def scorer(self) -> Scorer:
+        model = self.model
+        if model.family == "pairwise":  # the state covers every user and item: compute it once
+            state = model.encode(None).state
+            return lambda batch: model.score(batch, state, None)
+        return lambda batch: model.score(batch, model.encode(batch).state, None)

@@ -1,0 +1,203 @@
+"""ProEx (paper sec. 2.3.2-2.4, Algorithms 1-2) as ONE plug-in over the base-model interface, for all six bases.
+
+Per training batch:
+  1. map the K profiles of the batch's entities only (the official code maps every user and item for every
+     profile at every batch; restricting to the rows the loss touches gives identical gradients, sec. 3.3);
+  2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, sec. 3.4);
+  3. mix the mapped profiles per environment (Eq. 8 discriminative, Eq. 9 generative) and call the model's
+     `risk` once per environment with the mixture at its fusion point (Eq. 12: addition), plus λ1·alignment;
+  4. objective = Σ_e L_e (official; `env_reduce="mean"` averages) + λ3·Var_e(L_e) (unbiased, REx) + λ2·Ω (Eq. 14).
+At inference the K mapped profiles are mean-pooled (weights 1/K, Algorithm 2), computed once per evaluation.
+
+Where the official LightGCN code and the paper differ, both are options and the default follows the code:
+  * env_reduce "sum" (code) vs "mean";
+  * reg_form "official": Ω = Σ_k [U(p^k of the batch's unique users) + U(p^k of its unique positive items)],
+    U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (sec. 3.4 (6)),
+    vs "paper": Eq. 7, Σ_k log(1 + e^{1/τ} Σ_{k'≠k} e^{c̃_k·c̃_k'/τ}) across each entity's own K profiles
+    (L2-normalised, averaged over the batch's unique users and positive items);
+  * the LightGCN encoder: the code drops the ego layer and edge dropout; `model_defaults` applies that to
+    lightgcn under ProEx (override with --set include_ego=true keep_rate=0.8);
+  * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
+    of the first upload (sec. 3.5). For generative bases Eq. 11 is on (weight 1): (1−β)·KL(q_u ‖ N(μ̃^e, σ̃^e²))
+    + β·KL(q_u ‖ N(0, I)) with q_u the collaborative posterior of Eq. 2 (our reading of the garbled Eq. 11).
+Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then fuses log σ̃² additively.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.base import PairBatch, Side, UserBatch
+from ..profiles.bank import ProfileBank
+from .base import Plugin, Scorer
+from .profile_maps import AggregateMap, DirectMap, ProfileTables
+
+
+@dataclass
+class ProExConfig:
+    num_envs: int = 3  # E, environments per batch (yml: amazon 4 but its logged run used 3; yelp 3; steam 2)
+    alpha: float = 0.1  # Dirichlet concentration α (all datasets)
+    inv_weight: float = 10.0  # λ3 on Var_e(L_e) (inv_weight); 0 = ablation "w/o inv"
+    reg_weight: float = 0.4  # λ2 on Ω (ex_weight: amazon/yelp 0.4, steam 2.0); 0 = "w/o reg"
+    reg_form: str = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
+    reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
+    env_reduce: str = "sum"  # "sum" of environment risks (code) | "mean"
+    mixing: bool = True  # False = ablation "w/o mixing": mean-pooled profiles in training too
+    align_weight: float | None = None  # λ1; None = 0 for pairwise bases (code), 1.0 for generative (Eq. 11)
+    align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
+    align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
+    hidden_dim: int | None = None  # mapping width; None = (d_text + side_dim) // 2 pairwise, 600 generative
+    agg: str = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
+    profiles: tuple[int, ...] | None = None  # profile subset (ablation: K = 1..all; (0,) = original only)
+
+
+def uniformity(x: Tensor, temperature: float) -> Tensor:
+    """Official Ω term for one profile: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5). x: [n, D]."""
+    x = F.normalize(x, dim=-1)
+    denom = torch.exp(x @ x.T / temperature).sum(-1)
+    return -torch.log(torch.exp(torch.tensor(1.0 / temperature, device=x.device)) / denom + 1e-5).mean()
+
+
+def profile_spread(p: Tensor, temperature: float) -> Tensor:
+    """Paper Eq. 7 averaged over entities: p [K, n, D] -> scalar."""
+    p = F.normalize(p, dim=-1).transpose(0, 1)  # [n, K, D]
+    sim = torch.exp(p @ p.transpose(1, 2) / temperature)  # [n, K, K]
+    off = sim.sum(-1) - torch.diagonal(sim, dim1=1, dim2=2)  # Σ_{k'≠k}
+    return torch.log1p(torch.exp(torch.tensor(1.0 / temperature, device=p.device)) * off).sum(-1).mean()
+
+
+def infonce_in_batch(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    """Mean InfoNCE of a_i -> b_i with the other rows of b as negatives. a, b: [n, D]."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) summed over dims, batch mean. All [B, d]."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
+    return kl.sum(-1).mean()
+
+
+class ProEx(Plugin):
+    name = "proex"
+    Config = ProExConfig
+    needs_profiles = True
+    # The official ProEx LightGCN encoder (reference-spec sec. 3.2): no ego layer, no edge dropout.
+    model_defaults = {"lightgcn": {"include_ego": False, "keep_rate": 1.0}}
+    dataset_defaults = {"steam": {"num_envs": 2, "reg_weight": 2.0}}
+
+    def __init__(self, model, cfg: ProExConfig, bank: ProfileBank):
+        super().__init__(model)
+        if cfg.reg_form not in ("official", "paper") or cfg.env_reduce not in ("sum", "mean"):
+            raise ValueError(f"proex: reg_form must be official|paper and env_reduce sum|mean, got "
+                             f"{cfg.reg_form!r}, {cfg.env_reduce!r}")
+        if cfg.num_envs < 1:
+            raise ValueError(f"proex: num_envs must be >= 1, got {cfg.num_envs}")
+        self.cfg = cfg
+        bank = bank.subset(cfg.profiles) if cfg.profiles else bank
+        bank.check(model.n_users, model.n_items, where=bank.path or "profile bank")
+        self.tables = ProfileTables(bank)
+        self.generative = model.family == "generative"
+        if self.generative:
+            self.map = AggregateMap(self.tables.dim, model.side_dim, cfg.hidden_dim, cfg.agg)
+        else:
+            self.map = DirectMap(self.tables.dim, model.side_dim, cfg.hidden_dim)
+        self.align_weight = cfg.align_weight if cfg.align_weight is not None else (1.0 if self.generative else 0.0)
+
+    # --- environments ----------------------------------------------------------------------------------
+    def env_weights(self) -> Tensor:
+        """[E, K] mixing weights: Dirichlet(α·1_K) per environment, or 1/K everywhere without mixing."""
+        k, e = self.tables.k, self.cfg.num_envs
+        dev = self.tables.user.device
+        if not self.cfg.mixing or k == 1:
+            return torch.full((e, k), 1.0 / k, device=dev)
+        return torch.distributions.Dirichlet(torch.full((k,), self.cfg.alpha, device=dev)).sample((e,))
+
+    def _reduce(self, risks: Tensor) -> dict[str, Tensor]:
+        out = {"risk": risks.sum() if self.cfg.env_reduce == "sum" else risks.mean()}
+        if self.cfg.inv_weight > 0 and risks.numel() > 1:
+            out["inv"] = self.cfg.inv_weight * risks.var(unbiased=True)
+        return out
+
+    def _omega(self, users: Tensor, pos: Tensor) -> Tensor:
+        """Ω on mapped profiles of unique users and unique positive items, each [K, n, D]."""
+        t = self.cfg.reg_temperature
+        if self.cfg.reg_form == "paper":
+            return profile_spread(users, t) + (profile_spread(pos, t) if pos is not None else 0.0)
+        total = sum(uniformity(users[k], t) for k in range(users.shape[0]))
+        if pos is not None:
+            total = total + sum(uniformity(pos[k], t) for k in range(pos.shape[0]))
+        return total
+
+    # --- training --------------------------------------------------------------------------------------
+    def loss_terms(self, batch) -> dict[str, Tensor]:
+        enc = self.model.encode(batch)
+        terms = self._pairwise(batch, enc.state) if not self.generative else self._generative(batch, enc.state)
+        return {**enc.losses, **terms}
+
+    def _pairwise(self, batch: PairBatch, state) -> dict[str, Tensor]:
+        users, inv_u = torch.unique(batch.users, return_inverse=True)
+        items, inv_i = torch.unique(batch.items, return_inverse=True)
+        pu = self.map(self.tables.user[:, users])  # [K, n_u, D]
+        pi = self.map(self.tables.item[:, items])  # [K, n_i, D]
+        w = self.env_weights()
+        mix_u, mix_i = torch.einsum("ek,knd->end", w, pu), torch.einsum("ek,knd->end", w, pi)
+        risks = []
+        for e in range(w.shape[0]):
+            side = Side(user=mix_u[e][inv_u], item=mix_i[e][inv_i])
+            r = sum(self.model.risk(batch, state, side).values())
+            if self.align_weight > 0:
+                r = r + self.align_weight * self._align_pairwise(batch, state, side)
+            risks.append(r)
+        out = self._reduce(torch.stack(risks))
+        if self.cfg.reg_weight > 0:
+            pos = torch.searchsorted(items, torch.unique(batch.pos))
+            out["profile_reg"] = self.cfg.reg_weight * self._omega(pu, pi[:, pos])
+        return out
+
+    def _align_pairwise(self, batch: PairBatch, state, side: Side) -> Tensor:
+        t, b = self.cfg.align_temperature, batch.users.numel()
+        items = state.items[batch.items]
+        return (infonce_in_batch(state.users[batch.users], side.user, t)
+                + infonce_in_batch(items[:b], side.item[:b], t) + infonce_in_batch(items[b:], side.item[b:], t))
+
+    def _generative(self, batch: UserBatch, state) -> dict[str, Tensor]:
+        mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)  # [K, B, d] each
+        w = self.env_weights()
+        mu_e = torch.einsum("ek,kbd->ebd", w, mu_k)
+        logvar_e = torch.log(torch.einsum("ek,kbd->ebd", w, logvar_k.exp()) + 1e-8)
+        risks = []
+        for e in range(w.shape[0]):
+            r = sum(self.model.risk(batch, state, Side(user=torch.cat([mu_e[e], logvar_e[e]], -1))).values())
+            if self.align_weight > 0:
+                beta = self.cfg.align_beta
+                zero = torch.zeros_like(state.mu)
+                r = r + self.align_weight * ((1 - beta) * gaussian_kl(state.mu, state.logvar, mu_e[e], logvar_e[e])
+                                             + beta * gaussian_kl(state.mu, state.logvar, zero, zero))
+            risks.append(r)
+        out = self._reduce(torch.stack(risks))
+        if self.cfg.reg_weight > 0:
+            out["profile_reg"] = self.cfg.reg_weight * self._omega(mu_k, None)
+        return out
+
+    # --- inference -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def pooled(self, table: Tensor, chunk: int = 8192) -> Tensor:
+        """(1/K) Σ_k f(c_k) for every row of a [K, n, d_text] table, in chunks: [n, D]."""
+        return torch.cat([self.map(table[:, s:s + chunk]).mean(0) for s in range(0, table.shape[1], chunk)])
+
+    def scorer(self) -> Scorer:
+        model = self.model
+        if not self.generative:
+            state = model.encode(None).state
+            pu, pi = self.pooled(self.tables.user), self.pooled(self.tables.item)
+            return lambda batch: model.score(batch, state, Side(user=pu[batch.users], item=pi))
+
+        def score(batch: UserBatch) -> Tensor:
+            mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)
+            side = torch.cat([mu_k.mean(0), torch.log(logvar_k.exp().mean(0) + 1e-8)], -1)
+            return model.score(batch, model.encode(batch).state, Side(user=side))
+        return score

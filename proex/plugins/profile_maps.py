@@ -1,0 +1,75 @@
+"""The profile tables a plug-in reads and the maps from the text space to a model's fusion point (paper Eq. 6).
+
+* `ProfileTables`: the bank's [K, n, d_text] arrays as non-persistent device buffers (data, not weights:
+  checkpoints record the bank id instead of copying hundreds of MB).
+* `DirectMap` (discriminative, "direct alignment"): c̃ = f(c) with f = Linear(d_text -> h) -> LeakyReLU(0.01)
+  -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, reference-spec
+  sec. 3.3; the RLMRec-Con MLP has the same shape, sec. 5.1).
+* `AggregateMap` (generative, "aggregation alignment"): for user u and profile k, g = agg_{i ∈ M(u)} c_{i,k}
+  + c_{u,k}, then f = Linear(d_text -> h) -> tanh -> Linear(h -> 2d) gives [μ ‖ logσ²] (the DMRec
+  meta-network, sec. 4.1, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..models.base import UserBatch
+from ..models.generative import sparse_rows_linear
+from ..profiles.bank import ProfileBank
+
+
+class ProfileTables(nn.Module):
+    """user: [K, n_users, d_text], item: [K, n_items, d_text] on the module's device."""
+
+    def __init__(self, bank: ProfileBank):
+        super().__init__()
+        self.register_buffer("user", torch.as_tensor(bank.user[:], dtype=torch.float32), persistent=False)
+        self.register_buffer("item", torch.as_tensor(bank.item[:], dtype=torch.float32), persistent=False)
+        self.bank_id = bank.bank_id
+
+    @property
+    def k(self) -> int:
+        return self.user.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.user.shape[2]
+
+
+class DirectMap(nn.Module):
+    """[..., d_text] -> [..., out_dim]."""
+
+    def __init__(self, d_text: int, out_dim: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or (d_text + out_dim) // 2
+        self.net = nn.Sequential(nn.Linear(d_text, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, out_dim))
+        for layer in (self.net[0], self.net[2]):
+            nn.init.xavier_uniform_(layer.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class AggregateMap(nn.Module):
+    """Per profile k: [μ_k ‖ logσ²_k] = f(agg(rows · item_k) + user_k[users]). Output [K, B, out_dim]."""
+
+    def __init__(self, d_text: int, out_dim: int, hidden: int | None = None, agg: str = "sum"):
+        super().__init__()
+        if agg not in ("sum", "mean"):
+            raise ValueError(f"agg must be 'sum' or 'mean', got {agg!r}")
+        self.agg = agg
+        self.net = nn.Sequential(nn.Linear(d_text, hidden or 600), nn.Tanh(), nn.Linear(hidden or 600, out_dim))
+
+    def inputs(self, tables: ProfileTables, batch: UserBatch) -> Tensor:
+        """g: [K, B, d_text], the aggregated item profiles of each user's training items plus the user's own."""
+        row_ids, _ = batch.nz
+        values = None
+        if self.agg == "mean":
+            deg = torch.bincount(row_ids, minlength=batch.users.numel()).clamp(min=1).float()
+            values = 1.0 / deg[row_ids]
+        items = torch.stack([sparse_rows_linear(batch, tables.item[k], None, values) for k in range(tables.k)])
+        return items + tables.user[:, batch.users]
+
+    def forward(self, tables: ProfileTables, batch: UserBatch) -> Tensor:
+        return self.net(self.inputs(tables, batch))

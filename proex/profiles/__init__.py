@@ -1,0 +1,1 @@
+"""LLM profiles and their embeddings: the ProfileBank every profile-aware plug-in reads."""

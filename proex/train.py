@@ -1,0 +1,179 @@
+"""The training loop shared by every model and plug-in (reference-spec sec. 1.2-1.5).
+
+Adam, one pass over the training batches per epoch; validation after epochs 0, 3, 6, ... (eval_every);
+selection on validation Recall@20 (strictly greater improves); patience counted in validations; the best
+state is restored, validated once more and tested once. A callback sees every validation (the grid hangs
+Ray and MLflow on it). With `state_path` set, the full loop state (model, optimizer, best state, counters,
+RNG) is written at every validation, and a later `fit` with the same path resumes from it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import torch
+
+from .data.sampling import bpr_batches, user_batches
+from .data.tensors import TrainData
+from .metrics import RankingEvaluator
+from .plugins.base import Plugin
+from .runtime import rng_state, set_rng_state
+
+log = logging.getLogger("proex.train")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int | None = None  # max epochs; None = model default (3000 pairwise, 1000 generative)
+    batch_size: int | None = None  # None = model default (4096 edges pairwise, 1024 users generative)
+    lr: float = 1e-3  # Adam learning rate, weight decay 0 (every reference yml)
+    eval_every: int = 3  # validate after epochs e with e % eval_every == 0 (test_step)
+    patience: int | None = None  # validations without improvement before stopping; None = model default
+    ks: tuple[int, ...] = (10, 20)  # cut-offs reported
+    select: str = "recall@20"  # validation metric that selects the best epoch (never a test metric)
+    eval_batch_size: int | None = None  # users per evaluation batch; None = 256 on CPU, 4096 on CUDA
+    seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+
+
+@dataclass
+class ValidationReport:
+    """What the callback receives after every validation."""
+
+    epoch: int
+    metrics: dict[str, float]  # validation metrics
+    losses: dict[str, float]  # mean training loss terms of the last epoch
+    best_epoch: int
+    best: float
+    patience_left: int
+    train_seconds: float  # training time since the previous validation
+    eval_seconds: float
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reg_penalty(module: torch.nn.Module, weight: float) -> torch.Tensor | None:
+    """weight · Σ‖θ‖² over ALL trainable parameters (whole tables, MLPs), not scaled by batch (sec. 1.8)."""
+    if weight <= 0:
+        return None
+    return weight * sum(p.pow(2).sum() for p in module.parameters() if p.requires_grad)
+
+
+def _batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
+    if system.model.family == "pairwise":
+        return bpr_batches(data, batch_size)
+    return user_batches(data, batch_size)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, callback: Callable[[ValidationReport], None] | None = None,
+                 state_path: str | None = None):
+        self.cfg, self.callback, self.state_path = cfg, callback, state_path
+
+    def fit(self, system: Plugin, data: TrainData) -> FitResult:
+        cfg, model = self.cfg, system.model
+        groups = [g for g in model.param_groups(cfg.lr)]
+        own = {id(p) for g in groups for p in g["params"]}
+        extra = [p for p in system.parameters() if p.requires_grad and id(p) not in own]
+        if extra:
+            groups.append({"params": extra, "lr": cfg.lr})
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
+        val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)
+        if cfg.select not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in cfg.ks}:
+            raise ValueError(f"select metric {cfg.select!r} is not computed; use recall@K or ndcg@K with K in {cfg.ks}")
+        loop = {"epoch": 0, "best": float("-inf"), "best_epoch": -1, "bad": 0, "history": [],
+                "best_state": None, "train_s": 0.0, "eval_s": 0.0}
+        if self.state_path and os.path.exists(self.state_path):
+            loop = self._resume(system, opt)
+        since_eval = 0.0
+        epoch = loop["epoch"]
+        while epoch < cfg.epochs and loop["bad"] < cfg.patience:
+            system.train()
+            t0 = time.perf_counter()
+            sums: dict[str, torch.Tensor] = {}
+            n = 0
+            for batch in _batches(system, data, cfg.batch_size):
+                terms = system.loss_terms(batch)
+                reg = reg_penalty(system, model.reg_weight)
+                if reg is not None:
+                    terms["reg"] = reg
+                loss = sum(terms.values())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach()
+                n += 1
+            model.on_epoch_end(epoch)
+            dt = time.perf_counter() - t0
+            loop["train_s"] += dt
+            since_eval += dt
+            if epoch % cfg.eval_every == 0:
+                t1 = time.perf_counter()
+                metrics = self._evaluate(system, val_eval)
+                de = time.perf_counter() - t1
+                loop["eval_s"] += de
+                losses = {k: float(v) / n for k, v in sums.items()}
+                if metrics[cfg.select] > loop["best"]:
+                    loop.update(best=metrics[cfg.select], best_epoch=epoch, bad=0,
+                                best_state=copy.deepcopy(system.state_dict()))
+                else:
+                    loop["bad"] += 1
+                loop["history"].append({"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()},
+                                        **{f"loss_{k}": v for k, v in losses.items()}})
+                report = ValidationReport(epoch, metrics, losses, loop["best_epoch"], loop["best"],
+                                          cfg.patience - loop["bad"], since_eval, de)
+                log.info("epoch %4d | %s | val %s | best %.4f @ %d | %.2fs train, %.2fs eval", epoch,
+                         " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                         " ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+                         loop["best"], loop["best_epoch"], since_eval, de)
+                since_eval = 0.0
+                loop["epoch"] = epoch + 1
+                if self.state_path:
+                    self._save(system, opt, loop)
+                if self.callback:
+                    self.callback(report)
+            epoch += 1
+        if loop["best_state"] is not None:
+            system.load_state_dict(loop["best_state"])
+        val = self._evaluate(system, val_eval)
+        test = self._evaluate(system, RankingEvaluator(data, "test", cfg.ks, cfg.eval_batch_size))
+        log.info("best epoch %d | val %s | test %s", loop["best_epoch"],
+                 " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        return FitResult(loop["best_epoch"], val, test, epoch, loop["history"], loop["train_s"], loop["eval_s"])
+
+    @staticmethod
+    def _evaluate(system: Plugin, evaluator: RankingEvaluator) -> dict[str, float]:
+        system.eval()
+        with torch.no_grad():
+            return evaluator(system.scorer(), needs_rows=system.model.family != "pairwise")
+
+    def _save(self, system: Plugin, opt: torch.optim.Optimizer, loop: dict) -> None:
+        tmp = f"{self.state_path}.tmp"
+        torch.save({"system": system.state_dict(), "optimizer": opt.state_dict(), "loop": loop, "rng": rng_state()}, tmp)
+        os.replace(tmp, self.state_path)  # atomic: a crash never leaves a half-written state
+
+    def _resume(self, system: Plugin, opt: torch.optim.Optimizer) -> dict:
+        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        system.load_state_dict(state["system"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d (best %.4f @ %d)", self.state_path, state["loop"]["epoch"],
+                 state["loop"]["best"], state["loop"]["best_epoch"])
+        return state["loop"]

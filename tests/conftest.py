@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny random dataset for fast model tests, and the real-data location."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from proex.data.interactions import Interactions, to_binary_csr
+
+
+def random_interactions(n_users: int = 50, n_items: int = 40, per_user: int = 8, seed: int = 0) -> Interactions:
+    """Each user gets `per_user` distinct random items, split 3:1:1 (at least 1 train item each)."""
+    rng = np.random.default_rng(seed)
+    items = np.argsort(rng.random((n_users, n_items)), axis=1)[:, :per_user]  # [U, per_user] distinct
+    n_tr, n_va = int(per_user * 0.6), int(per_user * 0.2)
+    users = np.repeat(np.arange(n_users), per_user).reshape(n_users, per_user)
+
+    def mat(cols: slice) -> sp.csr_matrix:
+        u, i = users[:, cols].ravel(), items[:, cols].ravel()
+        return to_binary_csr(sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_users, n_items)))
+
+    return Interactions("tiny", mat(slice(0, n_tr)), mat(slice(n_tr, n_tr + n_va)), mat(slice(n_tr + n_va, None)),
+                        source="tests/conftest.py").validate()
+
+
+@pytest.fixture
+def tiny() -> Interactions:
+    return random_interactions()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+def real_data_dir(name: str) -> str:
+    """Directory of a real RLMRec dataset, or skip the test saying how to provide it."""
+    from proex.data.registry import DATA_ENV, default_data_dir
+
+    path = os.path.join(str(default_data_dir()), name)
+    if not os.path.exists(os.path.join(path, "trn_mat.pkl")):
+        pytest.skip(f"real dataset {name!r} not found at {path}: set {DATA_ENV} to the folder holding "
+                    f"amazon/ and yelp/ (or run `proex data fetch`)")
+    return path

@@ -1,0 +1,98 @@
+"""The trainer: validation schedule, early stopping and restore of the best state, determinism,
+resume after an interruption, and checkpoints that save and load."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from proex import checkpoint
+from proex.data.tensors import TrainData
+from proex.experiment import CellConfig, build_system, resolve, run_cell
+from proex.runtime import seed_everything
+from proex.train import Trainer
+
+
+def _cell(**train):
+    return CellConfig(dataset="tiny", model="lightgcn", train={"device": "cpu", **train})
+
+
+def _fit(inter, cell, callback=None, state_path=None):
+    r = resolve(cell)
+    seed_everything(r.train_cfg.seed)
+    data = TrainData(inter)
+    system = build_system(r, data)
+    return Trainer(r.train_cfg, callback, state_path).fit(system, data), system, data
+
+
+def test_validation_schedule_and_early_stopping(tiny):
+    seen = []
+    res, _, _ = _fit(tiny, _cell(epochs=300, patience=2, eval_every=3), callback=seen.append)
+    epochs = [r.epoch for r in seen]
+    assert epochs == list(range(0, epochs[-1] + 1, 3))  # after epochs 0, 3, 6, ...
+    best = max(seen, key=lambda r: (r.metrics["recall@20"], -r.epoch))
+    # Stops after exactly `patience` validations without a strict improvement over the best.
+    assert epochs[-1] < 297 and seen[-1].patience_left == 0
+    assert sum(r.epoch > res.best_epoch for r in seen) == 2
+    assert res.best_epoch == best.epoch
+    # The best state is restored: the final validation equals the best validation.
+    assert res.val["recall@20"] == pytest.approx(best.metrics["recall@20"])
+
+
+def test_same_seed_same_result(tiny):
+    a, _, _ = _fit(tiny, _cell(epochs=6))
+    b, _, _ = _fit(tiny, _cell(epochs=6))
+    assert a.test == b.test and a.history == b.history
+    c, _, _ = _fit(tiny, _cell(epochs=6, seed=7))
+    assert c.history != a.history
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
+    full, _, _ = _fit(tiny, _cell(epochs=9, patience=50))
+    state = str(tmp_path / "state.pt")
+
+    class Stop(Exception):
+        pass
+
+    def crash(report):
+        if report.epoch == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _fit(tiny, _cell(epochs=9, patience=50), callback=crash, state_path=state)
+    resumed, _, _ = _fit(tiny, _cell(epochs=9, patience=50), state_path=state)
+    assert resumed.history == full.history
+    assert resumed.test == pytest.approx(full.test)
+
+
+def test_checkpoint_round_trip(tiny, tmp_path):
+    result, system = run_cell(_cell(epochs=3), tiny)
+    path = str(tmp_path / "ck.pt")
+    checkpoint.save(path, system, result["config"], tiny, {"test": result["test"]})
+    loaded, data2, payload = checkpoint.load(path, tiny)
+    users = torch.arange(10)
+    system.eval()
+    from proex.models import UserBatch
+    with torch.no_grad():
+        assert torch.equal(system.scorer()(UserBatch(users, None)), loaded.scorer()(UserBatch(users, None)))
+    assert payload["metrics"]["test"] == result["test"]
+    json.dumps(payload["config"])  # the stored config is plain data
+
+
+def test_checkpoint_refuses_other_dataset(tiny, tmp_path):
+    from conftest import random_interactions
+
+    result, system = run_cell(_cell(epochs=0), tiny)
+    path = str(tmp_path / "ck.pt")
+    checkpoint.save(path, system, result["config"], tiny)
+    with pytest.raises(ValueError, match="trained on dataset"):
+        checkpoint.load(path, random_interactions(seed=5))
+
+
+def test_unknown_config_key_is_rejected(tiny):
+    from proex.config import ConfigError
+
+    with pytest.raises(ConfigError, match="layerz"):
+        resolve(CellConfig(model="lightgcn", model_config={"layerz": 2}))
+    with pytest.raises(ConfigError, match="epoch"):
+        resolve(CellConfig(model="lightgcn", train={"epoch": 2}))
