@@ -25,7 +25,9 @@ def _add_train(sub) -> None:
     p.add_argument("--dataset", default="synthetic", help="registry name (amazon, yelp, steam, synthetic), "
                    "a directory with trn/val/tst_mat.pkl, or a .csv/.parquet interaction table")
     p.add_argument("--model", default="lightgcn", help="gccf, lightgcn, simgcl, multvae, ldiffrec, cvga")
-    p.add_argument("--plugin", default="base", help="base (the model alone) or a plug-in name")
+    p.add_argument("--plugin", default="base", help="base (the model alone), proex, rlmrec_con, rlmrec_gen, dmrec_g|c|m")
+    p.add_argument("--profiles", default=None, help="profile bank for profile-aware plug-ins: a bank folder, "
+                   "rlmrec:<folder with usr_emb_np*.pkl>, or synthetic-latent[:k=4,...] for the synthetic data")
     p.add_argument("--set", dest="model_set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="model config overrides, e.g. layers=2 reg_weight=1e-5")
     p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE", help="plug-in config overrides")
@@ -51,18 +53,37 @@ def _add_data(sub) -> None:
     f.add_argument("--url", default=None, help="archive URL (default: the RLMRec archive)")
 
 
+def _add_profiles(sub) -> None:
+    p = sub.add_parser("profiles", help="profile banks: import, synthesise, inspect")
+    psub = p.add_subparsers(dest="profiles_cmd", required=True)
+    i = psub.add_parser("import-rlmrec", help="stack usr/itm_emb_np[_k].pkl of RLMRec/ProEx into a bank")
+    i.add_argument("source", help="folder holding usr_emb_np.pkl, itm_emb_np.pkl and optionally *_np_1..K-1.pkl")
+    i.add_argument("--out", required=True, help="bank folder to write")
+    i.add_argument("--dataset", default=None, help="dataset to check row counts against (recommended)")
+    s = psub.add_parser("synth", help="write a bank of latent views for a synthetic dataset (labelled synthetic)")
+    s.add_argument("--dataset", default="synthetic")
+    s.add_argument("--spec", default="synthetic-latent", help="e.g. synthetic-latent:k=4,dim=64,noise_profiles=0")
+    s.add_argument("--out", required=True)
+    n = psub.add_parser("inspect", help="print a bank's manifest and shapes")
+    n.add_argument("bank")
+    n.add_argument("--verify", action="store_true", help="recompute checksums")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="proex", description=__doc__.split("\n")[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only print the final JSON")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
     _add_data(sub)
+    _add_profiles(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
         if args.cmd == "train":
             return _train(args)
+        if args.cmd == "profiles":
+            return _profiles(args)
         return _data(args)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"proex: error: {exc}", file=sys.stderr)
@@ -78,7 +99,7 @@ def _train(args) -> int:
         train["seed"] = args.seed
     if args.device is not None:
         train["device"] = args.device
-    cell = CellConfig(dataset=args.dataset, model=args.model, plugin=args.plugin,
+    cell = CellConfig(dataset=args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles,
                       model_config=parse_overrides(args.model_set, "--set"),
                       plugin_config=parse_overrides(args.plugin_set, "--plugin-set"), train=train)
     resolved = resolve(cell, where="command line")
@@ -99,6 +120,27 @@ def _train(args) -> int:
                "seed": resolved.train_cfg.seed, "best_epoch": result["best_epoch"],
                "val": result["val"], "test": result["test"], "wall_seconds": round(result["wall_seconds"], 1)}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _profiles(args) -> int:
+    from .data.registry import load_dataset
+    from .profiles.bank import load_bank
+
+    if args.profiles_cmd == "import-rlmrec":
+        from .profiles.importers import import_rlmrec
+
+        inter = load_dataset(args.dataset) if args.dataset else None
+        bank = import_rlmrec(args.source, inter.n_users if inter else None, inter.n_items if inter else None)
+        bank = bank.save(args.out)
+    elif args.profiles_cmd == "synth":
+        from .profiles.load import load_profiles
+
+        bank = load_profiles(args.spec, load_dataset(args.dataset)).save(args.out)
+    else:
+        bank = load_bank(args.bank, verify=args.verify)
+    print(json.dumps({"path": bank.path, "bank_id": bank.bank_id, "user": list(bank.user.shape),
+                      "item": list(bank.item.shape), **bank.manifest}, indent=2, default=str))
     return 0
 
 

@@ -4,6 +4,7 @@
     rlmrec:<directory>                     the RLMRec/ProEx pickles in that folder, imported on the fly
     synthetic-latent[:k=4,dim=64,wording_noise=1.0,noise_profiles=1+2,seed=0]
                                            latent views of the synthetic dataset's factors (labelled synthetic)
+    random[:k=4,dim=1536,seed=0]           pure noise of a given shape (speed benchmarks only)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..config import parse_overrides
 from ..data.interactions import DataError, Interactions
 from .bank import ProfileBank, load_bank
 from .importers import import_rlmrec
-from .synthetic import latent_profiles
+from .synthetic import latent_profiles, random_profiles
 
 SYNTHETIC_KEYS = {"k", "dim", "wording_noise", "noise_profiles", "seed"}
 
@@ -29,6 +30,13 @@ def load_profiles(spec: str, inter: Interactions) -> ProfileBank:
         noise = values.pop("noise_profiles", ())
         noise = tuple(int(x) for x in str(noise).split("+")) if noise not in ((), None, "") else ()
         bank = latent_profiles(inter, noise_profiles=noise, **values)
+    elif spec == "random" or spec.startswith("random:"):
+        items = [s for s in spec.partition(":")[2].split(",") if s.strip()]
+        values = parse_overrides(items, where=f"profiles {spec!r}")
+        unknown = set(values) - {"k", "dim", "seed"}
+        if unknown:
+            raise DataError(f"profiles {spec!r}: unknown key(s) {sorted(unknown)}; valid: ['dim', 'k', 'seed']")
+        bank = random_profiles(inter.n_users, inter.n_items, **values)
     elif spec.startswith("rlmrec:"):
         bank = import_rlmrec(spec.partition(":")[2], inter.n_users, inter.n_items)
     elif (Path(spec) / "manifest.json").exists():

@@ -43,3 +43,12 @@ def latent_profiles(inter: Interactions, k: int = 4, dim: int = 64, wording_nois
            "profile_names": [("noise" if p in noise_profiles else ("original" if p == 0 else f"new_{p}")) for p in range(k)],
            "wording_noise": wording_noise, "noise_profiles": list(noise_profiles), "seed": seed}
     return ProfileBank(views(zu), views(zi), man)
+
+
+def random_profiles(n_users: int, n_items: int, k: int = 4, dim: int = 1536, seed: int = 0) -> ProfileBank:
+    """Pure-noise profiles of a given shape (benchmarks of the real 1536-d shape; no signal at all)."""
+    rng = np.random.default_rng(seed)
+    user = rng.standard_normal((k, n_users, dim), dtype=np.float32) / np.sqrt(dim)
+    item = rng.standard_normal((k, n_items, dim), dtype=np.float32) / np.sqrt(dim)
+    man = {"source": "random", "llm": "none (random)", "embedder": "none", "prompts": "none", "seed": seed}
+    return ProfileBank(user, item, man)

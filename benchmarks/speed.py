@@ -1,11 +1,15 @@
-"""Seconds per training epoch and per full validation pass for every base model on a real dataset.
+"""Seconds per training epoch and per full validation pass, for base models or a plug-in, on a real dataset.
 
-    python benchmarks/speed_base.py                       # all six models on amazon, auto device
-    python benchmarks/speed_base.py --models lightgcn --device cuda --epochs 5
+    python benchmarks/speed.py                                  # all six bases on amazon, auto device
+    python benchmarks/speed.py --models lightgcn --device cuda --epochs 5
+    python benchmarks/speed.py --models lightgcn --plugin proex --profiles random:k=4,dim=1536 \
+        --plugin-set num_envs=3                                 # LightGCN+ProEx, real-shape random profiles
 
-Prints a table and the amortised figure (epoch + validation / 3, validation every 3 epochs as in the
-reference protocol) next to the official LightGCN code's figures on the same 2-core CPU (issue #2: 1.5 s per
-epoch, 1.9 s per validation, 2.2 s amortised), with the speed-up ratio. Runs unchanged on CUDA.
+Prints the amortised figure (epoch + validation / 3: validation every 3 epochs as in the reference protocol)
+and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (issue #2:
+1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, the official LightGCN-ProEx on one H100 (2.39 s
+amortised, shared/reference/anchors.md), which only means something when this runs on an H100. Runs
+unchanged on CUDA (timings synchronise the device).
 """
 from __future__ import annotations
 
@@ -24,11 +28,14 @@ from proex.data.sampling import bpr_batches, user_batches  # noqa: E402
 from proex.data.tensors import TrainData  # noqa: E402
 from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
 from proex.metrics import RankingEvaluator  # noqa: E402
+from proex.config import parse_overrides  # noqa: E402
 from proex.models import MODELS  # noqa: E402
+from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import resolve_device, seed_everything  # noqa: E402
 from proex.train import reg_penalty  # noqa: E402
 
 OFFICIAL_LIGHTGCN_CPU = {"epoch": 1.5, "validation": 1.9, "amortised": 2.2}
+OFFICIAL_PROEX_H100_AMORTISED = 2.39
 
 
 def _sync(device: torch.device) -> None:
@@ -36,11 +43,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_model(name: str, inter, device: torch.device, epochs: int, validations: int) -> dict:
-    r = resolve(CellConfig(dataset=inter.name, model=name, train={"device": str(device)}))
+def time_model(name: str, inter, device: torch.device, epochs: int, validations: int, plugin: str = "base",
+               profiles: str | None = None, plugin_config: dict | None = None) -> dict:
+    r = resolve(CellConfig(dataset=inter.name, model=name, plugin=plugin, profiles=profiles,
+                           plugin_config=plugin_config or {}, train={"device": str(device)}))
     seed_everything(0)
     data = TrainData(inter, device)
-    system = build_system(r, data)
+    bank = load_profiles(profiles, inter) if profiles else None
+    system = build_system(r, data, bank)
     opt = torch.optim.Adam(system.parameters(), lr=r.train_cfg.lr)
     batch_size = r.train_cfg.batch_size
 
@@ -84,18 +94,25 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--validations", type=int, default=2)
+    p.add_argument("--plugin", default="base")
+    p.add_argument("--profiles", default=None, help="profile bank spec, e.g. random:k=4,dim=1536")
+    p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", default=None, help="also write the rows to this file")
     args = p.parse_args()
     device = resolve_device(args.device)
     inter = load_dataset(args.dataset)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"dataset {inter.name}, device {name}, torch {torch.__version__}")
-    print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  vs official LightGCN (2.2 s amortised, CPU)")
+    ref, ref_name = ((OFFICIAL_LIGHTGCN_CPU["amortised"], "official LightGCN, 2-core CPU") if args.plugin == "base"
+                     else (OFFICIAL_PROEX_H100_AMORTISED, "official LightGCN-ProEx, one H100"))
+    print(f"plugin {args.plugin}, profiles {args.profiles}")
+    print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  speed-up vs {ref_name} ({ref} s amortised)")
     rows = []
     for m in args.models:
-        row = time_model(m, inter, device, args.epochs, args.validations)
+        row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
+                         parse_overrides(args.plugin_set, "--plugin-set"))
         rows.append(row)
-        ratio = OFFICIAL_LIGHTGCN_CPU["amortised"] / row["amortised_s"]
+        ratio = ref / row["amortised_s"]
         print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)
     if args.json:
         with open(args.json, "w") as f:
