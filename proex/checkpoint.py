@@ -26,9 +26,11 @@ def fingerprint(inter: Interactions) -> str:
     return h.hexdigest()[:16]
 
 
-def save(path: str, system: torch.nn.Module, config: dict, inter: Interactions, metrics: dict | None = None) -> None:
-    """Write weights + resolved config + dataset identity atomically to `path`."""
+def save(path: str, system: torch.nn.Module, config: dict, inter: Interactions, metrics: dict | None = None,
+         profile_bank: str | None = None) -> None:
+    """Write weights + resolved config + dataset identity (+ the profile bank's id) atomically to `path`."""
     payload = {
+        "profile_bank": profile_bank,
         "format": FORMAT,
         "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in system.state_dict().items()},
@@ -55,9 +57,13 @@ def read(path: str) -> dict[str, Any]:
     return payload
 
 
-def load(path: str, inter: Interactions, device: str | torch.device = "cpu"):
-    """Rebuild the trained system on `device` for dataset `inter`. Returns (system, TrainData, payload)."""
+def load(path: str, inter: Interactions, device: str | torch.device = "cpu", profiles: str | None = None):
+    """Rebuild the trained system on `device` for dataset `inter`. Returns (system, TrainData, payload).
+
+    profiles: the profile bank for profile-aware plug-ins; default: the `profiles` the run was trained with.
+    """
     from .experiment import CellConfig, build_system, resolve
+    from .plugins import plugin_class
 
     payload = read(path)
     ds = payload["dataset"]
@@ -68,11 +74,20 @@ def load(path: str, inter: Interactions, device: str | torch.device = "cpu"):
             f"{inter.n_items} (fingerprint {fingerprint(inter)}). Load it with the dataset it was trained on."
         )
     cfg = payload["config"]
-    cell = CellConfig(dataset=cfg["dataset"], model=cfg["model"], plugin=cfg["plugin"],
+    spec = profiles or cfg.get("profiles")
+    cell = CellConfig(dataset=cfg["dataset"], model=cfg["model"], plugin=cfg["plugin"], profiles=spec,
                       model_config=cfg["model_config"], plugin_config=cfg["plugin_config"],
                       train={**cfg["train"], "device": str(device)})
     data = TrainData(inter, torch.device(device))
-    system = build_system(resolve(cell, where=path), data)
+    bank = None
+    if getattr(plugin_class(cell.plugin), "needs_profiles", False):
+        from .profiles.load import load_profiles
+
+        bank = load_profiles(spec, inter)
+        if payload.get("profile_bank") and bank.bank_id != payload["profile_bank"]:
+            raise ValueError(f"{path}: trained with profile bank {payload['profile_bank']}, but {spec!r} is bank "
+                             f"{bank.bank_id}; pass the bank the model was trained with (profiles=...).")
+    system = build_system(resolve(cell, where=path), data, bank)
     system.load_state_dict(payload["state_dict"])
     system.eval()
     return system, data, payload

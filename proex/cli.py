@@ -112,7 +112,8 @@ def _train(args) -> int:
         os.remove(state_path)
     result, system = run_cell(cell, inter, state_path=state_path)
     checkpoint.save(os.path.join(out, "checkpoint.pt"), system, result["config"], inter,
-                    {"val": result["val"], "test": result["test"], "best_epoch": result["best_epoch"]})
+                    {"val": result["val"], "test": result["test"], "best_epoch": result["best_epoch"]},
+                    profile_bank=result.get("profile_bank"))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     os.remove(state_path)

@@ -188,3 +188,21 @@ def test_models_never_import_plugins():
     for path in root.glob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+(\.\.plugins|proex\.plugins)", text, re.M), path
+
+
+def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
+    from proex import checkpoint
+
+    inter = make_synthetic(SyntheticConfig(n_users=70, n_items=50, seed=2))
+    cell = CellConfig(dataset="synthetic:n_users=70,n_items=50,seed=2", model="cvga", plugin="proex",
+                      profiles="synthetic-latent:k=3,dim=8", train={"epochs": 2, "device": "cpu"})
+    result, system = run_cell(cell, inter)
+    path = str(tmp_path / "ck.pt")
+    checkpoint.save(path, system, result["config"], inter, profile_bank=result["profile_bank"])
+    loaded, data, _ = checkpoint.load(path, inter)
+    batch = data.user_batch(torch.arange(9))
+    system.eval()
+    with torch.no_grad():
+        assert torch.allclose(system.scorer()(batch), loaded.scorer()(batch))
+    with pytest.raises(ValueError, match="profile bank"):
+        checkpoint.load(path, inter, profiles="synthetic-latent:k=3,dim=8,seed=5")

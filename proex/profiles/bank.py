@@ -27,11 +27,13 @@ from ..data.interactions import DataError
 FORMAT = "proex-profile-bank/1"
 
 
-def _sha256(path: Path) -> str:
+def _sha256(arr: np.ndarray) -> str:
+    """Checksum of an array's float32 content (not of the .npy file), so a bank has the same id in memory
+    and on disk."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
+    flat = np.ascontiguousarray(arr, dtype=np.float32).reshape(-1)
+    for start in range(0, flat.size, 1 << 22):
+        h.update(flat[start:start + (1 << 22)].tobytes())
     return h.hexdigest()
 
 
@@ -54,9 +56,14 @@ class ProfileBank:
 
     @property
     def bank_id(self) -> str:
-        """A short content id (from the checksums) to tag runs with."""
-        sums = self.manifest.get("sha256") or {}
-        return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:12] if sums else "in-memory"
+        """A short content id to tag runs and checkpoints with: from the manifest's checksums for a saved bank,
+        else from the arrays themselves (computed once)."""
+        if "_id" not in self.__dict__:
+            sums = self.manifest.get("sha256")
+            if not sums:
+                sums = {"user.npy": _sha256(self.user), "item.npy": _sha256(self.item)}
+            self.__dict__["_id"] = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:12]
+        return self.__dict__["_id"]
 
     def subset(self, profiles: Sequence[int]) -> "ProfileBank":
         """A bank holding only the listed profiles (ablation: K from 1 to all, or [0] = original only)."""
@@ -66,6 +73,7 @@ class ProfileBank:
         idx = list(profiles)
         names = self.manifest.get("profile_names") or [f"p{i}" for i in range(self.k)]
         man = {**self.manifest, "k": len(idx), "profile_names": [names[i] for i in idx], "subset_of": self.bank_id}
+        man.pop("sha256", None)  # the subset's content differs: its id is computed from its arrays
         return ProfileBank(self.user[idx], self.item[idx], man, self.path)
 
     def check(self, n_users: int, n_items: int, where: str = "profile bank") -> "ProfileBank":
@@ -91,7 +99,7 @@ class ProfileBank:
             tmp = d / f"{side}.tmp.npy"
             np.save(tmp, np.ascontiguousarray(arr, dtype=np.float32))
             os.replace(tmp, d / f"{side}.npy")
-            sums[f"{side}.npy"] = _sha256(d / f"{side}.npy")
+            sums[f"{side}.npy"] = _sha256(arr)
         man = {**self.manifest, "format": FORMAT, "k": self.k, "dim": self.dim, "n_users": int(self.user.shape[1]),
                "n_items": int(self.item.shape[1]), "sha256": sums,
                "created": self.manifest.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -114,7 +122,7 @@ def load_bank(directory: str, verify: bool = False) -> ProfileBank:
         raise DataError(f"{man_path}: format {man.get('format')!r}, expected {FORMAT!r}")
     if verify:
         for name, expected in man["sha256"].items():
-            if _sha256(d / name) != expected:
+            if _sha256(np.load(d / name, mmap_mode="r")) != expected:
                 raise DataError(f"{d / name}: checksum differs from manifest.json; the file changed or is corrupt.")
     user = np.load(d / "user.npy", mmap_mode="r")
     item = np.load(d / "item.npy", mmap_mode="r")
