@@ -78,12 +78,16 @@ def _popularity_recall(data, evaluator):
     return evaluator(lambda b: pop.repeat(b.users.numel(), 1))["recall@20"]
 
 
+# L-DiffRec trains with its own two learning rates (lr1 for the AE, lr2 for the denoiser), not the trainer's.
+FAST_LR = {"ldiffrec": {"lr1": 5e-3, "lr2": 5e-3}}
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_beats_popularity_on_synthetic(name):
     from proex.data.synthetic import SyntheticConfig, make_synthetic
 
     inter = make_synthetic(SyntheticConfig(seed=0))
-    system, data = _system(name, inter)
+    system, data = _system(name, inter, **FAST_LR.get(name, {}))
     evaluator = RankingEvaluator(data, "test", (20,))
     pop = _popularity_recall(data, evaluator)
     cfg = resolve(CellConfig(dataset="synthetic", model=name, train={"epochs": 40, "patience": 100,

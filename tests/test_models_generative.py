@@ -128,6 +128,22 @@ def test_seeded_runs_repeat_and_state_dict_round_trip(name, data):
         assert torch.equal(fresh.state_dict()[key], value), key
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_sparse_encoder_product_matches_dense_value_and_gradient(name, data):
+    model = build(name, data).eval()
+    batch = batch_of(data)
+    x = model.normalised_rows(batch) if name == "cvga" else batch.rows
+    state = model.encode(batch).state
+    (state.mu.sum() + state.logvar.pow(2).sum()).backward()
+    grad = model.enc.weight.grad.clone()
+    model.enc.weight.grad = None
+    h = model.enc(x) if name == "cvga" else torch.tanh(model.enc(x))
+    mu, logvar = h.chunk(2, -1)
+    assert torch.allclose(mu, state.mu, atol=1e-6)
+    (mu.sum() + logvar.pow(2).sum()).backward()
+    assert torch.allclose(model.enc.weight.grad, grad, atol=1e-6)
+
+
 def test_cvga_encoder_equals_sparse_graph_convolution(data):
     model = build("cvga", data).eval()
     users = torch.tensor([0, 5, 17, 59])

@@ -74,8 +74,10 @@ class CVGA(VAEModel):
         return mu, logvar
 
     def encode(self, batch: UserBatch) -> Encoded:
-        """(μ, logσ²) [B, d] = split(dropout(R̃[u] Wᵀ + b)) for the batch users."""
-        return Encoded(LatentState(*self._heads(self.enc(self.normalised_rows(batch)))))
+        """(μ, logσ²) [B, d] = split(dropout(R̃[u] Wᵀ + b)) for the batch users. The rows are ~0.1% dense, so
+        the product is sparse (same value as self.enc(rows), several times cheaper forward and backward)."""
+        h = torch.sparse.mm(self.normalised_rows(batch).to_sparse(), self.enc.weight.t()) + self.enc.bias
+        return Encoded(LatentState(*self._heads(h)))
 
     def posterior_all(self) -> tuple[Tensor, Tensor]:
         """(μ, logσ²) [U, d] for every user via the sparse R̃ (the reference's all-user encoder)."""

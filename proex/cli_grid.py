@@ -1,0 +1,85 @@
+"""`proex report` and `proex recommend`: the grid system's subcommands (wired into proex.cli).
+
+    proex report grids/table2.yaml                        # tables, p-values, figures; logged on the parent run
+    proex report grids/smoke.yaml --tracking-uri http://127.0.0.1:5000 --out reports/smoke --no-log
+    proex recommend --run 3f2c...e1 --users 0 1 2 --k 10  # top-10 lists from a run's best checkpoint
+    proex recommend --checkpoint runs/x/checkpoint.pt --users-file users.txt --out recs.csv
+
+These need the `infra` extra (MLflow) only for --run and report; a local checkpoint needs nothing more.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def register(sub) -> None:
+    """Add the `report` and `recommend` subparsers to proex.cli's subparsers object."""
+    r = sub.add_parser("report", help="write a grid's tables, p-values and figures from its MLflow runs")
+    r.add_argument("grid", help="the grid YAML file the runs came from")
+    r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>)")
+    r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
+    c = sub.add_parser("recommend", help="top-K lists for users from a trained model")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="MLflow run id of a finished cell (its checkpoint artifact is used)")
+    src.add_argument("--checkpoint", help="a checkpoint.pt written by `proex train` or a grid")
+    who = c.add_mutually_exclusive_group(required=True)
+    who.add_argument("--users", nargs="+", type=int, help="dense user indices")
+    who.add_argument("--users-file", help="a file with one dense user index per line")
+    c.add_argument("--k", type=int, default=20, help="list length (default 20)")
+    c.add_argument("--dataset", default=None, help="dataset to load (default: the one the model was trained on)")
+    c.add_argument("--profiles", default=None, help="profile bank (default: the one the model was trained with)")
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--tracking-uri", default=None, help="MLflow URI for --run")
+    c.add_argument("--out", default=None, help="write .csv or .json instead of printing")
+
+
+def run(args) -> int | None:
+    """Handle `report` / `recommend`; None for any other command (proex.cli handles those)."""
+    if args.cmd == "report":
+        return _report(args)
+    if args.cmd == "recommend":
+        return _recommend(args)
+    return None
+
+
+def _report(args) -> int:
+    from .grid import load_grid
+    from .infra.tracking import Tracker, local_root, publish_report
+
+    grid = load_grid(args.grid)
+    tracker = Tracker(args.tracking_uri, f"proex-{grid.name}")
+    out = args.out or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
+    files = publish_report(grid, tracker, out, log=not args.no_log)
+    print(json.dumps({"grid": grid.name, "tracking_uri": tracker.uri, "files": files}, indent=2))
+    return 0
+
+
+def _recommend(args) -> int:
+    from .recommend import recommend
+
+    users = args.users
+    if users is None:
+        with open(args.users_file) as f:
+            users = [int(line) for line in f if line.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.checkpoint
+        if args.run:
+            from .infra.tracking import Tracker
+
+            tracker = Tracker(args.tracking_uri, experiment=None)
+            path = tracker.download(args.run, "checkpoint/checkpoint.pt", tmp)
+        table = recommend(path, users, args.k, args.dataset, args.device, args.profiles)
+    if args.out:
+        if args.out.endswith(".json"):
+            table.to_json(args.out, orient="records", indent=1)
+        else:
+            table.to_csv(args.out, index=False)
+        print(json.dumps({"out": args.out, "users": len(users), "rows": len(table)}))
+    else:
+        table.to_csv(sys.stdout, index=False, float_format="%.5f")
+    return 0

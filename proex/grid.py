@@ -1,0 +1,349 @@
+"""Grid files: the experiment matrix as typed YAML, expanded to an ordered list of cells with stable ids.
+
+A grid file declares axes (model, plugin, dataset, seed; optionally profiles and named variants), settings
+shared by every cell (`fixed`), a folder of per-cell hyperparameter files (the tuned winners that
+`ray_jobs/tune.py` writes back; missing files mean the reference defaults), the resources of one trial, the
+validation metric that selects the best epoch (never a test metric), and optionally a `study` section for
+Optuna. `load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
+`GridSpec.expand()` returns `GridCell`s whose id is the hash of the resolved config, so a relaunch finds the
+cells it already ran. A cell's settings, lowest priority first: the model's and plug-in's defaults
+(`proex.experiment.resolve`) < `fixed` < its hparams file `<model>-<plugin>-<dataset>.yaml` < its variant.
+
+`profiles` may name `{dataset}` and `{data_dir}` (the registry's data folder on the node that runs the cell);
+ids are computed before substitution, so they do not depend on where the data lives.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, build
+from .experiment import CellConfig, dataset_key, resolve
+from .models import MODELS
+from .plugins import PLUGINS
+
+SECTIONS = ("model_config", "plugin_config", "train")
+
+
+@dataclass
+class Axes:
+    model: list = field(default_factory=list)  # names in proex.models.MODELS
+    plugin: list = field(default_factory=lambda: ["base"])  # names in proex.plugins.PLUGINS
+    dataset: list = field(default_factory=lambda: ["synthetic"])  # registry names or paths
+    seed: list = field(default_factory=lambda: [0])  # training seeds; the paired tests match on them
+    profiles: list | None = None  # optional axis over profile banks (e.g. text embedders, paper Table 5)
+    variant: list | None = None  # optional axis of named overrides: [{name, model_config, plugin_config, train}]
+
+
+@dataclass
+class Variant:
+    name: str = ""  # label in reports; "key=value" names become sensitivity curves (Figs. 8-10)
+    model_config: dict = field(default_factory=dict)
+    plugin_config: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    profiles: str | None = None  # replaces the cell's profiles (e.g. a bank without CoT profiles)
+
+
+@dataclass
+class Fixed:
+    profiles: Any = None  # str, or {dataset: str}; may use {dataset} and {data_dir}; unused by `base`
+    model_config: dict = field(default_factory=dict)
+    plugin_config: dict = field(default_factory=dict)  # applied to plug-ins that take settings
+    train: dict = field(default_factory=dict)  # TrainConfig overrides (not seed or select: see axes, select)
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0  # CPUs per trial
+    gpu: float = 0.0  # GPUs per trial; a fraction (0.25) lets small models share a GPU
+
+
+@dataclass
+class ReportSpec:
+    reference: str = "base"  # plug-in every other plug-in is compared with (paired t-test over seeds)
+    reference_variant: str | None = None  # variant the others are compared with (ablation: "full")
+    metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")  # test metrics tabulated
+    figures: tuple[str, ...] = ()  # any of "curves" (Fig. 5), "ablation" (Fig. 6), "sensitivity" (Figs. 8-10)
+
+
+@dataclass
+class ParamSpec:
+    type: str = "float"  # "float" | "int" | "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False  # sample on a log scale
+    step: float | None = None
+    choices: list | None = None  # for "categorical"
+
+
+@dataclass
+class StudySpec:
+    space: dict = field(default_factory=dict)  # "model_config.layers" -> ParamSpec mapping
+    n_trials: int = 20  # budget: COMPLETE trials per study; a rerun continues up to it
+    concurrency: int = 1  # trials in flight per study
+    storage: str | None = None  # Optuna storage URL or journal file; None = sqlite:///mlruns/optuna.db
+    sampler_seed: int = 0  # TPE seed
+    heartbeat_s: float = 10.0  # the driver marks its running trials alive this often
+    grace_s: float = 60.0  # a RUNNING trial silent this long belonged to a dead driver: failed and retried
+    max_failures: int = 3  # failed trials tolerated per study before the study stops
+
+
+@dataclass
+class GridSpec:
+    name: str = ""  # names the MLflow experiment and parent run
+    description: str = ""
+    axes: Axes = field(default_factory=Axes)
+    fixed: Fixed = field(default_factory=Fixed)
+    hparams: str | None = None  # folder of per-cell hyperparameter files, relative to the grid file
+    resources: Resources = field(default_factory=Resources)
+    select: str = "val/recall@20"  # validation metric selecting the best epoch
+    max_failures: int = 2  # retries of a failed trial (Ray Tune FailureConfig)
+    max_concurrent: int | None = None  # cap on concurrent trials; None = as many as resources allow
+    report: ReportSpec = field(default_factory=ReportSpec)
+    study: StudySpec | None = None
+    path: str = ""  # the file it came from (set by load_grid)
+
+    def expand(self) -> list["GridCell"]:
+        return expand(self)
+
+
+@dataclass
+class HParams:
+    """A per-cell hyperparameter file (`grids/hparams/<model>-<plugin>-<dataset>.yaml`)."""
+
+    model_config: dict = field(default_factory=dict)
+    plugin_config: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # provenance: study, trial, value, date, or a citation
+
+
+@dataclass(frozen=True)
+class GridCell:
+    cell_id: str  # hash of the resolved config (profiles as written in the grid)
+    cell: CellConfig  # profiles may still hold {dataset} / {data_dir}
+    seed: int
+    variants: tuple[str, ...]  # variant labels ("" without a variant axis); several when variants coincide
+
+    @property
+    def labels(self) -> dict:
+        """model, plugin, dataset, seed, variant: the columns reports group by (MLflow tags too)."""
+        return {"model": self.cell.model, "plugin": self.cell.plugin, "dataset": dataset_key(self.cell.dataset),
+                "seed": self.seed, "variant": self.variants[0], "profiles": self.cell.profiles or ""}
+
+    def runnable(self, data_dir: str | None = None) -> CellConfig:
+        """The cell with `{dataset}` / `{data_dir}` filled in for the node that runs it."""
+        if not self.cell.profiles:
+            return self.cell
+        from .data.registry import default_data_dir
+
+        spec = self.cell.profiles.replace("{dataset}", dataset_key(self.cell.dataset))
+        spec = spec.replace("{data_dir}", str(data_dir or default_data_dir()))
+        return dataclasses.replace(self.cell, profiles=spec)
+
+
+def load_grid(path: str | os.PathLike) -> GridSpec:
+    """Read and validate a grid file. Raises ConfigError naming the file and the field."""
+    path = str(path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such grid file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a grid file is a mapping with keys name, axes, fixed, ...")
+    raw = dict(raw)
+    sub = {"axes": Axes, "fixed": Fixed, "resources": Resources, "report": ReportSpec, "study": StudySpec}
+    nested = {k: raw.pop(k) for k in list(raw) if k in sub}
+    spec = build(GridSpec, raw, path)
+    for key, value in nested.items():
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{path}: {key}: expected a mapping, got {value!r}")
+        setattr(spec, key, build(sub[key], value, f"{path}: {key}") if value is not None else None)
+    spec.path = path
+    _validate(spec)
+    return spec
+
+
+def _validate(g: GridSpec) -> None:
+    where = g.path or "grid"
+    if not g.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", g.name):
+        raise ConfigError(f"{where}: name: give a name of letters, digits, '.', '_' or '-' (it names MLflow runs)")
+    a = g.axes
+    for axis, known in (("model", MODELS), ("plugin", PLUGINS), ("dataset", None), ("seed", None)):
+        values = getattr(a, axis)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: axes.{axis}: give a non-empty list")
+        for i, v in enumerate(values):
+            if known is not None and v not in known:
+                raise ConfigError(f"{where}: axes.{axis}[{i}]: unknown {axis} {v!r}; known: {', '.join(known)}")
+            if axis == "seed" and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"{where}: axes.seed[{i}]: seeds are integers, got {v!r}")
+    if a.profiles is not None and g.fixed.profiles is not None:
+        raise ConfigError(f"{where}: profiles is both an axis and a fixed setting; keep one")
+    for name in ("seed", "select"):
+        if name in g.fixed.train:
+            raise ConfigError(f"{where}: fixed.train.{name}: set it with {'axes.seed' if name == 'seed' else 'select'}")
+    g.select = parse_select(g.select, f"{where}: select")
+    r = g.resources
+    if r.cpu <= 0 or r.gpu < 0 or (r.gpu > 1 and r.gpu != int(r.gpu)):
+        raise ConfigError(f"{where}: resources: cpu > 0 and gpu a fraction <= 1 or a whole number, got {r}")
+    if g.max_failures < 0:
+        raise ConfigError(f"{where}: max_failures: must be >= 0")
+    for m in g.report.metrics:
+        if not re.fullmatch(r"(recall|ndcg)@\d+", m):
+            raise ConfigError(f"{where}: report.metrics: {m!r} is not recall@K or ndcg@K")
+    bad = set(g.report.figures) - {"curves", "ablation", "sensitivity"}
+    if bad:
+        raise ConfigError(f"{where}: report.figures: unknown {sorted(bad)}; use curves, ablation, sensitivity")
+    if g.study is not None:
+        _validate_study(g.study, f"{where}: study")
+
+
+def _validate_study(s: StudySpec, where: str) -> None:
+    if s.n_trials < 1 or s.concurrency < 1:
+        raise ConfigError(f"{where}: n_trials and concurrency must be >= 1")
+    if s.heartbeat_s <= 0 or s.grace_s <= 2 * s.heartbeat_s:
+        raise ConfigError(f"{where}: grace_s must exceed 2 x heartbeat_s (a live driver beats every heartbeat_s)")
+    if not s.space:
+        raise ConfigError(f"{where}.space: declare at least one parameter, e.g. 'train.lr: {{low: 1e-4, high: 1e-2, log: true}}'")
+    for key, value in list(s.space.items()):
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name or key in ("train.seed", "train.select"):
+            raise ConfigError(f"{where}.space.{key}: keys are model_config.<field>, plugin_config.<field> or "
+                              "train.<field> (not seed or select)")
+        p = build(ParamSpec, value, f"{where}.space.{key}")
+        if p.type == "categorical":
+            if not p.choices:
+                raise ConfigError(f"{where}.space.{key}: a categorical parameter needs choices")
+        elif p.type in ("int", "float"):
+            if p.low is None or p.high is None or p.low > p.high:
+                raise ConfigError(f"{where}.space.{key}: give low <= high")
+        else:
+            raise ConfigError(f"{where}.space.{key}.type: {p.type!r}; use float, int or categorical")
+        s.space[key] = p
+
+
+def parse_select(value: str, where: str) -> str:
+    """'val/recall@20', 'val_recall_at_20' or 'recall@20' -> 'recall@20'. A test metric is an error."""
+    v = str(value).strip()
+    if v.lower().startswith("test"):
+        raise ConfigError(f"{where}: {value!r} is a test metric; the best epoch is selected on validation only "
+                          "(use e.g. val/recall@20); test metrics are reported, never used to choose.")
+    v = re.sub(r"^(val|valid|validation)[/_]", "", v)
+    m = re.fullmatch(r"(recall|ndcg)(?:@|_at_)(\d+)", v)
+    if not m:
+        raise ConfigError(f"{where}: {value!r}: use val/recall@K or val/ndcg@K")
+    return f"{m.group(1)}@{m.group(2)}"
+
+
+def hparams_path(grid: GridSpec, model: str, plugin: str, dataset: str) -> Path | None:
+    """Where the per-cell hyperparameter file of (model, plugin, dataset) lives, or None without `hparams`."""
+    if not grid.hparams:
+        return None
+    root = Path(grid.path).parent if grid.path else Path(".")
+    return root / grid.hparams / f"{model}-{plugin}-{dataset_key(dataset)}.yaml"
+
+
+def load_hparams(path: Path) -> HParams:
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    hp = build(HParams, raw, str(path))
+    for name in ("seed", "select"):
+        if name in hp.train:
+            raise ConfigError(f"{path}: train.{name}: a hyperparameter file cannot set {name}")
+    return hp
+
+
+def save_hparams(path: Path, hp: HParams) -> None:
+    """Write a hyperparameter file atomically (sections that are empty are left out)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {k: v for k, v in dataclasses.asdict(hp).items() if v}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(body, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _profiles_for(grid: GridSpec, spec: Any, dataset: str, where: str) -> str | None:
+    if isinstance(spec, dict):
+        key = dataset_key(dataset)
+        if key not in spec:
+            raise ConfigError(f"{where}: no profiles given for dataset {key!r} (have {sorted(spec)})")
+        return spec[key]
+    return spec
+
+
+def expand(grid: GridSpec) -> list[GridCell]:
+    """Ordered cells: dataset, model, variant, seed, plugin (so base/ProEx pairs finish together)."""
+    where = grid.path or grid.name
+    a = grid.axes
+    variants = [build(Variant, v, f"{where}: axes.variant[{i}]") for i, v in enumerate(a.variant or [{}])]
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: axes.variant: names must be unique, got {names}")
+    cells: dict[str, GridCell] = {}
+    for dataset in a.dataset:
+        for model in a.model:
+            for prof_axis in (a.profiles or [grid.fixed.profiles]):
+                for var in variants:
+                    for seed in a.seed:
+                        for plugin in a.plugin:
+                            gc = _cell(grid, dataset, model, plugin, seed, prof_axis, var, where)
+                            if gc.cell_id in cells:
+                                old = cells[gc.cell_id]
+                                cells[gc.cell_id] = dataclasses.replace(old, variants=old.variants + gc.variants)
+                            else:
+                                cells[gc.cell_id] = gc
+    return list(cells.values())
+
+
+def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: str) -> GridCell:
+    pcls = PLUGINS[plugin]
+    takes_settings = getattr(pcls, "Config", None) is not None
+    parts = [grid.fixed]
+    hp_path = hparams_path(grid, model, plugin, dataset)
+    if hp_path is not None and hp_path.exists():
+        parts.append(load_hparams(hp_path))
+    parts.append(var)
+    merged = {s: {} for s in SECTIONS}
+    for part in parts:
+        for s in SECTIONS:
+            value = getattr(part, s)
+            if s == "plugin_config" and not takes_settings:
+                continue
+            merged[s].update(value or {})
+    merged["train"].update(seed=seed, select=grid.select)
+    profiles = None
+    if getattr(pcls, "needs_profiles", False):
+        profiles = var.profiles or _profiles_for(grid, prof_spec, dataset, f"{where}: profiles")
+    cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles, **merged)
+    label = f"{where}: cell {model}/{plugin}/{dataset}/seed {seed}" + (f"/{var.name}" if var.name else "")
+    try:
+        resolved = resolve(cell, where=label)
+    except ValueError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(where) else f"{label}: {exc}") from None
+    if int(grid.select.split("@")[1]) not in resolved.train_cfg.ks:
+        raise ConfigError(f"{label}: select {grid.select} needs K in train.ks {resolved.train_cfg.ks}")
+    return GridCell(resolved.config_hash(), cell, seed, (var.name,))
+
+
+def apply_params(cell: CellConfig, params: dict[str, Any]) -> CellConfig:
+    """The cell with study parameters ("model_config.layers": 2, ...) applied on top of its settings."""
+    sections = {s: dict(getattr(cell, s)) for s in SECTIONS}
+    for key, value in params.items():
+        section, _, name = key.partition(".")
+        sections[section][name] = value
+    return dataclasses.replace(cell, **sections)
+
+
+def grid_digest(cells: list[GridCell]) -> str:
+    """A short hash of the cell ids: names the Ray Tune experiment, so an edited grid starts a new one."""
+    return hashlib.sha256(",".join(c.cell_id for c in cells).encode()).hexdigest()[:8]

@@ -1,0 +1,187 @@
+"""The profile job on Ray (issue #4 item 3): worker actors batching LLM calls under ONE shared rate limiter.
+
+    RateLimiterActor   a named actor holding the `BucketState` (requests/min + tokens/min buckets, 429 pause)
+                       for every worker on every node; `get_if_exists` lets several jobs with the same key share
+                       it (name it per key; `detached=True` keeps it alive between jobs)
+    CacheActor         owns the SQLite call cache on the driver's node (SQLite must not be opened over NFS from
+                       several nodes); a worker awaits its `put` before a call counts as done
+    ProfileWorker      an async actor running `pipeline.run_entities` (the same per-entity code as the
+                       in-process job) on chunks of entities, `cfg.concurrency` entities at a time
+    generate_ray       the driver: chunks out entities (at most 2 chunks queued per worker), updates the
+                       progress bar, stops everything on a fatal error, writes the same outputs as `generate`
+
+Not built on `ray.data.llm` (one request at a time there, and the job fails on the first 429). The API key
+never travels through Ray: workers read it from their own environment (`api_key_env`), which a local
+`ray.init` inherits from the driver; on a cluster set it in the nodes' environment.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ..config import build
+from ..data.interactions import Interactions
+from ..profiles.cache import CallCache
+from ..profiles.client import LLMClient, ProfileAPIError
+from ..profiles.limiter import BucketState
+from ..profiles.pipeline import Progress, ProfileJobConfig, Totals, entity_inputs, run_entities, write_outputs
+from ..profiles.prompts import EntityInput
+
+NAMESPACE = "proex"
+
+
+@ray.remote(num_cpus=0)
+class RateLimiterActor:
+    """One BucketState for all workers; a plain (threaded=1) actor, so its methods never interleave."""
+
+    def __init__(self, rpm: float, tpm: float, burst_s: float = 1.0):
+        self.state = BucketState(rpm, tpm, burst_s)
+
+    def reserve(self, tokens: float, epoch: int | None = None) -> tuple[float, int]:
+        return self.state.reserve(tokens, epoch)
+
+    def feedback(self, headers: dict, status: int = 200) -> None:
+        self.state.feedback(headers, status)
+
+    def refund(self, tokens: float) -> None:
+        self.state.refund(tokens)
+
+    def snapshot(self) -> dict:
+        return self.state.snapshot()
+
+
+class RemoteLimiter:
+    """The limiter interface `LLMClient` expects, backed by the limiter actor (waits happen in the worker)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def acquire(self, tokens: float) -> None:
+        wait, epoch = await self.handle.reserve.remote(tokens)
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait, epoch = await self.handle.reserve.remote(tokens, epoch)
+
+    async def feedback(self, headers, status: int = 200) -> None:
+        await self.handle.feedback.remote(dict(headers or {}), status)
+
+    async def refund(self, tokens: float) -> None:
+        await self.handle.refund.remote(tokens)
+
+
+@ray.remote(num_cpus=0)
+class CacheActor:
+    """The SQLite call cache behind an actor, for workers on any node."""
+
+    def __init__(self, path: str):
+        self.cache = CallCache(path)
+
+    def get(self, key: str) -> dict | None:
+        return self.cache.get(key)
+
+    def put(self, key: str, row: dict) -> None:
+        self.cache.put(key, **row)
+
+
+class RemoteCache:
+    """The async cache interface of `pipeline.profile_entity`, backed by the cache actor."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    async def get(self, key: str) -> dict | None:
+        return await self.handle.get.remote(key)
+
+    async def put(self, key: str, **row) -> None:
+        await self.handle.put.remote(key, row)
+
+
+@ray.remote
+class ProfileWorker:
+    """Runs chunks of entities through the four steps; an async actor, so chunks overlap."""
+
+    def __init__(self, cfg: dict, limiter, cache):
+        self.cfg = build(ProfileJobConfig, cfg, where="ProfileWorker")
+        self.limiter, self.cache, self.llm = RemoteLimiter(limiter), RemoteCache(cache), None
+
+    async def run(self, entities: list[dict]) -> dict:
+        if self.llm is None:  # created inside the actor's event loop, reading the key from this process's env
+            c = self.cfg
+            self.llm = LLMClient(c.base_url, c.model, c.api_key_env, self.limiter, c.timeout_s, c.max_attempts,
+                                 c.backoff_s, c.max_tokens, c.temperature, c.json_mode)
+        out = await run_entities([EntityInput(**e) for e in entities], self.cfg, self.llm, self.cache)
+        return {**out, "worker": os.getpid()}
+
+
+def start_limiter(cfg: ProfileJobConfig, name: str = "proex-llm-limiter", detached: bool = False):
+    """The named limiter actor (created, or the existing one of that name in the `proex` namespace)."""
+    opts = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
+    if detached:
+        opts["lifetime"] = "detached"
+    return RateLimiterActor.options(**opts).remote(cfg.rpm, cfg.tpm, cfg.burst_s)
+
+
+def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, worker_cpus: float = 0.25,
+                 limiter_name: str = "proex-llm-limiter", detached_limiter: bool = False) -> dict:
+    """The profile job on the connected Ray cluster (`ray.init` first); same outputs and errors as
+    `pipeline.generate`."""
+    cfg.check()
+    if not ray.is_initialized():
+        raise RuntimeError("call ray.init(...) before generate_ray (ray_jobs/profiles.py does)")
+    entities = [e for side in cfg.sides for e in entity_inputs(inter, side, cfg)]
+    t0 = time.time()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    limiter = start_limiter(cfg, limiter_name, detached_limiter)
+    cache = CacheActor.options(scheduling_strategy=here).remote(cfg.cache_file)
+    pool = [ProfileWorker.options(num_cpus=worker_cpus).remote(dataclasses.asdict(cfg), limiter, cache)
+            for _ in range(workers)]
+    chunks = [entities[i:i + cfg.concurrency] for i in range(0, len(entities), cfg.concurrency)][::-1]
+    running: dict = {}  # ObjectRef -> (worker index, chunk)
+    merged = {"records": [], "failures": [], "totals": Totals(), "fatal": None, "workers": []}
+    bar = Progress(len(entities), cfg.progress)
+    try:
+        while chunks or running:
+            while chunks and merged["fatal"] is None:
+                idle = [w for w in range(workers) if sum(v[0] == w for v in running.values()) < 2]
+                if not idle:
+                    break
+                chunk = chunks.pop()
+                ref = pool[idle[0]].run.remote([dataclasses.asdict(e) for e in chunk])
+                running[ref] = (idle[0], chunk)
+            if not running:
+                break
+            done, _ = ray.wait(list(running), num_returns=1)
+            _, chunk = running.pop(done[0])
+            out = ray.get(done[0])
+            merged["records"] += out["records"]
+            merged["failures"] += out["failures"]
+            merged["totals"].add(out["totals"])
+            merged["workers"] = sorted(set(merged["workers"]) | {out["worker"]})
+            bar.update(len(chunk))
+            if out["fatal"] is not None and merged["fatal"] is None:
+                merged["fatal"] = out["fatal"]
+                for ref in running:  # stop the others; their entities are listed as stopped below
+                    ray.cancel(ref)
+                for _, left in list(running.values()) + [(None, c) for c in chunks]:
+                    merged["failures"] += [{"side": e.side, "id": e.id, "kind": "stopped", "step": "",
+                                            "message": f"job stopped before this entity finished: {out['fatal']}"}
+                                           for e in left]
+                running, chunks = {}, []
+        merged["limiter"] = ray.get(limiter.snapshot.remote())
+    finally:
+        bar.close()
+        for actor in pool + [cache] + ([] if detached_limiter else [limiter]):
+            ray.kill(actor)
+    merged["totals"] = dataclasses.asdict(merged["totals"])
+    fatal = merged["fatal"]
+    if fatal is not None and not isinstance(fatal, ProfileAPIError):
+        fatal = merged["fatal"] = ProfileAPIError(str(fatal), "fatal", fatal=True)
+    summary = write_outputs(cfg, inter, merged, time.time() - t0, backend=f"ray ({workers} workers)")
+    if fatal is not None:
+        raise fatal
+    return summary

@@ -1,0 +1,221 @@
+"""Optuna studies, one per cell of a grid file with a `study` section, resumable, with trials as Ray tasks.
+
+Design: Optuna drives and Ray executes. The driver asks a persistent study for parameters (ask/tell), runs
+each trial as a Ray task (`num_cpus` / fractional `num_gpus` from the grid's resources), and tells the value.
+We chose this over Ray Tune's `OptunaSearch` because the study storage must be the single source of truth
+for resuming: with OptunaSearch, Tune keeps its own copy of the searcher in its experiment folder, counts
+Tune trials rather than COMPLETE Optuna trials, and a driver crash leaves RUNNING trials in the Optuna storage
+that nothing ever tells, so "rerun continues up to the budget" does not hold. Here:
+  * budget: the study stops when it holds `n_trials` COMPLETE trials; a rerun asks only for the rest;
+  * stale trials: the driver stamps its running trials with a heartbeat (user attr) every `heartbeat_s`; a
+    RUNNING trial whose heartbeat is older than `grace_s` belonged to a dead driver: it is marked FAIL, its
+    MLflow run FAILED, and its parameters are enqueued again (retried, not lost). Optuna's own heartbeat only
+    exists for RDB storages; this one also works with JournalStorage (a journal file on a cluster's NFS);
+  * storage: SQLite under mlruns/ by default (`sqlite:///mlruns/optuna.db`), any RDB URL (PostgreSQL on a
+    cluster), or a journal file (`journal:/shared/optuna.log`);
+  * every trial is an MLflow run (kind=trial) under a study run (kind=study); the best parameters are written
+    back as the cell's hyperparameter file (`<grid hparams>/<model>-<plugin>-<dataset>.yaml`) that the
+    paper grids read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import optuna
+import ray
+from optuna.trial import TrialState
+
+from ..experiment import CellConfig, dataset_key, resolve
+from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
+from .tracking import CellRecorder, Tracker, git_commit, local_root
+
+log = logging.getLogger("proex.infra.studies")
+
+
+def open_storage(url: str):
+    """An Optuna storage: 'journal:<file>' -> JournalStorage on a file, else an RDB URL (sqlite, postgresql)."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len("journal:"):]).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = Path(url[len("sqlite:///"):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def study_name(grid: GridSpec, gc: GridCell) -> str:
+    """<grid>/<model>-<plugin>-<dataset>[-<variant>]-<hash of the cell and the space>: a changed space or
+    base config starts a new study instead of mixing incompatible trials."""
+    space = json.dumps({k: dataclasses.asdict(v) for k, v in grid.study.space.items()}, sort_keys=True)
+    digest = hashlib.sha256((gc.cell_id + space).encode()).hexdigest()[:8]
+    label = f"{gc.cell.model}-{gc.cell.plugin}-{dataset_key(gc.cell.dataset)}" + (f"-{gc.variants[0]}" if gc.variants[0] else "")
+    return f"{grid.name}/{label}-{digest}"
+
+
+def suggest(trial: optuna.Trial, space: dict) -> dict:
+    out = {}
+    for key, p in space.items():
+        if p.type == "categorical":
+            out[key] = trial.suggest_categorical(key, p.choices)
+        elif p.type == "int":
+            out[key] = trial.suggest_int(key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        else:
+            out[key] = trial.suggest_float(key, float(p.low), float(p.high), step=p.step, log=p.log)
+    return out
+
+
+def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = None,
+               value_key: str = "best_val_recall_at_20") -> list[int]:
+    """Settle RUNNING trials whose heartbeat (or start, if none) is older than `grace_s`: a trial whose MLflow
+    run finished (the driver died between the run and `tell`) is told its value; any other is marked FAIL,
+    its run FAILED, and its parameters enqueued again. Returns the numbers of the trials failed."""
+    now, failed = time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = t.user_attrs.get("heartbeat") or t.datetime_start.timestamp()
+        if now - beat <= grace_s:
+            continue
+        runs = tracker.find(kind="trial", key=f"{study.study_name}#{t.number}") if tracker is not None else []
+        done = [r for r in runs if r.info.status == "FINISHED" and value_key in r.data.metrics]
+        try:
+            if done:
+                study.tell(t.number, done[0].data.metrics[value_key])
+                log.warning("study %s: trial %d finished in MLflow but was never told: recovered", study.study_name, t.number)
+                continue
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # settled meanwhile by another driver
+            continue
+        failed.append(t.number)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        for run in runs:
+            if run.info.status == "RUNNING":
+                tracker.finish(run.info.run_id, "FAILED")
+        log.warning("study %s: trial %d was RUNNING without a heartbeat for %.0f s: failed, parameters re-queued",
+                    study.study_name, t.number, now - beat)
+    return failed
+
+
+def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
+    """One study trial (a Ray task): train the cell with `params`, log it as an MLflow run, return the
+    best validation value of the selection metric."""
+    import torch
+
+    from ..data.registry import load_dataset
+    from ..experiment import run_cell
+
+    torch.set_num_threads(max(1, int(ctx["cpu"])))
+    gc = GridCell(ctx["cell_id"], CellConfig(**cell), ctx["seed"], ("",))
+    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
+    run, _ = tracker.run_for("trial", ctx["key"], ctx["study_run_id"], {**ctx["tags"], **params},
+                             resolve(gc.cell).to_dict(), name=ctx["key"])
+    if run.info.status == "FINISHED" and "best_val_" + ctx["select_key"] in run.data.metrics:
+        return run.data.metrics["best_val_" + ctx["select_key"]]  # a retried task whose first run finished
+    recorder = CellRecorder(tracker, run.info.run_id, ctx["select"])
+    runnable = gc.runnable()
+    inter = load_dataset(runnable.dataset)
+    work = os.path.join(ctx["workdir"], ctx["key"].replace("/", "_").replace("#", "_"))
+    os.makedirs(work, exist_ok=True)
+    result, system = run_cell(runnable, inter, lambda r: recorder.validation(r.epoch, r.metrics, r.losses),
+                              state_path=os.path.join(work, "train_state.pt"))
+    recorder.final(ctx["key"], result, system, inter, work)
+    return float(result["val"][ctx["select"]])
+
+
+def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, parent_run_id: str) -> dict:
+    """Run (or continue) the study of one cell until it holds its budget of COMPLETE trials."""
+    spec, r = grid.study, grid.resources
+    name = study_name(grid, gc)
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
+    srun, _ = tracker.run_for("study", name, parent_run_id, {**gc.labels, "study": name, "storage": storage},
+                              {"space": {k: dataclasses.asdict(v) for k, v in spec.space.items()},
+                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name)
+    tracker.reopen(srun.info.run_id)
+    task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
+    root = local_root(tracker.uri)
+    ctx = {"tracking_uri": tracker.uri, "experiment": tracker.experiment, "study_run_id": srun.info.run_id,
+           "select": grid.select, "select_key": grid.select.replace("@", "_at_"), "cpu": r.cpu, "seed": gc.seed,
+           "cell_id": gc.cell_id, "workdir": str((root or Path("mlruns").resolve()) / "studies"),
+           "tags": {**gc.labels, "study": name, "git_commit": git_commit()}}
+    inflight: dict = {}
+    failures = 0
+    while True:
+        reap_stale(study, spec.grace_s, tracker, "best_val_" + ctx["select_key"])
+        trials = study.get_trials(deepcopy=False)
+        complete = sum(t.state == TrialState.COMPLETE for t in trials)
+        mine = {t.number for t in inflight.values()}
+        others = [t for t in trials if t.state == TrialState.RUNNING and t.number not in mine]
+        if complete >= spec.n_trials and not inflight and not others:
+            break
+        while len(inflight) < spec.concurrency and complete + len(inflight) + len(others) < spec.n_trials:
+            trial = study.ask()
+            trial.set_user_attr("heartbeat", time.time())
+            params = suggest(trial, spec.space)
+            cell = apply_params(gc.cell, params)
+            key = f"{name}#{trial.number}"
+            ref = task.remote(dataclasses.asdict(cell), params, {**ctx, "key": key,
+                                                                 "tags": {**ctx["tags"], "trial": trial.number}})
+            inflight[ref] = trial
+        if not inflight:
+            time.sleep(min(spec.heartbeat_s, spec.grace_s / 2))  # others' trials: wait until done or stale
+            continue
+        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=spec.heartbeat_s)
+        for ref in ready:
+            trial = inflight.pop(ref)
+            try:
+                study.tell(trial, ray.get(ref))
+            except (ray.exceptions.RayError, ValueError) as exc:
+                study.tell(trial, state=TrialState.FAIL)
+                failures += 1
+                log.error("study %s: trial %d failed: %s", name, trial.number, exc)
+                if failures > spec.max_failures:
+                    raise RuntimeError(f"study {name}: {failures} trials failed (max_failures {spec.max_failures})") from exc
+        for trial in inflight.values():
+            trial.set_user_attr("heartbeat", time.time())
+    best = study.best_trial
+    written = write_hparams(grid, gc, best.params, {"study": name, "storage": storage, "trial": best.number,
+                                                    "value": best.value, "metric": f"val/{grid.select}",
+                                                    "complete_trials": complete, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    tracker.log_metrics(srun.info.run_id, {f"best_val_{grid.select}": best.value, "complete_trials": complete})
+    tracker.set_tags(srun.info.run_id, {"best_params": json.dumps(best.params), "hparams_file": str(written)})
+    tracker.finish(srun.info.run_id)
+    return {"study": name, "best_value": best.value, "best_params": best.params, "complete": complete,
+            "hparams_file": str(written)}
+
+
+def write_hparams(grid: GridSpec, gc: GridCell, params: dict, source: dict) -> Path:
+    """Merge the best parameters into the cell's hyperparameter file (creating it), atomically."""
+    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.cell.model,
+                        gc.cell.plugin, gc.cell.dataset)
+    hp = load_hparams(path) if path.exists() else HParams()
+    for key, value in params.items():
+        section, _, field = key.partition(".")
+        getattr(hp, section)[field] = value
+    hp.source = source
+    save_hparams(path, hp)
+    return path
+
+
+def run_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None) -> list[dict]:
+    """One study per cell of `grid` (its seed axis must hold one seed), one after another."""
+    if grid.study is None:
+        raise ValueError(f"{grid.path}: no study section; add study: {{space: ..., n_trials: ...}}")
+    if len(grid.axes.seed) != 1:
+        raise ValueError(f"{grid.path}: axes.seed: a study tunes on one seed; give exactly one")
+    tracker = Tracker(tracking_uri, f"proex-{grid.name}")
+    storage = storage or grid.study.storage or f"sqlite:///{(local_root(tracker.uri) or Path('mlruns').resolve()) / 'optuna.db'}"
+    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name}, name=grid.name)
+    tracker.reopen(parent.info.run_id)
+    out = [run_study(grid, gc, tracker, storage, parent.info.run_id) for gc in grid.expand()]
+    tracker.finish(parent.info.run_id)
+    return out

@@ -1,0 +1,258 @@
+"""The one HTTP client of the profile stage: `openai.AsyncOpenAI` against any OpenAI-compatible endpoint
+(OpenAI, vLLM, Ollama, a proxy), with the only retry layer of the job (issue #4 items 2-3).
+
+* The client's own retries are off (`max_retries=0`), so retries never stack: `LLMClient._send` retries
+  429s, 5xx, timeouts, broken connections and unparsable bodies with exponential backoff and full jitter,
+  honouring `Retry-After`/`retry-after-ms` and `x-ratelimit-reset-*`, and feeds every answer's headers back
+  to the shared limiter (`limiter.AsyncLimiter` in process, a Ray actor across nodes).
+* Errors that retrying cannot fix become `ProfileAPIError`s with a message that says what to do: `fatal`
+  ones (401 wrong key, endpoint unreachable, model not found, quota exhausted, key variable unset) stop the
+  job; the others (context overflow, a rejected request, retries exhausted) fail one entity, which the
+  pipeline reports. Nothing is written to the cache on an error.
+* The key is read from the environment variable named by `api_key_env` and never leaves this object: every
+  message is passed through `Redactor`, and original exceptions are not chained (`from None`), since they
+  may quote the key (OpenAI's 401 text does) or hold the request headers.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .limiter import MAX_RESET_PAUSE_S, parse_duration, retry_after_seconds
+
+# USD per 1M tokens (input, output), list prices when written; pass prices_path for current or other models.
+PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
+          "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "text-embedding-ada-002": (0.10, 0.0),
+          "text-embedding-3-small": (0.02, 0.0), "text-embedding-3-large": (0.13, 0.0)}
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
+
+
+class ProfileAPIError(RuntimeError):
+    """An API call failed for good. kind: short tag for the failures file; fatal: stop the whole job."""
+
+    def __init__(self, message: str, kind: str = "api_error", fatal: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.fatal = fatal
+
+    def __reduce__(self):  # picklable across Ray processes with its attributes
+        return (type(self), (str(self), self.kind, self.fatal))
+
+
+class Redactor:
+    """Replaces the secret (and anything shaped like an OpenAI key or a bearer token) by `***`."""
+
+    def __init__(self, secret: str | None):
+        self.secret = secret or ""
+
+    def __call__(self, text: Any) -> str:
+        text = str(text)
+        if len(self.secret) >= 4:
+            text = text.replace(self.secret, "***")
+        return _KEYLIKE.sub(lambda m: (m.group(1) + "***") if m.group(1) else (m.group(2) + "***"), text)
+
+
+def read_key(api_key_env: str) -> str:
+    """The key from the environment. api_key_env "" means an endpoint without auth (a local vLLM/Ollama)."""
+    if not api_key_env:
+        return "EMPTY"
+    key = os.environ.get(api_key_env, "")
+    if not key:
+        raise ProfileAPIError(f"environment variable {api_key_env} is not set or empty; export the API key "
+                              f"there (keys are read from the environment only; for an endpoint without auth "
+                              f"set api_key_env to an empty string)", "missing_key", fatal=True)
+    return key
+
+
+@dataclass
+class Answer:
+    """One completed call: text (chat) or vectors (embeddings) and the usage the server reported."""
+
+    text: str = ""
+    vectors: list | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+
+
+_ENCODING: list = []  # [tiktoken encoding or None], filled on first use
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of a text: tiktoken's cl100k count if it is installed (and its file is available), else chars / 4."""
+    if not _ENCODING:
+        try:
+            import tiktoken  # optional
+            _ENCODING.append(tiktoken.get_encoding("cl100k_base"))
+        except Exception:  # not installed, or no offline encoding file
+            _ENCODING.append(None)
+    return len(_ENCODING[0].encode(text)) if _ENCODING[0] is not None else len(text) // 4 + 1
+
+
+class LLMClient:
+    """Chat and embedding calls through one AsyncOpenAI client, the shared limiter and one retry layer.
+
+    limiter: any object with coroutines acquire(tokens), feedback(headers, status), refund(tokens).
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str, limiter: Any, timeout_s: float = 60.0,
+                 max_attempts: int = 6, backoff_s: float = 1.0, max_tokens: int = 800, temperature: float = 0.7,
+                 json_mode: bool = True):
+        import openai  # the `llm` extra; imported here so the offline profiler runs without it
+
+        self._openai = openai
+        key = read_key(api_key_env)
+        self.redact = Redactor(key)
+        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
+        self.limiter, self.timeout_s, self.max_attempts = limiter, timeout_s, max(1, max_attempts)
+        self.backoff_s, self.max_tokens, self.temperature, self.json_mode = backoff_s, max_tokens, temperature, json_mode
+        self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
+
+    async def chat(self, messages: list[dict], what: str = "call") -> Answer:
+        """One chat completion (JSON mode if enabled); `what` names the call in error messages."""
+        extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
+        est = sum(estimate_tokens(m["content"]) + 4 for m in messages) + self.max_tokens
+
+        def send() -> Awaitable:
+            return self._client.chat.completions.with_raw_response.create(
+                model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature,
+                timeout=self.timeout_s, **extra)
+
+        def unpack(parsed: Any) -> Answer:
+            usage = parsed.usage
+            text = parsed.choices[0].message.content if parsed.choices else None
+            if text is None:
+                raise ValueError("the answer has no message content")
+            return Answer(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+
+        return await self._send(send, unpack, est, what, model=self.model)
+
+    async def embed(self, texts: list[str], model: str, what: str = "embedding batch") -> Answer:
+        """Embedding vectors of `texts` (one request), in input order."""
+        est = sum(estimate_tokens(t) for t in texts)
+
+        def send() -> Awaitable:
+            return self._client.embeddings.with_raw_response.create(model=model, input=texts, timeout=self.timeout_s)
+
+        def unpack(parsed: Any) -> Answer:
+            data = sorted(parsed.data, key=lambda d: d.index)
+            if len(data) != len(texts):
+                raise ValueError(f"{len(data)} vectors for {len(texts)} texts")
+            return Answer(vectors=[d.embedding for d in data],
+                          prompt_tokens=getattr(parsed.usage, "prompt_tokens", 0) or 0)
+
+        return await self._send(send, unpack, est, what, model=model)
+
+    async def _send(self, send: Callable[[], Awaitable], unpack: Callable[[Any], Answer], est: int, what: str,
+                    model: str) -> Answer:
+        """The retry layer. Returns the first good answer; raises ProfileAPIError (redacted, unchained)."""
+        oa = self._openai
+        last, connect_failures = "", 0
+        for attempt in range(1, self.max_attempts + 1):
+            await self.limiter.acquire(est)
+            delay = self._backoff(attempt)
+            try:
+                raw = await send()
+                await self.limiter.feedback(dict(raw.headers), raw.status_code)
+                answer = unpack(raw.parse())
+                answer.attempts = attempt
+                await self.limiter.refund(est - answer.prompt_tokens - answer.completion_tokens)
+                return answer
+            except oa.AuthenticationError:
+                raise ProfileAPIError(
+                    f"{self.base_url} rejected the API key (HTTP 401): the key in ${self.api_key_env} is wrong, "
+                    "revoked or for another endpoint. Set a valid key; nothing was cached for this call.",
+                    "auth", fatal=True) from None
+            except oa.RateLimitError as exc:
+                headers = dict(exc.response.headers)
+                await self.limiter.feedback(headers, 429)
+                if _code(exc) == "insufficient_quota":
+                    raise ProfileAPIError(f"{self.base_url}: quota exhausted (429 insufficient_quota): "
+                                          f"{self.redact(_message(exc))}. Add credit or use another key.",
+                                          "quota", fatal=True) from None
+                delay = self._rate_delay(headers, attempt)
+                last = f"429 rate limited: {_message(exc)}"
+            except oa.BadRequestError as exc:
+                if _code(exc) == "context_length_exceeded" or "context length" in _message(exc).lower():
+                    raise ProfileAPIError(
+                        f"{what}: the prompt is longer than the context of model {model} "
+                        f"({self.redact(_message(exc))}). Lower max_input_chars or use a model with a longer "
+                        "context; this entity is skipped and reported.", "context_overflow") from None
+                raise ProfileAPIError(f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}",
+                                      "bad_request") from None
+            except (oa.NotFoundError, oa.PermissionDeniedError) as exc:
+                raise ProfileAPIError(
+                    f"{self.base_url} answered HTTP {exc.status_code} for model {model}: "
+                    f"{self.redact(_message(exc))}. Check base_url (it usually ends in /v1) and the model name.",
+                    "not_found" if exc.status_code == 404 else "forbidden", fatal=True) from None
+            except oa.APITimeoutError:
+                last = f"timed out after {self.timeout_s:g} s"
+            except oa.APIConnectionError as exc:
+                connect_failures += 1
+                last = f"connection failed ({type(exc.__cause__ or exc).__name__})"
+            except oa.APIStatusError as exc:  # 5xx and other statuses: transient
+                await self.limiter.feedback(dict(exc.response.headers), exc.status_code)
+                last = f"HTTP {exc.status_code}: {_message(exc)}"
+                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                    raise ProfileAPIError(f"{what}: HTTP {exc.status_code}: {self.redact(_message(exc))}",
+                                          "bad_request") from None
+            except (ValueError, TypeError, AttributeError, IndexError, oa.APIResponseValidationError) as exc:
+                last = f"unparsable answer ({type(exc).__name__}: {str(exc)[:200]})"
+            if attempt < self.max_attempts:
+                await asyncio.sleep(delay)
+        if connect_failures == self.max_attempts:
+            raise ProfileAPIError(
+                f"cannot reach {self.base_url} ({last}, {self.max_attempts} attempts): check base_url, that the "
+                "server is running and the network or proxy; completed calls are cached, rerun to resume.",
+                "unreachable", fatal=True)
+        raise ProfileAPIError(f"{what}: gave up after {self.max_attempts} attempts; last error: {self.redact(last)}",
+                              "retries_exhausted")
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform(0, backoff_s * 2^(attempt-1)), at most 60 s."""
+        return random.uniform(0, min(60.0, self.backoff_s * 2 ** (attempt - 1)))
+
+    def _rate_delay(self, headers: dict, attempt: int) -> float:
+        """After a 429: Retry-After, else the shortest x-ratelimit-reset-*, else backoff; plus a little jitter."""
+        h = {k.lower(): v for k, v in headers.items()}
+        hint = retry_after_seconds(h)
+        if hint is None:
+            resets = [parse_duration(h.get(f"x-ratelimit-reset-{kind}")) for kind in ("requests", "tokens")]
+            resets = [r for r in resets if r]
+            hint = min(min(resets), MAX_RESET_PAUSE_S) if resets else None
+        base = self._backoff(attempt) if hint is None else hint
+        return base + random.uniform(0, 0.1 + 0.1 * base)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def cost_usd(prices: dict, model: str, prompt_tokens: float, completion_tokens: float) -> float | None:
+    """USD for those tokens at `prices[model]`; None for a model without a price."""
+    if model not in prices:
+        return None
+    p_in, p_out = prices[model]
+    return round((prompt_tokens * p_in + completion_tokens * p_out) / 1e6, 6)
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    return str(getattr(exc, "message", exc))
+
+
+def _code(exc: Any) -> str | None:
+    body = getattr(exc, "body", None)
+    return (body.get("code") if isinstance(body, dict) else None) or getattr(exc, "code", None)
+
+
+def dumps_safe(obj: Any, redact: Redactor) -> str:
+    """JSON text of `obj` with secrets removed (for anything written next to the outputs)."""
+    return redact(json.dumps(obj, ensure_ascii=False, default=str))

@@ -1,0 +1,157 @@
+"""Faults (slow, kept in CI), each with real processes on a local Ray:
+* a trial's worker is killed mid-way: Tune retries it from its checkpoint and the grid completes;
+* the driver is killed mid-grid: resubmitting the grid finishes the rest, with one MLflow run per cell and the
+  cells finished before the kill left alone;
+* an Optuna study's driver is killed: the rerun ends with exactly its budget of COMPLETE trials, the trials
+  the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import textwrap
+
+import pytest
+
+pytest.importorskip("ray")
+optuna = pytest.importorskip("optuna")
+
+from infra_services import base_env, start_driver, stop_group, wait_for  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+from proex.infra.tracking import Tracker  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ray_env():
+    """The drivers' environment, with a Ray temp folder of this test's own (short: socket paths are limited)."""
+    tmp = tempfile.mkdtemp(prefix="pxt", dir="/tmp")
+    yield {**base_env(), "RAY_TMPDIR": tmp}
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tmp_path, ray_env):
+    grid = tmp_path / "faults.yaml"
+    grid.write_text(textwrap.dedent("""
+        name: faults
+        axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0, 1, 2, 3]}
+        fixed: {train: {epochs: 150, eval_every: 3, patience: 100}}
+        resources: {cpu: 1}
+        max_failures: 2
+    """))
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    args = ["ray_jobs/grid.py", str(grid), "--address", "local", "--num-cpus", "2", "--tracking-uri", uri]
+    log1, log2 = str(tmp_path / "driver1.log"), str(tmp_path / "driver2.log")
+    driver = start_driver(args, log1, ray_env)
+    try:
+        wait_for(lambda: "grid faults: 4 cells" in open(log1).read(), 180, "the driver's MLflow store", proc=driver,
+                 log_path=log1)
+        tracker = Tracker(uri, "proex-faults")
+
+        def running_with_history():
+            for run in tracker.find(kind="cell"):
+                hist = tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")
+                if run.info.status == "RUNNING" and len(hist) >= 3 and "pid" in run.data.tags:
+                    return run
+            return None
+
+        victim = wait_for(running_with_history, 300, "a trial with 3 validations", proc=driver, log_path=log1)
+        os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)  # the trial's worker dies mid-training
+        cell = victim.data.tags["cell_id"]
+
+        def resumed_and_one_finished():
+            run = tracker.find(kind="cell", key=cell)[0]
+            return int(run.data.tags.get("resumes", 0)) >= 1 and len(tracker.finished()) >= 1
+        wait_for(resumed_and_one_finished, 300, "the retried trial to resume from its checkpoint", proc=driver, log_path=log1)
+        before = {k: r.info.end_time for k, r in tracker.finished().items()}
+        assert len(before) < 4, "the grid finished before the driver could be killed"
+    finally:
+        stop_group(driver, signal.SIGKILL, wait_s=30)  # the driver and its local Ray die mid-grid
+    driver2 = start_driver(args, log2, ray_env)
+    try:
+        assert driver2.wait(480) == 0, open(log2).read()[-4000:]
+    finally:
+        stop_group(driver2, wait_s=30)
+    assert "resuming the Tune experiment" in open(log2).read()
+    runs = tracker.find(kind="cell")
+    assert len(runs) == 4 and len({r.data.tags["cell_id"] for r in runs}) == 4  # no duplicate runs
+    finished = tracker.finished()
+    assert len(finished) == 4
+    assert all(finished[k].info.end_time == t for k, t in before.items())  # finished cells were not rerun
+    assert int(finished[cell].data.tags["resumes"]) >= 1
+    for run in runs:
+        steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")]
+        assert len(steps) == len(set(steps))  # a resumed curve has no duplicate points
+
+
+def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ray_env):
+    grid = tmp_path / "study.yaml"
+    grid.write_text(textwrap.dedent("""
+        name: study
+        axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0]}
+        fixed: {train: {epochs: 150, eval_every: 3, patience: 100}}
+        hparams: hp
+        resources: {cpu: 1}
+        study:
+          n_trials: 4
+          concurrency: 2
+          heartbeat_s: 1
+          grace_s: 5
+          space:
+            train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+    """))
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    args = ["ray_jobs/tune.py", str(grid), "--address", "local", "--num-cpus", "2", "--tracking-uri", uri]
+    log1, log2 = str(tmp_path / "tune1.log"), str(tmp_path / "tune2.log")
+
+    def names():
+        return optuna.study.get_all_study_names(storage) if os.path.exists(storage[len("sqlite:///"):]) else []
+
+    def trials():
+        return optuna.load_study(study_name=names()[0], storage=storage).get_trials() if names() else []
+
+    tracker = None
+
+    def one_complete_and_one_mid_training():
+        nonlocal tracker
+        ts = trials()
+        if not any(t.state == TrialState.COMPLETE for t in ts):
+            return False
+        tracker = tracker or Tracker(uri, "proex-study")
+        for t in ts:
+            if t.state == TrialState.RUNNING:
+                for run in tracker.find(kind="trial", key=f"{names()[0]}#{t.number}"):
+                    if run.info.status == "RUNNING" and tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20"):
+                        return True
+        return False
+
+    driver = start_driver(args, log1, ray_env)
+    try:
+        wait_for(one_complete_and_one_mid_training, 400, "one complete trial and one mid-training",
+                 proc=driver, log_path=log1)
+    finally:
+        stop_group(driver, signal.SIGKILL, wait_s=30)
+    stale = [t.number for t in trials() if t.state == TrialState.RUNNING]
+    assert stale  # left behind by the dead driver
+    driver2 = start_driver(args, log2, ray_env)
+    try:
+        assert driver2.wait(480) == 0, open(log2).read()[-4000:]
+    finally:
+        stop_group(driver2, wait_s=30)
+    final = {t.number: t for t in trials()}
+    assert sum(t.state == TrialState.COMPLETE for t in final.values()) == 4
+    assert not [t for t in final.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    failed = [n for n in stale if final[n].state == TrialState.FAIL]
+    assert failed  # the trial killed mid-training failed ...
+    for n in stale:  # ... and was retried with its parameters; one finished before the kill was recovered
+        assert final[n].state == TrialState.COMPLETE or any(t.user_attrs.get("retry_of") == n for t in final.values())
+    hp = tmp_path / "hp" / "lightgcn-base-synthetic.yaml"
+    assert hp.exists() and "complete_trials: 4" in hp.read_text()
+    runs = {r.data.tags["key"]: r for r in Tracker(uri, "proex-study").find(kind="trial")}
+    for n, t in final.items():  # every trial is an MLflow run whose status matches the study's record
+        assert runs[f"{names()[0]}#{n}"].info.status == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")

@@ -1,0 +1,130 @@
+"""MLflow tracking on a local sqlite store (no server, no Ray): runs found again by cell id, curves without
+duplicates on resume, checkpoints that load and recommend, reports with p-values on the parent run, and a
+finished grid that reruns as a no-op."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("mlflow")
+
+from proex import checkpoint  # noqa: E402
+from proex.data.registry import load_dataset  # noqa: E402
+from proex.experiment import run_cell  # noqa: E402
+from proex.grid import load_grid  # noqa: E402
+from proex.infra.tracking import (CellRecorder, Tracker, canonical, flatten, metric_key,  # noqa: E402
+                                  publish_report, runs_frame)
+
+GRIDS = os.path.join(os.path.dirname(__file__), "..", "grids")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns')}/mlflow.db"
+
+
+def test_names_and_flattening():
+    assert metric_key("recall@20") == "recall_at_20" and canonical("test_ndcg_at_10") == "test_ndcg@10"
+    assert metric_key("pvalue/x=1 (a)") == "pvalue/x_1 _a_"
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None", "e": "{}"}
+
+
+def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_path):
+    tracker = Tracker(store, "proex-unit")
+    parent, created = tracker.run_for("grid", "unit")
+    again, created2 = tracker.run_for("grid", "unit")
+    assert created and not created2 and again.info.run_id == parent.info.run_id
+    run, _ = tracker.run_for("cell", "abc123", parent.info.run_id, {"model": "lightgcn"}, {"model_config": {"layers": 3}})
+    assert run.data.params == {"model_config.layers": "3"} and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    rec = CellRecorder(tracker, run.info.run_id)
+    for epoch in (0, 3):
+        rec.validation(epoch, {"recall@20": 0.1 + epoch}, {"bpr": 0.5})
+    resumed = CellRecorder(tracker, run.info.run_id)  # a retried trial, restored from the epoch-0 checkpoint
+    for epoch in (3, 6):
+        resumed.validation(epoch, {"recall@20": 0.2 + epoch}, {"bpr": 0.4})
+    hist = tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")
+    assert sorted(m.step for m in hist) == [0, 3, 6]
+    assert tracker.finished() == {}
+
+
+def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path):
+    tracker = Tracker(store, "proex-unit")
+    grid = load_grid(os.path.join(GRIDS, "smoke.yaml"))
+    gc = next(c for c in grid.expand() if c.cell.plugin == "proex")
+    cell = dataclasses.replace(gc.cell, train={**gc.cell.train, "epochs": 3})
+    run, _ = tracker.run_for("cell", gc.cell_id, tags=gc.labels)
+    rec = CellRecorder(tracker, run.info.run_id)
+    inter = load_dataset("synthetic")
+    result, system = run_cell(cell, inter, callback=lambda r: rec.validation(r.epoch, r.metrics, r.losses))
+    rec.final(gc.cell_id, result, system, inter, str(tmp_path / "out"))
+    done = tracker.finished()
+    assert list(done) == [gc.cell_id]
+    metrics = done[gc.cell_id].data.metrics
+    assert metrics["test_recall_at_20"] == pytest.approx(result["test"]["recall@20"])
+    assert done[gc.cell_id].data.tags["profile_bank"] == result["profile_bank"]
+    path = tracker.download(run.info.run_id, "checkpoint/checkpoint.pt", str(tmp_path / "dl"))
+    loaded, data, payload = checkpoint.load(path, inter)
+    assert payload["config"] == result["config"]
+
+    from proex import cli_grid
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd")
+    cli_grid.register(sub)
+    out = tmp_path / "recs.csv"
+    args = parser.parse_args(["recommend", "--run", run.info.run_id, "--tracking-uri", store, "--users", "0", "7",
+                              "--k", "5", "--out", str(out)])
+    assert cli_grid.run(args) == 0
+    import pandas as pd
+
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user", "rank", "item", "score"] and len(recs) == 10
+    for u in (0, 7):
+        seen = set(inter.train[u].indices)
+        assert not seen & set(recs[recs.user == u].item)  # training items are never recommended
+    # the same lists as scoring the loaded model directly
+    from proex.recommend import top_k
+
+    items, _ = top_k(loaded, data, [0, 7], 5)
+    assert recs.item.tolist() == items.reshape(-1).tolist()
+    assert cli_grid.run(argparse.Namespace(cmd="train")) is None
+
+
+def _fake_finished(tracker, parent_id, gc, r20):
+    run, _ = tracker.run_for("cell", gc.cell_id, parent_id, gc.labels)
+    tracker.log_metrics(run.info.run_id, {"test_recall@20": r20, "test_ndcg@20": r20 / 2, "best_val_recall@20": r20},
+                        step=3)
+    tracker.log_metrics(run.info.run_id, {"val_recall@20": r20 * 0.8}, step=0)
+    tracker.log_metrics(run.info.run_id, {"val_recall@20": r20}, step=3)
+    tracker.finish(run.info.run_id)
+
+
+def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
+    grid = load_grid(os.path.join(GRIDS, "smoke.yaml"))
+    cells = grid.expand()
+    tracker = Tracker(store, "proex-smoke")
+    parent, _ = tracker.run_for("grid", grid.name)
+    for i, gc in enumerate(cells):
+        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i)
+    frame = runs_frame(tracker, cells)
+    assert len(frame) == 8 and {"recall@20", "ndcg@20", "val_recall@20"} <= set(frame.columns)
+    files = publish_report(grid, tracker, str(tmp_path / "report"))
+    assert {"report.md", "comparison.csv", "curves.png"} <= set(files)
+    logged = tracker.client.get_run(parent.info.run_id).data.metrics
+    assert "pvalue/recall_at_20/synthetic/lightgcn/proex" in logged and 0 < logged["pvalue/recall_at_20/synthetic/lightgcn/proex"] < 1
+    arts = [a.path for a in tracker.client.list_artifacts(parent.info.run_id, "report")]
+    assert "report/report.md" in arts
+
+    from proex.infra.tune_grid import run_grid  # imports Ray, but a finished grid never starts it
+
+    import ray
+
+    out = run_grid(grid, store, str(tmp_path / "tune"), str(tmp_path / "report2"))
+    assert not ray.is_initialized()
+    assert out.finished == 8 and out.failed == [] and len(tracker.find(kind="cell")) == 8
+    assert os.path.exists(out.report_files["report.md"])
+    torch.set_num_threads(1)

@@ -1,0 +1,112 @@
+"""proex.report: golden files (fixed runs in, exact Markdown/CSV out), t-tests against scipy, figures."""
+from __future__ import annotations
+
+import math
+import os
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from proex import report
+from proex.grid import ReportSpec
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+METRICS = ["recall@20", "ndcg@20"]
+
+
+def fixed_runs() -> pd.DataFrame:
+    """2 datasets x 2 models x 3 seeds x {base, proex}, with hand-chosen metrics; rows deliberately shuffled
+    (yelp first, lightgcn before gccf) to check the report's own ordering."""
+    rows = []
+    base = {("amazon", "gccf"): (.1343, .0807), ("amazon", "lightgcn"): (.1411, .0856),
+            ("yelp", "gccf"): (.1084, .0680), ("yelp", "lightgcn"): (.1157, .0733)}
+    lift = {"gccf": (.0100, .0066), "lightgcn": (.0122, .0084)}
+    noise = {2023: (.0011, .0004), 2024: (-.0007, -.0002), 2025: (-.0004, -.0002)}
+    for dataset in ("yelp", "amazon"):
+        for model in ("lightgcn", "gccf"):
+            for seed in (2025, 2023, 2024):
+                r, n = base[(dataset, model)]
+                er, en = noise[seed]
+                rows.append({"dataset": dataset, "model": model, "plugin": "base", "seed": seed, "variant": "",
+                             "recall@20": r + er, "ndcg@20": n + en})
+                lr, ln = lift[model]
+                xr, xn = {2023: (.0010, .0002), 2024: (-.0005, .0006), 2025: (.0020, -.0003)}[seed]  # unequal lifts
+                rows.append({"dataset": dataset, "model": model, "plugin": "proex", "seed": seed, "variant": "",
+                             "recall@20": r + er + lr + xr, "ndcg@20": n + en + ln + xn})
+    return pd.DataFrame(rows)
+
+
+def _golden(name: str, text: str) -> None:
+    path = os.path.join(GOLDEN, name)
+    if os.environ.get("PROEX_UPDATE_GOLDEN"):
+        with open(path, "w") as f:
+            f.write(text)
+    with open(path) as f:
+        assert text == f.read(), f"{name} differs from the golden file (PROEX_UPDATE_GOLDEN=1 rewrites it)"
+
+
+def test_report_matches_golden_files(tmp_path):
+    files, _ = report.write_report(fixed_runs(), str(tmp_path), ReportSpec(metrics=tuple(METRICS)), title="golden")
+    _golden("report.md", open(files["report.md"]).read())
+    _golden("comparison.csv", open(files["comparison.csv"]).read())
+    _golden("summary.csv", open(files["summary.csv"]).read())
+    _golden("table.tex", open(files["table.tex"]).read())
+
+
+def test_paired_t_test_matches_scipy_and_hand_means():
+    runs = fixed_runs()
+    cmp = report.compare(runs, METRICS)
+    assert len(cmp) == 2 * 2 * 2  # datasets x models x metrics, proex vs base
+    row = cmp[(cmp.dataset == "amazon") & (cmp.model == "lightgcn") & (cmp.metric == "recall@20")].iloc[0]
+    sub = runs[(runs.dataset == "amazon") & (runs.model == "lightgcn")].sort_values("seed")
+    a = sub[sub.plugin == "proex"]["recall@20"].to_numpy()
+    b = sub[sub.plugin == "base"]["recall@20"].to_numpy()
+    t, p = stats.ttest_rel(a, b)
+    assert row.n == 3 and row.p_value == pytest.approx(p) and row.t == pytest.approx(t)
+    assert row["ref_mean"] == pytest.approx(b.mean()) and row["mean"] == pytest.approx(a.mean())
+    assert row.improvement_pct == pytest.approx(100 * (a.mean() - b.mean()) / b.mean())
+    # report order: datasets as first seen (yelp), models as in Table 2 (gccf before lightgcn)
+    assert list(cmp.dataset.astype(str).unique()) == ["yelp", "amazon"]
+    assert list(cmp.model.astype(str).unique()) == ["gccf", "lightgcn"]
+
+
+def test_unpaired_seeds_are_dropped_and_single_pairs_have_no_p_value():
+    runs = fixed_runs()
+    runs = runs[~((runs.plugin == "proex") & (runs.seed != 2023))]  # proex ran one seed only
+    cmp = report.compare(runs, METRICS)
+    assert (cmp.n == 1).all() and cmp.p_value.map(math.isnan).all()
+    assert "n/a" in report.comparison_view(cmp).p_value.tolist()
+
+
+def test_variant_reference_compares_within_plugin(tmp_path):
+    runs = fixed_runs().assign(variant="full")
+    off = runs[runs.plugin == "proex"].assign(variant="w/o inv")
+    off[METRICS] = off[METRICS] - 0.005
+    runs = pd.concat([runs[runs.plugin == "proex"], off])
+    cmp = report.compare(runs, METRICS, reference="full", arm="variant")
+    assert set(cmp.arm) == {"w/o inv"} and (cmp.improvement_pct < 0).all()
+    files, _ = report.write_report(runs, str(tmp_path), ReportSpec(reference_variant="full", metrics=tuple(METRICS),
+                                                                   figures=("ablation",)), title="ablation")
+    assert os.path.getsize(files["ablation.png"]) > 1000
+    assert "improv. proex w/o inv" in open(files["report.md"]).read()
+
+
+def test_sensitivity_and_curve_figures(tmp_path):
+    runs = fixed_runs()
+    runs = runs[runs.plugin == "proex"]
+    runs = pd.concat([runs.assign(variant=f"num_envs={e}", **{"recall@20": runs["recall@20"] + e / 1000})
+                      for e in (2, 3, 4)])
+    curves = pd.DataFrame([{"model": "gccf", "plugin": p, "dataset": "amazon", "seed": s, "variant": "", "epoch": e,
+                            "value": 0.01 * e + (p == "proex") * 0.02} for p in ("base", "proex") for s in (1, 2)
+                           for e in (0, 3, 6)])
+    files, _ = report.write_report(runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS),
+                                                                   figures=("sensitivity", "curves")), curves=curves)
+    assert os.path.getsize(files["sensitivity.png"]) > 1000 and os.path.getsize(files["curves.png"]) > 1000
+    assert report.plot_sensitivity(report.summarize(runs.assign(variant="plain"), METRICS),
+                                   str(tmp_path / "none.png"), "recall@20") is None
+
+
+def test_empty_runs_write_a_placeholder(tmp_path):
+    files, cmp = report.write_report(pd.DataFrame(), str(tmp_path), ReportSpec(), title="empty")
+    assert "No finished runs" in open(files["report.md"]).read() and cmp.empty
