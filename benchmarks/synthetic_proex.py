@@ -9,7 +9,7 @@ proex/profiles/synthetic.py). Noisy setting: profile 0 (the "original" profile, 
 plug-ins use) is replaced by pure noise. Single-profile plug-in: RLMRec-Con for pairwise bases, DMRec-M for
 generative bases, plus ProEx restricted to profile 0 (K = 1) as a same-fusion single-profile reference.
 Seeds change both the dataset and the model initialisation. Pairwise bases train on batches of 1024 triples
-here (every variant alike). Runs are cached per cell in
+and generative bases on batches of 128 users here (every variant alike). Runs are cached per cell in
 docs/results/synthetic_runs/, so a rerun resumes.
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ CLEAN, NOISY = "synthetic-latent:k=4", "synthetic-latent:k=4,noise_profiles=0"
 # The synthetic data has ~7k training edges: 1024 triples per batch (not 4096) gives several updates per epoch
 # and keeps RLMRec-Con's [B x B] in-batch InfoNCE cheap. Same for every variant, so comparisons stay fair.
 PAIRWISE_BATCH = 1024
+# 600 users: 128 users per batch gives 5 updates per epoch (1024 would give one, and CVGA / L-DiffRec then stop
+# at the epoch cap before converging).
+GENERATIVE_BATCH = 128
 
 
 def variants(model: str) -> dict[str, tuple[str, str | None, dict]]:
@@ -57,8 +60,7 @@ def run(model: str, seed: int, name: str, spec: tuple, epochs: int) -> dict:
     plugin, profiles, pcfg = spec
     dataset = f"synthetic:seed={seed}"
     train = {"seed": seed, "epochs": epochs, "patience": 10, "device": "cpu"}
-    if MODELS[model].family == "pairwise":
-        train["batch_size"] = PAIRWISE_BATCH
+    train["batch_size"] = PAIRWISE_BATCH if MODELS[model].family == "pairwise" else GENERATIVE_BATCH
     cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles, plugin_config=pcfg, train=train)
     result, _ = run_cell(cell, load_dataset(dataset))
     keep = {k: result[k] for k in ("config", "best_epoch", "val", "test", "wall_seconds", "profile_bank")}

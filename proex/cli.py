@@ -4,6 +4,7 @@
     proex data synth --out data/synth --set n_users=2000
     proex data inspect amazon
     proex data fetch --dest ../shared/data
+    proex profiles estimate|generate|embed|offline ...   (LLM profile stage)
 
 The library never reads argv; this module is the only place that does.
 """
@@ -54,7 +55,8 @@ def _add_data(sub) -> None:
 
 
 def _add_profiles(sub) -> None:
-    p = sub.add_parser("profiles", help="profile banks: import, synthesise, inspect")
+    p = sub.add_parser("profiles", help="LLM profiles (estimate, generate, embed, offline) and profile banks "
+                       "(import-rlmrec, synth, inspect)")
     psub = p.add_subparsers(dest="profiles_cmd", required=True)
     i = psub.add_parser("import-rlmrec", help="stack usr/itm_emb_np[_k].pkl of RLMRec/ProEx into a bank")
     i.add_argument("source", help="folder holding usr_emb_np.pkl, itm_emb_np.pkl and optionally *_np_1..K-1.pkl")
@@ -67,6 +69,9 @@ def _add_profiles(sub) -> None:
     n = psub.add_parser("inspect", help="print a bank's manifest and shapes")
     n.add_argument("bank")
     n.add_argument("--verify", action="store_true", help="recompute checksums")
+    from .cli_profiles import register as register_llm_profiles  # estimate, generate, embed, offline
+
+    register_llm_profiles(psub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +130,10 @@ def _train(args) -> int:
 
 
 def _profiles(args) -> int:
+    from . import cli_profiles
+
+    if args.profiles_cmd in cli_profiles.COMMANDS:
+        return cli_profiles.run(args)
     from .data.registry import load_dataset
     from .profiles.bank import load_bank
 

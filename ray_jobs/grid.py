@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
         # A local Ray on loopback only: without this, Ray replaces 127.0.0.1 by the machine's address.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we checkpoint often
     sys.path.insert(0, ROOT)
     from proex.config import ConfigError
     from proex.grid import load_grid
@@ -42,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from proex.infra import tracking, tune_grid
 
-    tune_grid.connect(args.address, args.num_cpus)
-    out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir)
+    out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir,
+                             address=args.address, num_cpus=args.num_cpus)  # starts Ray only if a cell is left
+    import ray
+
+    ray.shutdown()  # flush the workers' log lines before the summary
     tracker = tracking.Tracker(out.tracking_uri, tune_grid.experiment_name(grid))
     cmd, url = tracking.ui_hint(tracker, out.parent_run_id)
     print(f"\ngrid {out.grid}: {out.finished}/{out.n_cells} cells finished"

@@ -49,6 +49,10 @@ def test_two_workers_share_one_limiter_actor(local_ray, tmp_path):
         assert 4 * 32 / span <= 600 / 60 * 1.1 + 20 / span  # never faster than the limit (+ the opening bucket)
         written = b"".join(p.read_bytes() for p in Path(tmp_path).rglob("*") if p.is_file())
         assert KEY.encode() not in written
+        session = Path("/tmp/ray/session_latest/logs")  # the default temp dir of a local ray.init
+        for log_file in (session.rglob("*") if session.exists() else []):  # Ray's own logs of this session
+            if log_file.is_file() and log_file.stat().st_size < 50_000_000:
+                assert KEY.encode() not in log_file.read_bytes(), log_file
 
         bad = ProfileJobConfig(**{**cfg.__dict__, "api_key_env": "PROEX_WRONG_KEY", "out_dir": str(tmp_path / "bad"),
                                   "cache_path": cfg.cache_file, "limit": 3, "model": "other-llm"})

@@ -112,8 +112,11 @@ class ProfileWorker:
     async def run(self, entities: list[dict]) -> dict:
         if self.llm is None:  # created inside the actor's event loop, reading the key from this process's env
             c = self.cfg
-            self.llm = LLMClient(c.base_url, c.model, c.api_key_env, self.limiter, c.timeout_s, c.max_attempts,
-                                 c.backoff_s, c.max_tokens, c.temperature, c.json_mode)
+            try:
+                self.llm = LLMClient(c.base_url, c.model, c.api_key_env, self.limiter, c.timeout_s, c.max_attempts,
+                                     c.backoff_s, c.max_tokens, c.temperature, c.json_mode)
+            except ProfileAPIError as exc:  # e.g. the key variable is not set on this node
+                return {"records": [], "failures": [], "totals": {}, "fatal": exc, "worker": os.getpid()}
         out = await run_entities([EntityInput(**e) for e in entities], self.cfg, self.llm, self.cache)
         return {**out, "worker": os.getpid()}
 
@@ -142,35 +145,47 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
             for _ in range(workers)]
     chunks = [entities[i:i + cfg.concurrency] for i in range(0, len(entities), cfg.concurrency)][::-1]
     running: dict = {}  # ObjectRef -> (worker index, chunk)
+    dead: set[int] = set()
     merged = {"records": [], "failures": [], "totals": Totals(), "fatal": None, "workers": []}
     bar = Progress(len(entities), cfg.progress)
+
+    def fail(ents, kind: str, message: str) -> None:
+        merged["failures"].extend({"side": e.side, "id": e.id, "kind": kind, "step": "", "message": message}
+                                  for e in ents)
+
     try:
         while chunks or running:
             while chunks and merged["fatal"] is None:
-                idle = [w for w in range(workers) if sum(v[0] == w for v in running.values()) < 2]
+                idle = [w for w in range(workers) if w not in dead and sum(v[0] == w for v in running.values()) < 2]
                 if not idle:
                     break
                 chunk = chunks.pop()
-                ref = pool[idle[0]].run.remote([dataclasses.asdict(e) for e in chunk])
-                running[ref] = (idle[0], chunk)
-            if not running:
+                running[pool[idle[0]].run.remote([dataclasses.asdict(e) for e in chunk])] = (idle[0], chunk)
+            if not running:  # every worker died: report what is left
+                fail([e for c in chunks for e in c], "worker_error", "all Ray workers died; rerun to resume")
                 break
             done, _ = ray.wait(list(running), num_returns=1)
-            _, chunk = running.pop(done[0])
-            out = ray.get(done[0])
+            w, chunk = running.pop(done[0])
+            bar.update(len(chunk))
+            try:
+                out = ray.get(done[0])
+            except ray.exceptions.RayError as exc:  # worker crashed or node lost: report, go on with the rest
+                dead |= {w} if isinstance(exc, ray.exceptions.RayActorError) else set()
+                fail(chunk, "worker_error", f"Ray worker failed: {type(exc).__name__}; rerun to retry (cached calls "
+                                            "are kept)")
+                continue
             merged["records"] += out["records"]
             merged["failures"] += out["failures"]
             merged["totals"].add(out["totals"])
             merged["workers"] = sorted(set(merged["workers"]) | {out["worker"]})
-            bar.update(len(chunk))
             if out["fatal"] is not None and merged["fatal"] is None:
                 merged["fatal"] = out["fatal"]
-                for ref in running:  # stop the others; their entities are listed as stopped below
+                why = f"job stopped before this entity finished: {out['fatal']}"
+                seen = {(r["side"], r["id"]) for r in out["records"] + out["failures"]}
+                fail([e for e in chunk if (e.side, e.id) not in seen], "stopped", why)
+                for ref in running:  # stop the others; their entities are listed as stopped
                     ray.cancel(ref)
-                for _, left in list(running.values()) + [(None, c) for c in chunks]:
-                    merged["failures"] += [{"side": e.side, "id": e.id, "kind": "stopped", "step": "",
-                                            "message": f"job stopped before this entity finished: {out['fatal']}"}
-                                           for e in left]
+                fail([e for _, c in running.values() for e in c] + [e for c in chunks for e in c], "stopped", why)
                 running, chunks = {}, []
         merged["limiter"] = ray.get(limiter.snapshot.remote())
     finally:

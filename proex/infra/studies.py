@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
     result, system = run_cell(runnable, inter, lambda r: recorder.validation(r.epoch, r.metrics, r.losses),
                               state_path=os.path.join(work, "train_state.pt"))
     recorder.final(ctx["key"], result, system, inter, work)
+    shutil.rmtree(work, ignore_errors=True)  # the checkpoint and results are in MLflow now
     return float(result["val"][ctx["select"]])
 
 
@@ -176,6 +178,8 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                 study.tell(trial, ray.get(ref))
             except (ray.exceptions.RayError, ValueError) as exc:
                 study.tell(trial, state=TrialState.FAIL)
+                for run in tracker.find(kind="trial", key=f"{name}#{trial.number}"):
+                    tracker.finish(run.info.run_id, "FAILED")
                 failures += 1
                 log.error("study %s: trial %d failed: %s", name, trial.number, exc)
                 if failures > spec.max_failures:

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ray
 from ray import tune
@@ -129,8 +130,10 @@ def _trial_dirname(trial) -> str:
 
 
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
-             report_dir: str | None = None, verbose: int = 1) -> GridOutcome:
-    """Run every unfinished cell of `grid` on the connected Ray cluster, then write and log the report."""
+             report_dir: str | None = None, verbose: int = 1, address: str | None = None,
+             num_cpus: int | None = None) -> GridOutcome:
+    """Run every unfinished cell of `grid` on Ray (connected with `connect(address, num_cpus)` only when a
+    cell is left to run), then write the report and log it on the grid's parent run."""
     cells = grid.expand()
     tracker = Tracker(tracking_uri, experiment_name(grid))
     commit = git_commit()
@@ -146,8 +149,7 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     storage = storage or default_storage(tracker)
     name = f"{grid.name}-{grid_digest(cells)}"
     if todo:
-        if not ray.is_initialized():
-            connect()
+        connect(address, num_cpus)
         ctx = {"tracking_uri": tracker.uri, "experiment": tracker.experiment, "parent_run_id": parent_id,
                "grid": grid.name, "git_commit": commit, "select": grid.select, "cpu": grid.resources.cpu,
                "cwd": os.getcwd()}
@@ -168,14 +170,8 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
         tuner.fit()
     finished = tracker.finished("cell")
     failed = [c.cell_id for c in cells if c.cell_id not in finished]
-    out = report_dir or str((local_root(tracker.uri) or _cwd_mlruns()) / "reports" / grid.name)
+    out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, cells=cells)
     tracker.finish(parent_id, "FINISHED" if not failed else "FAILED")
     return GridOutcome(grid.name, len(cells), len(cells) - len(failed), failed, parent_id, tracker.uri,
                        tracker.experiment_id, os.path.join(storage, name), files)
-
-
-def _cwd_mlruns():
-    from pathlib import Path
-
-    return Path("mlruns").resolve()

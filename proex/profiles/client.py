@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
@@ -29,6 +28,7 @@ from .limiter import MAX_RESET_PAUSE_S, parse_duration, retry_after_seconds
 PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
           "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "text-embedding-ada-002": (0.10, 0.0),
           "text-embedding-3-small": (0.02, 0.0), "text-embedding-3-large": (0.13, 0.0)}
+MAX_RATE_WAIT_S = 600.0  # a 429 asking to wait longer than this stops the job instead
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
 
 
@@ -177,6 +177,10 @@ class LLMClient:
                                           f"{self.redact(_message(exc))}. Add credit or use another key.",
                                           "quota", fatal=True) from None
                 delay = self._rate_delay(headers, attempt)
+                if delay > MAX_RATE_WAIT_S:  # a daily quota or similar: do not sleep for hours in silence
+                    raise ProfileAPIError(f"{self.base_url}: rate limited for {delay:.0f} s (Retry-After); a daily "
+                                          "or org-wide limit? Rerun later: completed calls are cached.",
+                                          "rate_limited_long", fatal=True) from None
                 last = f"429 rate limited: {_message(exc)}"
             except oa.BadRequestError as exc:
                 if _code(exc) == "context_length_exceeded" or "context length" in _message(exc).lower():
@@ -251,8 +255,3 @@ def _message(exc: Any) -> str:
 def _code(exc: Any) -> str | None:
     body = getattr(exc, "body", None)
     return (body.get("code") if isinstance(body, dict) else None) or getattr(exc, "code", None)
-
-
-def dumps_safe(obj: Any, redact: Redactor) -> str:
-    """JSON text of `obj` with secrets removed (for anything written next to the outputs)."""
-    return redact(json.dumps(obj, ensure_ascii=False, default=str))

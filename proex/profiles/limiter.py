@@ -124,7 +124,7 @@ class BucketState:
 
     def refund(self, tokens: float) -> None:
         """Give back tokens reserved but not used (estimate minus the usage the server reported)."""
-        if self.tokens is not None and tokens > 0:
+        if self.tokens is not None and tokens:  # negative: the call used more than reserved, charge it
             self.tokens.refill(self.clock())
             self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)
 
