@@ -4,7 +4,7 @@
 
 Each (model, dataset, seed) run is written to docs/results/runs/<model>-<dataset>-s<seed>.json as soon as it
 finishes; a rerun skips runs already there, so the script resumes after an interruption. The table
-(docs/results/base_models.md) is rebuilt from every run file present. Selection uses validation only.
+(docs/results/base_models.table.md, included in base_models.md) is rebuilt from every run file present. Selection uses validation only.
 """
 from __future__ import annotations
 
@@ -86,7 +86,10 @@ def main() -> None:
                         json.dump(result, f, indent=1)
                     os.replace(path + ".tmp", path)
                     print(write_table(), flush=True)
-    print(write_table())
+    table = write_table()
+    print(table)
+    with open(os.path.join(RESULTS, "base_models.table.md"), "w") as f:
+        f.write(table + "\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
     proex data inspect amazon
     proex data fetch --dest ../shared/data
     proex profiles estimate|generate|embed|offline ...   (LLM profile stage)
+    proex report grids/table2.yaml
+    proex recommend --run <mlflow run id> --users 0 1 2 --k 10
 
 The library never reads argv; this module is the only place that does.
 """
@@ -16,7 +18,7 @@ import logging
 import os
 import sys
 
-from . import checkpoint
+from . import checkpoint, cli_grid
 from .config import ConfigError, parse_overrides
 from .data.interactions import DataError
 
@@ -81,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_data(sub)
     _add_profiles(sub)
+    cli_grid.register(sub)  # report, recommend
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
+        handled = cli_grid.run(args)
+        if handled is not None:
+            return handled
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "profiles":
