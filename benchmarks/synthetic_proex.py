@@ -86,14 +86,17 @@ def table(results: dict, models: list[str], seeds: list[int]) -> str:
         p_base = stats.ttest_rel(pro, base).pvalue if len(seeds) > 1 else float("nan")
         p_single = stats.ttest_rel(pro, single).pvalue if len(seeds) > 1 else float("nan")
         mean = statistics.mean
-        drop = lambda a, b: mean(a) - mean(b) if b else float("nan")  # noqa: E731
+
+        def drop(a: list, b: list) -> str:
+            return f"{mean(a) - mean(b):+.4f}" if a and b and len(a) == len(b) else "not run"
+
         d_pro = drop(pro, r20(m, "proex_noisy"))
         d_single = drop(single, r20(m, "single_noisy"))
         d_k1 = drop(r20(m, "proex_k1"), r20(m, "proex_k1_noisy"))
         single_name = variants(m)["single"][0]
         lines.append(f"| {m} | {single_name} | {mean(base):.4f} | {mean(pro):.4f} | {100 * (mean(pro) / mean(base) - 1):+.1f}% | "
                      f"{p_base:.1e} | {mean(single):.4f} | {mean(pro) - mean(single):+.4f} | {p_single:.1e} | "
-                     f"{d_pro:+.4f} | {d_single:+.4f} | {d_k1:+.4f} |")
+                     f"{d_pro} | {d_single} | {d_k1} |")
     return "\n".join(lines)
 
 
@@ -103,6 +106,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--variants", nargs="+", default=None, help="subset of variant names to run")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table from cached runs")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = {}
@@ -113,6 +117,11 @@ def main() -> None:
         for m in args.models:
             spec = variants(m)[name]
             for s in args.seeds:
+                path = os.path.join(OUT, "synthetic_runs", f"{m}-{name}-s{s}.json")
+                if args.table_only:
+                    if os.path.exists(path):
+                        results[(m, name, s)] = json.load(open(path))
+                    continue
                 results[(m, name, s)] = run(m, s, name, spec, args.epochs)
                 print(f"{m:9s} {name:15s} seed {s}: test R@20 {results[(m, name, s)]['test']['recall@20']:.4f}", flush=True)
     text = table(results, args.models, args.seeds)
