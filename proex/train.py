@@ -88,7 +88,7 @@ class Trainer:
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
         cfg, model = self.cfg, system.model
-        groups = [g for g in model.param_groups(cfg.lr)]
+        groups = list(model.param_groups(cfg.lr))
         own = {id(p) for g in groups for p in g["params"]}
         extra = [p for p in system.parameters() if p.requires_grad and id(p) not in own]
         if extra:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from ..models.base import PairBatch, UserBatch  # noqa: F401  (UserBatch: yielded type)
+from ..models.base import PairBatch, UserBatch
 from .tensors import TrainData
 
 
