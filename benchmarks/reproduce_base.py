@@ -1,6 +1,7 @@
 """Reproduce the paper's Table 2 base-model rows on the real RLMRec data, and write the comparison table.
 
     python benchmarks/reproduce_base.py --models gccf lightgcn --datasets amazon yelp --seeds 2023 2024 2025
+    python benchmarks/reproduce_base.py --device cuda --jobs 6 --stop-after 3600   # several runs share one GPU
 
 Each (model, dataset, seed) run is written to docs/results/runs/<model>-<dataset>-s<seed>.json as soon as it
 finishes; a rerun skips runs already there, so the script resumes after an interruption. The table
@@ -14,7 +15,9 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -41,13 +44,13 @@ def run_path(model: str, dataset: str, seed: int) -> str:
 def write_table() -> str:
     runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "runs", "*.json")))]
     lines = [
-        "| model | dataset | seeds | R@20 (ours, mean ± sd) | R@20 paper | Δ | N@20 (ours) | N@20 paper | Δ | best epoch | s/epoch | s/validation |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | dataset | seeds | R@20 (ours, mean ± sd) | R@20 paper | Δ | N@20 (ours) | N@20 paper | Δ | best epoch | s/epoch | s/validation | device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (model, dataset), (pr, pn) in PAPER.items():
         mine = [r for r in runs if r["config"]["model"] == model and r["dataset_name"] == dataset]
         if not mine:
-            lines.append(f"| {model} | {dataset} | 0 | not run | {pr:.4f} | | | {pn:.4f} | | | | |")
+            lines.append(f"| {model} | {dataset} | 0 | not run | {pr:.4f} | | | {pn:.4f} | | | | | |")
             continue
         rec = [r["test"]["recall@20"] for r in mine]
         nd = [r["test"]["ndcg@20"] for r in mine]
@@ -56,10 +59,52 @@ def write_table() -> str:
         spe = statistics.mean(r["train_seconds"] / max(r["epochs_run"], 1) for r in mine)
         spv = statistics.mean(r["eval_seconds"] / max(len(r["history"]), 1) for r in mine)
         seeds = ",".join(str(r["config"]["train"]["seed"]) for r in mine)
+        devices = ",".join(sorted({r["device"] for r in mine}))
         mr, mn = statistics.mean(rec), statistics.mean(nd)
         lines.append(f"| {model} | {dataset} | {seeds} | {mr:.4f} ± {sd:.4f} | {pr:.4f} | {100 * (mr / pr - 1):+.1f}% "
-                     f"| {mn:.4f} | {pn:.4f} | {100 * (mn / pn - 1):+.1f}% | {min(ep)}-{max(ep)} | {spe:.2f} | {spv:.2f} |")
+                     f"| {mn:.4f} | {pn:.4f} | {100 * (mn / pn - 1):+.1f}% | {min(ep)}-{max(ep)} | {spe:.2f} | {spv:.2f} "
+                     f"| {devices} |")
     return "\n".join(lines)
+
+
+def run_one(model: str, dataset: str, seed: int, device: str, inter=None) -> None:
+    """Train one (model, dataset, seed) with the reference defaults and write its run file atomically."""
+    inter = inter if inter is not None else load_dataset(dataset)
+    cell = CellConfig(dataset=dataset, model=model, train={"seed": seed, "device": device})
+    result, _ = run_cell(cell, inter)
+    path = run_path(model, dataset, seed)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def run_parallel(todo: list[tuple[str, str, int]], device: str, jobs: int, stop_after: float, log_dir: str) -> None:
+    """Run each missing run in its own process, `jobs` at a time (small models leave a GPU mostly idle, so
+    several runs share it). No new run starts after `stop_after` seconds; runs still going then are stopped
+    and lose nothing already written (each finished run has its own file)."""
+    os.makedirs(log_dir, exist_ok=True)
+    start, queue, running = time.monotonic(), list(todo), {}
+    while queue or running:
+        late = time.monotonic() - start > stop_after
+        if late and queue:
+            logging.info("deadline: %d runs not started", len(queue))
+            queue.clear()
+        while queue and len(running) < jobs and not late:
+            model, dataset, seed = queue.pop(0)
+            log = open(os.path.join(log_dir, f"{model}-{dataset}-s{seed}.log"), "w")
+            cmd = [sys.executable, __file__, "--models", model, "--datasets", dataset, "--seeds", str(seed),
+                   "--device", device, "--no-table"]
+            running[(model, dataset, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+            logging.info("started %s-%s-s%d (%d queued)", model, dataset, seed, len(queue))
+        for key, (proc, log) in list(running.items()):
+            if proc.poll() is not None or late:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+                log.close()
+                del running[key]
+                logging.info("%s %s-%s-s%d (exit %s)", "stopped" if late else "finished", *key, proc.returncode)
+        time.sleep(1.0)
 
 
 def main() -> None:
@@ -68,24 +113,31 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["amazon", "yelp"])
     p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    p.add_argument("--stop-after", type=float, default=float("inf"), help="seconds; start no run after this and "
+                   "stop those still running (with --jobs > 1)")
+    p.add_argument("--log-dir", default=os.path.join(RESULTS, "runs", "logs"), help="per-run logs (with --jobs > 1)")
     p.add_argument("--table-only", action="store_true", help="only rebuild the table from existing runs")
+    p.add_argument("--no-table", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.makedirs(os.path.join(RESULTS, "runs"), exist_ok=True)
-    if not args.table_only:
-        for dataset in args.datasets:
-            inter = load_dataset(dataset)
-            for model in args.models:
-                for seed in args.seeds:
-                    path = run_path(model, dataset, seed)
-                    if os.path.exists(path):
-                        continue
-                    cell = CellConfig(dataset=dataset, model=model, train={"seed": seed, "device": args.device})
-                    result, _ = run_cell(cell, inter)
-                    with open(path + ".tmp", "w") as f:
-                        json.dump(result, f, indent=1)
-                    os.replace(path + ".tmp", path)
-                    print(write_table(), flush=True)
+    # Seed-major order: every (model, dataset) gets its first seed before any gets a second.
+    todo = [(m, d, s) for s in args.seeds for d in args.datasets for m in args.models
+            if not os.path.exists(run_path(m, d, s))]
+    if not args.table_only and args.jobs > 1:
+        run_parallel(todo, args.device, args.jobs, args.stop_after, args.log_dir)
+    elif not args.table_only:
+        loaded = {}
+        for model, dataset, seed in todo:
+            if dataset not in loaded:
+                loaded[dataset] = load_dataset(dataset)
+            inter = loaded[dataset]
+            run_one(model, dataset, seed, args.device, inter)
+            if not args.no_table:
+                print(write_table(), flush=True)
+    if args.no_table:
+        return
     table = write_table()
     print(table)
     with open(os.path.join(RESULTS, "base_models.table.md"), "w") as f:

@@ -44,7 +44,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_model(name: str, inter, device: torch.device, epochs: int, validations: int, plugin: str = "base",
-               profiles: str | None = None, plugin_config: dict | None = None) -> dict:
+               profiles: str | None = None, plugin_config: dict | None = None, profile_ops: bool = False) -> dict:
     r = resolve(CellConfig(dataset=inter.name, model=name, plugin=plugin, profiles=profiles,
                            plugin_config=plugin_config or {}, train={"device": str(device)}))
     seed_everything(0)
@@ -84,6 +84,14 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
     _sync(device)
     t2 = time.perf_counter()
     ep, va = (t1 - t0) / epochs, (t2 - t1) / validations
+    if profile_ops:  # one more epoch under the profiler: where the time goes
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                         if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=acts) as prof:
+            epoch()
+            _sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
     return {"model": name, "epoch_s": ep, "validation_s": va, "amortised_s": ep + va / r.train_cfg.eval_every}
 
 
@@ -98,6 +106,7 @@ def main() -> None:
     p.add_argument("--profiles", default=None, help="profile bank spec, e.g. random:k=4,dim=1536")
     p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", default=None, help="also write the rows to this file")
+    p.add_argument("--profile-ops", action="store_true", help="print a torch.profiler table of one more epoch")
     args = p.parse_args()
     device = resolve_device(args.device)
     inter = load_dataset(args.dataset)
@@ -110,7 +119,7 @@ def main() -> None:
     rows = []
     for m in args.models:
         row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
-                         parse_overrides(args.plugin_set, "--plugin-set"))
+                         parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops)
         rows.append(row)
         ratio = ref / row["amortised_s"]
         print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)

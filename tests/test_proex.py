@@ -112,6 +112,12 @@ def test_uniformity_matches_definition():
     assert uniformity(x, tau).item() == pytest.approx(want / 5, rel=1e-5)
 
 
+def test_uniformity_over_k_profiles_is_the_sum_of_each():
+    x = torch.randn(3, 7, 4)  # K = 3 profiles of 7 entities
+    want = sum(uniformity(x[k], 0.2) for k in range(3))
+    assert uniformity(x, 0.2).item() == pytest.approx(want.item(), rel=1e-6)
+
+
 def test_profile_spread_matches_eq7():
     p = torch.randn(3, 4, 6)  # K = 3 profiles of 4 entities
     tau = 0.5

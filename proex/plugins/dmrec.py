@@ -23,8 +23,8 @@ meta-network. Our Mult-VAE draws its mask inside `encode`, so for multvae the pl
 For CVGA (and L-DiffRec) the code's meta-network drops the batch rows separately from the encoder (which
 drops its output), so an independent mask with the model's `dropout` is drawn.
 
-Bases: Mult-VAE and CVGA as in the code. `model_defaults` turn Mult-VAE into the DMRec-code variant (sec. 2.4:
-no input normalisation, KL weight fixed at 1, default init, dropout 0.3; steam used 0.2: set it by hand).
+Bases: Mult-VAE and CVGA as in the code. Mult-VAE's own defaults are the DMRec-code variant (sec. 2.4: no
+input normalisation, KL weight fixed at 1, default init, dropout 0.3, steam 0.2), so DMRec changes none.
 L-DiffRec [inferred, no reference code]: accepted, with its own risk ({"elbo", "rec", "kl"}); "KL₀" is then
 its annealed KL as the model weights it. A generative model whose risk has no "kl" entry raises for MDDM.
 Σ‖θ‖²: the VAE configs have no reg_weight (the DMRec yml's is unused), so the Trainer adds none.
@@ -75,8 +75,6 @@ class DMRec(Plugin):
     name = "dmrec"
     Config = DMRecConfig
     needs_profiles = True
-    model_defaults = {"multvae": {"input_norm": False, "anneal_cap": 1.0, "total_anneal_steps": 0,
-                                  "dropout": 0.3, "xavier_init": False}}
 
     def __init__(self, model, cfg: DMRecConfig, bank: ProfileBank):
         super().__init__(model)

@@ -24,6 +24,7 @@ Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -55,10 +56,11 @@ class ProExConfig:
 
 
 def uniformity(x: Tensor, temperature: float) -> Tensor:
-    """Official Ω term for one profile: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5). x: [n, D]."""
+    """Official Ω term: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) for one profile x [n, D] -> scalar,
+    or summed over profiles for x [K, n, D] (one batched product instead of K)."""
     x = F.normalize(x, dim=-1)
-    denom = torch.exp(x @ x.T / temperature).sum(-1)
-    return -torch.log(torch.exp(torch.tensor(1.0 / temperature, device=x.device)) / denom + 1e-5).mean()
+    denom = torch.exp(x @ x.transpose(-1, -2) / temperature).sum(-1)  # [(K,) n]
+    return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
 
 
 def profile_spread(p: Tensor, temperature: float) -> Tensor:
@@ -66,7 +68,7 @@ def profile_spread(p: Tensor, temperature: float) -> Tensor:
     p = F.normalize(p, dim=-1).transpose(0, 1)  # [n, K, D]
     sim = torch.exp(p @ p.transpose(1, 2) / temperature)  # [n, K, K]
     off = sim.sum(-1) - torch.diagonal(sim, dim1=1, dim2=2)  # Σ_{k'≠k}
-    return torch.log1p(torch.exp(torch.tensor(1.0 / temperature, device=p.device)) * off).sum(-1).mean()
+    return torch.log1p(math.exp(1.0 / temperature) * off).sum(-1).mean()
 
 
 def infonce_in_batch(a: Tensor, b: Tensor, temperature: float) -> Tensor:
@@ -114,7 +116,9 @@ class ProEx(Plugin):
         dev = self.tables.user.device
         if not self.cfg.mixing or k == 1:
             return torch.full((e, k), 1.0 / k, device=dev)
-        return torch.distributions.Dirichlet(torch.full((k,), self.cfg.alpha, device=dev)).sample((e,))
+        # validate_args=False: the argument check would wait on the GPU every batch.
+        alpha = torch.full((k,), self.cfg.alpha, device=dev)
+        return torch.distributions.Dirichlet(alpha, validate_args=False).sample((e,))
 
     def _reduce(self, risks: Tensor) -> dict[str, Tensor]:
         out = {"risk": risks.sum() if self.cfg.env_reduce == "sum" else risks.mean()}
@@ -127,10 +131,7 @@ class ProEx(Plugin):
         t = self.cfg.reg_temperature
         if self.cfg.reg_form == "paper":
             return profile_spread(users, t) + (profile_spread(pos, t) if pos is not None else 0.0)
-        total = sum(uniformity(users[k], t) for k in range(users.shape[0]))
-        if pos is not None:
-            total = total + sum(uniformity(pos[k], t) for k in range(pos.shape[0]))
-        return total
+        return uniformity(users, t) + (uniformity(pos, t) if pos is not None else 0.0)
 
     # --- training --------------------------------------------------------------------------------------
     def loss_terms(self, batch) -> dict[str, Tensor]:
@@ -144,10 +145,12 @@ class ProEx(Plugin):
         pu = self.map(self.tables.user[:, users])  # [K, n_u, D]
         pi = self.map(self.tables.item[:, items])  # [K, n_i, D]
         w = self.env_weights()
-        mix_u, mix_i = torch.einsum("ek,knd->end", w, pu), torch.einsum("ek,knd->end", w, pi)
+        # The E mixtures of the batch's rows, gathered once for all environments: [E, B, D] and [E, 2B, D].
+        mix_u = torch.einsum("ek,knd->end", w, pu).index_select(1, inv_u)
+        mix_i = torch.einsum("ek,knd->end", w, pi).index_select(1, inv_i)
         risks = []
         for e in range(w.shape[0]):
-            side = Side(user=mix_u[e][inv_u], item=mix_i[e][inv_i])
+            side = Side(user=mix_u[e], item=mix_i[e])
             r = sum(self.model.risk(batch, state, side).values())
             if self.align_weight > 0:
                 r = r + self.align_weight * self._align_pairwise(batch, state, side)

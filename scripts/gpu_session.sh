@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One prepared GPU session (a lent machine with PyTorch but no Ray): the speed benchmarks on CUDA, then the
+# base-model reproductions, several runs sharing the GPU, until a deadline. Everything lands under $OUT.
+#
+#   OUT=gpu_out PROEX_DATA_DIR=../shared/data WALL=560 bash scripts/gpu_session.sh
+#
+# WALL: seconds this script may take in all; reproductions stop (losing only unfinished runs) WALL-45 s in.
+set -u
+OUT=${OUT:-gpu_out}; WALL=${WALL:-560}; DEVICE=${DEVICE:-cuda}; PY=${PY:-python3}; JOBS=${JOBS:-8}
+SPEED_EPOCHS=${SPEED_EPOCHS:-3}; SPEED_MODELS=${SPEED_MODELS:-"gccf lightgcn simgcl multvae ldiffrec cvga"}; MODELS=${MODELS:-"simgcl ldiffrec cvga multvae gccf lightgcn"}
+SEEDS=${SEEDS:-"2023 2024 2025 2026 2027"}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+mkdir -p "$OUT"
+t0=$(date +%s)
+{ date; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
+
+# 1. Speed: every base, then LightGCN+ProEx with real-shape random profiles (K=4, E=3, 1536-d).
+timeout 150 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models $SPEED_MODELS --json "$OUT/speed_bases.json" \
+    > "$OUT/speed.txt" 2>&1
+timeout 90 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
+    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --json "$OUT/speed_proex.json" >> "$OUT/speed.txt" 2>&1
+
+# 2. Reproductions, seed-major (the first three seeds of every model come before any fourth); runs already
+#    in docs/results/runs are skipped.
+left=$(( WALL - 45 - ($(date +%s) - t0) ))
+$PY benchmarks/reproduce_base.py --device "$DEVICE" --jobs "$JOBS" --stop-after "$left" --models $MODELS \
+    --seeds $SEEDS --no-table --log-dir "$OUT/logs" > "$OUT/reproduce.txt" 2>&1
+tar czf "$OUT/runs.tgz" docs/results/runs/*.json -C "$OUT" logs 2>> "$OUT/reproduce.txt"
+rm -rf "$OUT/logs"
+echo "done in $(( $(date +%s) - t0 )) s"
