@@ -69,6 +69,19 @@ def test_zero_mapping_pairwise_side_is_exactly_the_base_model(synth):
     assert torch.allclose(s_proex, s_base)
 
 
+@pytest.mark.parametrize("name", ["gccf", "lightgcn", "simgcl"])
+def test_env_batched_risk_equals_one_call_per_environment(name, synth):
+    inter, bank = synth
+    system, data = _system(name, inter, bank)
+    batch = _batch(system, data)
+    state = system.model.encode(batch).state
+    b, d = batch.users.numel(), system.model.side_dim
+    side = Side(user=torch.randn(3, b, d), item=torch.randn(3, 2 * b, d))
+    batched = system.model.risk(batch, state, side)["bpr"]
+    each = torch.stack([system.model.risk(batch, state, Side(side.user[e], side.item[e]))["bpr"] for e in range(3)])
+    assert batched.shape == (3,) and torch.allclose(batched, each, rtol=1e-6)
+
+
 def test_dirichlet_weights(synth):
     inter, bank = synth
     system, _ = _system("lightgcn", inter, bank, num_envs=5, alpha=0.1)
@@ -140,6 +153,35 @@ def test_alignment_terms_match_their_definitions():
     ref = torch.distributions.kl_divergence(torch.distributions.Normal(mq, (0.5 * lq).exp()),
                                             torch.distributions.Normal(mp, (0.5 * lp).exp())).sum(-1).mean()
     assert gaussian_kl(mq, lq, mp, lp).item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("form", ["mddm", "added"])
+def test_generative_eq11_in_both_forms(form, synth):
+    """mddm: rec + β·KL(q‖N(0,I)) + (1−β)·KL(q‖N(μ̃,σ̃²)) on the FUSED posterior q (DMRec-M code);
+    added: the model's risk + (1−β)·KL(q_u‖N(μ̃,σ̃²)) + β·KL(q_u‖N(0,I)) on the collaborative q_u."""
+    inter, bank = synth
+    system, data = _system("multvae", inter, bank, align_form=form, align_beta=0.3)
+    system.eval()
+    batch = _batch(system, data)
+    state = system.model.encode(batch).state
+    mu_env, logvar_env = torch.randn_like(state.mu), torch.randn_like(state.mu)
+    side = Side(user=torch.cat([0.1 * torch.randn_like(state.mu), 0.1 * torch.randn_like(state.mu)], -1))
+    got = sum(system._aligned_risk(batch, state, side, mu_env, logvar_env).values())
+    plain = system.model.risk(batch, state, side)
+    zero = torch.zeros_like(state.mu)
+    if form == "mddm":
+        mu, logvar = state.mu + side.user[:, :200], state.logvar + side.user[:, 200:]
+        want = plain["rec"] + 0.3 * gaussian_kl(mu, logvar, zero, zero) + 0.7 * gaussian_kl(mu, logvar, mu_env, logvar_env)
+    else:
+        want = (plain["rec"] + plain["kl"] + 0.7 * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
+                + 0.3 * gaussian_kl(state.mu, state.logvar, zero, zero))
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_generative_defaults_follow_the_paper_pairwise_the_code(synth):
+    inter, bank = synth
+    assert _system("cvga", inter, bank)[0].inv_weight == 1.0  # paper A.2.3
+    assert _system("lightgcn", inter, bank)[0].inv_weight == 10.0  # official yml
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -9,7 +9,8 @@ A training step is split in two:
                                at its ONE documented fusion point. Summing the dict gives the model's risk.
   score(batch, state, side) -> [B, n_items] scores for full ranking (train items are masked by the evaluator).
 
-A plug-in calls `encode` once and `risk` once per environment; the base models never import a plug-in.
+A plug-in calls `encode` once and `risk` once per environment (or once for all E environments, with side
+tensors [E, ...], where the model sets `env_batched`); the base models never import a plug-in.
 
 Two families differ only in what a batch and a side vector are:
   * "pairwise" (GCCF, LightGCN, SimGCL): a `PairBatch` of (user, pos, neg) triples; the fusion point is
@@ -109,6 +110,9 @@ class BaseModel(nn.Module):
     Config: ClassVar[type]
     # Settings of the training loop this model is normally run with (reference-spec sec. 1.2-1.6).
     train_defaults: ClassVar[dict[str, Any]] = {}
+    # True when `risk` accepts side tensors with a leading environment dimension E and then returns [E] terms
+    # (one call for all of a plug-in's environments instead of E calls; pairwise models).
+    env_batched: ClassVar[bool] = False
     # Per-dataset config overrides from the reference configs, applied before user overrides.
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 

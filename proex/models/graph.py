@@ -134,9 +134,9 @@ def user_item_adjacency(train: sp.csr_matrix, device: torch.device) -> SparseAdj
 def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
     """Mean over the batch of softplus(s_neg - s_pos) with inner-product scores (reference-spec sec. 1.8).
 
-    user, pos, neg: [B, D] -> scalar.
+    user, pos, neg: [..., B, D] -> [...] (a scalar for [B, D]; [E] for E environments at once).
     """
-    return torch.nn.functional.softplus((user * neg).sum(-1) - (user * pos).sum(-1)).mean()
+    return torch.nn.functional.softplus((user * (neg - pos)).sum(-1)).mean(-1)
 
 
 def infonce(anchor: Tensor, positive: Tensor, candidates: Tensor, temperature: float) -> Tensor:

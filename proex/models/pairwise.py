@@ -19,6 +19,8 @@ class PairwiseModel(BaseModel):
 
     family = "pairwise"
     train_defaults = {"batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
+    env_batched = True  # `risk` broadcasts side tensors [E, B, D] into [E] BPR risks
+
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)
         self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users + self.n_items, cfg.dim)))
@@ -33,13 +35,16 @@ class PairwiseModel(BaseModel):
         return GraphState(h[: self.n_users], h[self.n_users:])
 
     def risk(self, batch: PairBatch, state: GraphState, side: Side | None = None) -> dict[str, Tensor]:
-        """Mean BPR of the batch on (optionally side-fused) representations."""
+        """Mean BPR of the batch on (optionally side-fused) representations.
+
+        side.user [B, D] and side.item [2B, D] give a scalar; with a leading environment dimension
+        ([E, B, D], [E, 2B, D]) the fusion broadcasts and the BPR is [E], one risk per environment."""
         u = state.users[batch.users]  # [B, D]
         i = state.items[batch.items]  # [2B, D]: positives then negatives
         if side is not None:
             u = u + side.user
             i = i + side.item
-        pos, neg = i.split(batch.users.numel())
+        pos, neg = i.split(batch.users.numel(), dim=-2)
         return {"bpr": bpr_loss(u, pos, neg)}
 
     def score(self, batch: UserBatch, state: GraphState, side: Side | None = None) -> Tensor:

@@ -11,6 +11,9 @@ At inference the K mapped profiles are mean-pooled (weights 1/K, Algorithm 2), c
 
 Where the official LightGCN code and the paper differ, both are options and the default follows the code:
   * env_reduce "sum" (code) vs "mean";
+  * λ3 (inv_weight): 10 in the official LightGCN yml, used for the pairwise bases; the paper (A.2.3) finds 1.0
+    good "in most cases", used for the generative bases, which have no official code (chosen on the synthetic
+    VALIDATION split over {1, 10}, docs/results/synthetic_proex.md);
   * reg_form "official": Ω = Σ_k [U(p^k of the batch's unique users) + U(p^k of its unique positive items)],
     U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (sec. 3.4 (6)),
     vs "paper": Eq. 7, Σ_k log(1 + e^{1/τ} Σ_{k'≠k} e^{c̃_k·c̃_k'/τ}) across each entity's own K profiles
@@ -18,8 +21,13 @@ Where the official LightGCN code and the paper differ, both are options and the 
   * the LightGCN encoder: the code drops the ego layer and edge dropout; `model_defaults` applies that to
     lightgcn under ProEx (override with --set include_ego=true keep_rate=0.8);
   * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
-    of the first upload (sec. 3.5). For generative bases Eq. 11 is on (weight 1): (1−β)·KL(q_u ‖ N(μ̃^e, σ̃^e²))
-    + β·KL(q_u ‖ N(0, I)) with q_u the collaborative posterior of Eq. 2 (our reading of the garbled Eq. 11).
+    of the first upload (sec. 3.5). For generative bases Eq. 11 is on (weight λ1 = 1). The paper calls it the
+    reverse-KL distribution matching of DMRec, with N(0, I) and each environment's distribution as the
+    model's priors; there is no official generative ProEx code, so `align_form="mddm"` (default) computes it
+    as DMRec-M's code does: on the FUSED posterior q, the model's own KL to N(0, I) is reweighted to β and
+    λ1·(1−β)·KL(q ‖ N(μ̃^e, σ̃^e²)) is added. `"added"` keeps the model's KL and adds
+    λ1·[(1−β)·KL(q_u ‖ N(μ̃^e, σ̃^e²)) + β·KL(q_u ‖ N(0, I))] on the collaborative posterior q_u (our first
+    reading; it lost to "mddm" on the synthetic validation split, docs/results/synthetic_proex.md).
 Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then fuses log σ̃² additively.
 """
 from __future__ import annotations
@@ -32,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.base import PairBatch, Side, UserBatch
+from ..models.generative import fuse
 from ..profiles.bank import ProfileBank
 from .base import Plugin, Scorer
 from .profile_maps import AggregateMap, DirectMap, ProfileTables
@@ -41,7 +50,7 @@ from .profile_maps import AggregateMap, DirectMap, ProfileTables
 class ProExConfig:
     num_envs: int = 3  # E, environments per batch (yml: amazon 4 but its logged run used 3; yelp 3; steam 2)
     alpha: float = 0.1  # Dirichlet concentration α (all datasets)
-    inv_weight: float = 10.0  # λ3 on Var_e(L_e) (inv_weight); 0 = ablation "w/o inv"
+    inv_weight: float | None = None  # λ3 on Var_e(L_e); None = 10 pairwise (code), 1 generative; 0 = "w/o inv"
     reg_weight: float = 0.4  # λ2 on Ω (ex_weight: amazon/yelp 0.4, steam 2.0); 0 = "w/o reg"
     reg_form: str = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
     reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
@@ -50,6 +59,7 @@ class ProExConfig:
     align_weight: float | None = None  # λ1; None = 0 for pairwise bases (code), 1.0 for generative (Eq. 11)
     align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
     align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
+    align_form: str = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
     hidden_dim: int | None = None  # mapping width; None = (d_text + side_dim) // 2 pairwise, 600 generative
     agg: str = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
     profiles: tuple[int, ...] | None = None  # profile subset (ablation: K = 1..all; (0,) = original only)
@@ -58,8 +68,8 @@ class ProExConfig:
 def uniformity(x: Tensor, temperature: float) -> Tensor:
     """Official Ω term: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) for one profile x [n, D] -> scalar,
     or summed over profiles for x [K, n, D] (one batched product instead of K)."""
-    x = F.normalize(x, dim=-1)
-    denom = torch.exp(x @ x.transpose(-1, -2) / temperature).sum(-1)  # [(K,) n]
+    x = F.normalize(x, dim=-1) * temperature ** -0.5  # 1/τ folded into the [n, D] rows, not the [n, n] logits
+    denom = torch.exp(x @ x.transpose(-1, -2)).sum(-1)  # [(K,) n]
     return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
 
 
@@ -96,6 +106,8 @@ class ProEx(Plugin):
         if cfg.reg_form not in ("official", "paper") or cfg.env_reduce not in ("sum", "mean"):
             raise ValueError(f"proex: reg_form must be official|paper and env_reduce sum|mean, got "
                              f"{cfg.reg_form!r}, {cfg.env_reduce!r}")
+        if cfg.align_form not in ("mddm", "added"):
+            raise ValueError(f"proex: align_form must be mddm|added, got {cfg.align_form!r}")
         if cfg.num_envs < 1:
             raise ValueError(f"proex: num_envs must be >= 1, got {cfg.num_envs}")
         self.cfg = cfg
@@ -108,6 +120,7 @@ class ProEx(Plugin):
         else:
             self.map = DirectMap(self.tables.dim, model.side_dim, cfg.hidden_dim)
         self.align_weight = cfg.align_weight if cfg.align_weight is not None else (1.0 if self.generative else 0.0)
+        self.inv_weight = cfg.inv_weight if cfg.inv_weight is not None else (1.0 if self.generative else 10.0)
 
     # --- environments ----------------------------------------------------------------------------------
     def env_weights(self) -> Tensor:
@@ -122,8 +135,8 @@ class ProEx(Plugin):
 
     def _reduce(self, risks: Tensor) -> dict[str, Tensor]:
         out = {"risk": risks.sum() if self.cfg.env_reduce == "sum" else risks.mean()}
-        if self.cfg.inv_weight > 0 and risks.numel() > 1:
-            out["inv"] = self.cfg.inv_weight * risks.var(unbiased=True)
+        if self.inv_weight > 0 and risks.numel() > 1:
+            out["inv"] = self.inv_weight * risks.var(unbiased=True)
         return out
 
     def _omega(self, users: Tensor, pos: Tensor) -> Tensor:
@@ -142,20 +155,24 @@ class ProEx(Plugin):
     def _pairwise(self, batch: PairBatch, state) -> dict[str, Tensor]:
         users, inv_u = torch.unique(batch.users, return_inverse=True)
         items, inv_i = torch.unique(batch.items, return_inverse=True)
-        pu = self.map(self.tables.user[:, users])  # [K, n_u, D]
-        pi = self.map(self.tables.item[:, items])  # [K, n_i, D]
+        # The batch's unique users and items mapped in one call: [K, n_u + n_i, D].
+        mapped = self.map(self.tables.rows[:, torch.cat([users, items + self.tables.n_users])])
+        k, n, d = mapped.shape
+        pu, pi = mapped.split([users.numel(), items.numel()], dim=1)
         w = self.env_weights()
-        # The E mixtures of the batch's rows, gathered once for all environments: [E, B, D] and [E, 2B, D].
-        mix_u = torch.einsum("ek,knd->end", w, pu).index_select(1, inv_u)
-        mix_i = torch.einsum("ek,knd->end", w, pi).index_select(1, inv_i)
-        risks = []
-        for e in range(w.shape[0]):
-            side = Side(user=mix_u[e], item=mix_i[e])
-            r = sum(self.model.risk(batch, state, side).values())
-            if self.align_weight > 0:
-                r = r + self.align_weight * self._align_pairwise(batch, state, side)
-            risks.append(r)
-        out = self._reduce(torch.stack(risks))
+        # The E mixtures (Eq. 8) of all those rows in one product, [E, n_u + n_i, D], then each triple's rows
+        # for all environments at once: side.user [E, B, D], side.item [E, 2B, D].
+        mixed = (w @ mapped.reshape(k, n * d)).view(-1, n, d)
+        side = Side(user=mixed[:, inv_u], item=mixed[:, inv_i + users.numel()])
+        if self.model.env_batched:  # one risk call returns the [E] environment risks
+            risks = sum(self.model.risk(batch, state, side).values())
+        else:
+            risks = torch.stack([sum(self.model.risk(batch, state, Side(side.user[e], side.item[e])).values())
+                                 for e in range(w.shape[0])])
+        if self.align_weight > 0:
+            risks = risks + self.align_weight * torch.stack(
+                [self._align_pairwise(batch, state, Side(side.user[e], side.item[e])) for e in range(w.shape[0])])
+        out = self._reduce(risks)
         if self.cfg.reg_weight > 0:
             pos = torch.searchsorted(items, torch.unique(batch.pos))
             out["profile_reg"] = self.cfg.reg_weight * self._omega(pu, pi[:, pos])
@@ -174,17 +191,28 @@ class ProEx(Plugin):
         logvar_e = torch.log(torch.einsum("ek,kbd->ebd", w, logvar_k.exp()) + 1e-8)
         risks = []
         for e in range(w.shape[0]):
-            r = sum(self.model.risk(batch, state, Side(user=torch.cat([mu_e[e], logvar_e[e]], -1))).values())
-            if self.align_weight > 0:
-                beta = self.cfg.align_beta
-                zero = torch.zeros_like(state.mu)
-                r = r + self.align_weight * ((1 - beta) * gaussian_kl(state.mu, state.logvar, mu_e[e], logvar_e[e])
-                                             + beta * gaussian_kl(state.mu, state.logvar, zero, zero))
-            risks.append(r)
+            side = Side(user=torch.cat([mu_e[e], logvar_e[e]], -1))
+            risks.append(sum(self._aligned_risk(batch, state, side, mu_e[e], logvar_e[e]).values()))
         out = self._reduce(torch.stack(risks))
         if self.cfg.reg_weight > 0:
             out["profile_reg"] = self.cfg.reg_weight * self._omega(mu_k, None)
         return out
+
+    def _aligned_risk(self, batch: UserBatch, state, side: Side, mu_env: Tensor, logvar_env: Tensor) -> dict:
+        """The model's risk in one environment plus Eq. 11 (see the module doc for the two forms)."""
+        risk = self.model.risk(batch, state, side)
+        lam, beta = self.align_weight, self.cfg.align_beta
+        if lam <= 0:
+            return risk
+        if self.cfg.align_form == "added":
+            zero = torch.zeros_like(state.mu)
+            risk["align"] = lam * ((1 - beta) * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
+                                   + beta * gaussian_kl(state.mu, state.logvar, zero, zero))
+            return risk
+        mu, logvar = fuse(state, side)
+        risk["kl"] = beta * risk["kl"]
+        risk["align"] = lam * (1 - beta) * gaussian_kl(mu, logvar, mu_env, logvar_env)
+        return risk
 
     # --- inference -------------------------------------------------------------------------------------
     @torch.no_grad()

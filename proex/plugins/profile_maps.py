@@ -1,6 +1,6 @@
 """The profile tables a plug-in reads and the maps from the text space to a model's fusion point (paper Eq. 6).
 
-* `ProfileTables`: the bank's [K, n, d_text] arrays as non-persistent device buffers (data, not weights:
+* `ProfileTables`: the bank's [K, n, d_text] arrays as one non-persistent device buffer (data, not weights:
   checkpoints record the bank id instead of copying hundreds of MB).
 * `DirectMap` (discriminative, "direct alignment"): c̃ = f(c) with f = Linear(d_text -> h) -> LeakyReLU(0.01)
   -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, reference-spec
@@ -20,21 +20,33 @@ from ..profiles.bank import ProfileBank
 
 
 class ProfileTables(nn.Module):
-    """user: [K, n_users, d_text], item: [K, n_items, d_text] on the module's device."""
+    """rows: [K, n_users + n_items, d_text] on the module's device, users first; `user` [K, n_users, d_text] and
+    `item` [K, n_items, d_text] are views of it. One table lets a plug-in gather a batch's users and items
+    with one index and map them with one MLP call."""
 
     def __init__(self, bank: ProfileBank):
         super().__init__()
-        self.register_buffer("user", torch.as_tensor(bank.user[:], dtype=torch.float32), persistent=False)
-        self.register_buffer("item", torch.as_tensor(bank.item[:], dtype=torch.float32), persistent=False)
+        rows = torch.cat([torch.as_tensor(bank.user[:], dtype=torch.float32),
+                          torch.as_tensor(bank.item[:], dtype=torch.float32)], dim=1)
+        self.register_buffer("rows", rows, persistent=False)
+        self.n_users = int(bank.user.shape[1])
         self.bank_id = bank.bank_id
 
     @property
+    def user(self) -> Tensor:
+        return self.rows[:, : self.n_users]
+
+    @property
+    def item(self) -> Tensor:
+        return self.rows[:, self.n_users:]
+
+    @property
     def k(self) -> int:
-        return self.user.shape[0]
+        return self.rows.shape[0]
 
     @property
     def dim(self) -> int:
-        return self.user.shape[2]
+        return self.rows.shape[2]
 
 
 class DirectMap(nn.Module):
