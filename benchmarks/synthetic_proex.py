@@ -53,8 +53,8 @@ def variants(model: str) -> dict[str, tuple[str, str | None, dict]]:
     }
 
 
-def run(model: str, seed: int, name: str, spec: tuple, epochs: int) -> dict:
-    path = os.path.join(OUT, "synthetic_runs", f"{model}-{name}-s{seed}.json")
+def run(model: str, seed: int, name: str, spec: tuple, epochs: int, runs_dir: str | None = None) -> dict:
+    path = os.path.join(runs_dir or os.path.join(OUT, "synthetic_runs"), f"{model}-{name}-s{seed}.json")
     if os.path.exists(path):
         return json.load(open(path))
     plugin, profiles, pcfg = spec

@@ -18,7 +18,7 @@ t0=$(date +%s)
 timeout 150 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models $SPEED_MODELS --json "$OUT/speed_bases.json" \
     > "$OUT/speed.txt" 2>&1
 timeout 90 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
-    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --json "$OUT/speed_proex.json" >> "$OUT/speed.txt" 2>&1
+    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --profile-ops --json "$OUT/speed_proex.json" >> "$OUT/speed.txt" 2>&1
 
 # 2. Reproductions, seed-major (the first three seeds of every model come before any fourth); runs already
 #    in docs/results/runs are skipped.
