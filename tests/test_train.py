@@ -10,7 +10,8 @@ from proex import checkpoint
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, build_system, resolve, run_cell
 from proex.runtime import seed_everything
-from proex.train import Trainer
+from proex.data.sampling import bpr_batches
+from proex.train import Trainer, make_optimizer
 
 
 def _cell(**train):
@@ -96,3 +97,27 @@ def test_unknown_config_key_is_rejected(tiny):
         resolve(CellConfig(model="lightgcn", model_config={"layerz": 2}))
     with pytest.raises(ConfigError, match="epoch"):
         resolve(CellConfig(model="lightgcn", train={"epoch": 2}))
+
+
+def test_reg_weight_is_the_sum_of_squares_penalty_on_every_parameter(tiny):
+    """make_optimizer's weight decay 2w gives the same Adam step as adding w·Σ‖θ‖² to the loss
+    (reference-spec sec. 1.8), for the model's and the plug-in's parameters alike."""
+    r = resolve(CellConfig(dataset="tiny", model="lightgcn", model_config={"reg_weight": 0.05},
+                           train={"device": "cpu"}))
+    data = TrainData(tiny)
+    seed_everything(0)
+    a = build_system(r, data)
+    b = build_system(r, data)
+    b.load_state_dict(a.state_dict())
+    batch = next(iter(bpr_batches(data, 64)))
+    opt_a = make_optimizer(a, 1e-2, torch.device("cpu"))
+    opt_b = torch.optim.Adam(b.parameters(), lr=1e-2)
+    seed_everything(1)
+    sum(a.loss_terms(batch).values()).backward()
+    opt_a.step()
+    seed_everything(1)
+    loss = sum(b.loss_terms(batch).values()) + 0.05 * sum(p.pow(2).sum() for p in b.parameters())
+    loss.backward()
+    opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
