@@ -70,14 +70,14 @@ def single_profile(bank: ProfileBank, index: int, model, who: str) -> ProfileTab
 
 
 class _PairwiseOnly(Base):
-    """Shared checks and the base model's scorer (neither RLMRec plug-in changes inference)."""
+    """Shared checks and the base model's scorer (neither RLMRec plug-in changes inference; KAR overrides it)."""
 
     needs_profiles = True
 
     def __init__(self, model, cfg, bank: ProfileBank):
         super().__init__(model)
         if model.family != "pairwise":
-            raise ValueError(f"{self.name}: RLMRec plug-ins need a pairwise graph model (gccf, lightgcn, simgcl); "
+            raise ValueError(f"{self.name}: this plug-in needs a pairwise graph model (gccf, lightgcn, simgcl); "
                              f"{model.name!r} is {model.family}. Use dmrec_g/dmrec_c/dmrec_m or proex for it.")
         self.cfg = cfg
         self.tables = single_profile(bank, cfg.profile, model, self.name)
