@@ -10,7 +10,6 @@ These need the `infra` extra (MLflow) only for --run and report; a local checkpo
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random dataset for fast model tests, and the real-data location."""
+"""Shared fixtures: a tiny random dataset for fast model tests, a small synthetic dataset with latent profiles
+for the plug-in tests, and the real-data location."""
 from __future__ import annotations
 
 import os
@@ -46,3 +47,24 @@ def real_data_dir(name: str) -> str:
         pytest.skip(f"real dataset {name!r} not found at {path}: set {DATA_ENV} to the folder holding "
                     f"amazon/ and yelp/ (or run `proex data fetch`)")
     return path
+
+
+@pytest.fixture(scope="module")
+def synth():
+    """(80 x 60 synthetic interactions, a K = 4, 16-d latent profile bank) for the plug-in tests."""
+    from proex.data.synthetic import SyntheticConfig, make_synthetic
+    from proex.profiles.synthetic import latent_profiles
+
+    inter = make_synthetic(SyntheticConfig(n_users=80, n_items=60, seed=0))
+    return inter, latent_profiles(inter, k=4, dim=16)
+
+
+def plugin_system(plugin: str, model: str, inter, bank, **plugin_config):
+    """(system, TrainData) for `plugin` over `model` with the reference defaults plus plugin_config."""
+    from proex.data.tensors import TrainData
+    from proex.experiment import CellConfig, build_system, resolve
+
+    r = resolve(CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent",
+                           plugin_config=plugin_config))
+    data = TrainData(inter)
+    return build_system(r, data, bank), data

@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from proex import checkpoint
 from proex.cli import main
 from proex.data.registry import load_dataset

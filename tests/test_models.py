@@ -7,8 +7,7 @@ from proex.data.sampling import bpr_batches, user_batches
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, build_system, resolve
 from proex.metrics import RankingEvaluator
-from proex.models import MODELS, Side, UserBatch
-from proex.plugins import Base
+from proex.models import MODELS, Side
 from proex.train import Trainer
 
 

@@ -3,17 +3,15 @@ reference-spec sec. 4.2 / 5.1 / 5.2 on small tensors, and the plug-ins' behaviou
 import numpy as np
 import pytest
 import torch
+from conftest import plugin_system
 
 from proex.data.sampling import bpr_batches, user_batches
-from proex.data.synthetic import SyntheticConfig, make_synthetic
-from proex.data.tensors import TrainData
-from proex.experiment import CellConfig, build_system, resolve, run_cell
+from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import Side
 from proex.models.generative import kl_standard_normal
 from proex.plugins.dmrec import kl_gauss, wasserstein2
 from proex.plugins.rlmrec import ssl_con_loss
 from proex.profiles.bank import ProfileBank
-from proex.profiles.synthetic import latent_profiles
 
 PAIRWISE = ["gccf", "lightgcn", "simgcl"]
 GENERATIVE = ["multvae", "cvga"]
@@ -21,17 +19,7 @@ CASES = [(p, m) for p in ("rlmrec_con", "rlmrec_gen") for m in PAIRWISE] + \
         [(p, m) for p in ("dmrec_g", "dmrec_c", "dmrec_m") for m in GENERATIVE]
 
 
-@pytest.fixture(scope="module")
-def synth():
-    inter = make_synthetic(SyntheticConfig(n_users=80, n_items=60, seed=0))
-    return inter, latent_profiles(inter, k=4, dim=16)
-
-
-def _system(plugin, model, inter, bank, **plugin_config):
-    r = resolve(CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent",
-                           plugin_config=plugin_config))
-    data = TrainData(inter)
-    return build_system(r, data, bank), data
+_system = plugin_system
 
 
 def _batch(system, data):

@@ -3,27 +3,16 @@ additive fusion against the base model, and the plug-in on every pairwise base."
 import numpy as np
 import pytest
 import torch
+from conftest import plugin_system
 
 from proex.data.sampling import bpr_batches
-from proex.data.synthetic import SyntheticConfig, make_synthetic
-from proex.data.tensors import TrainData
-from proex.experiment import CellConfig, build_system, resolve, run_cell
+from proex.experiment import CellConfig, run_cell
 from proex.models.base import UserBatch
 from proex.plugins.kar import HybridExperts
-from proex.profiles.synthetic import latent_profiles
-
-
-@pytest.fixture(scope="module")
-def synth():
-    inter = make_synthetic(SyntheticConfig(n_users=80, n_items=60, seed=0))
-    return inter, latent_profiles(inter, k=4, dim=16)
 
 
 def _system(model, inter, bank, **plugin_config):
-    r = resolve(CellConfig(dataset="synthetic", model=model, plugin="kar", profiles="synthetic-latent",
-                           plugin_config=plugin_config))
-    data = TrainData(inter)
-    return build_system(r, data, bank), data
+    return plugin_system("kar", model, inter, bank, **plugin_config)
 
 
 def test_hybrid_experts_equal_a_loop_over_gated_experts():

@@ -6,27 +6,18 @@ import re
 
 import pytest
 import torch
+from conftest import plugin_system
 
 from proex.data.sampling import bpr_batches, user_batches
 from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
-from proex.experiment import CellConfig, build_system, resolve, run_cell
+from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import MODELS, Side
 from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread, uniformity
-from proex.profiles.synthetic import latent_profiles
-
-
-@pytest.fixture(scope="module")
-def synth():
-    inter = make_synthetic(SyntheticConfig(n_users=80, n_items=60, seed=0))
-    return inter, latent_profiles(inter, k=4, dim=16)
 
 
 def _system(model, inter, bank, **plugin_config):
-    r = resolve(CellConfig(dataset="synthetic", model=model, plugin="proex", profiles="synthetic-latent",
-                           plugin_config=plugin_config))
-    data = TrainData(inter)
-    return build_system(r, data, bank), data
+    return plugin_system("proex", model, inter, bank, **plugin_config)
 
 
 def _batch(system, data):

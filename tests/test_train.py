@@ -1,6 +1,5 @@
 """The trainer: validation schedule, early stopping and restore of the best state, determinism,
 resume after an interruption, and checkpoints that save and load."""
-import dataclasses
 import json
 
 import pytest
