@@ -29,7 +29,7 @@ def _add_train(sub) -> None:
                    "a directory with trn/val/tst_mat.pkl, or a .csv/.parquet interaction table")
     p.add_argument("--model", default="lightgcn", help="gccf, lightgcn, simgcl, multvae, ldiffrec, cvga")
     p.add_argument("--plugin", default="base", help="base (the model alone), proex, rlmrec_con, rlmrec_gen, "
-                   "kar (pairwise bases), dmrec_g|c|m (generative bases)")
+                   "kar (pairwise bases), alpharec (lightgcn), dmrec_g|c|m (generative bases)")
     p.add_argument("--profiles", default=None, help="profile bank for profile-aware plug-ins: a bank folder, "
                    "rlmrec:<folder with usr_emb_np*.pkl>, or synthetic-latent[:k=4,...] for the synthetic data")
     p.add_argument("--set", dest="model_set", nargs="*", default=[], metavar="KEY=VALUE",

@@ -81,7 +81,9 @@ def resolve(cell: CellConfig, where: str = "cell") -> Resolved:
     elif cell.plugin_config:
         raise cfglib.ConfigError(f"{where}.plugin_config: plug-in {cell.plugin!r} takes no settings")
     train_cfg = cfglib.build(TrainConfig, cell.train, f"{where}.train")
-    fill = {k: v for k, v in mcls.train_defaults.items() if getattr(train_cfg, k) is None}
+    # Unset training fields: the plug-in's defaults (AlphaRec's learning rate), then the model family's.
+    train_defaults = {**mcls.train_defaults, **getattr(pcls, "train_defaults", {})}
+    fill = {k: v for k, v in train_defaults.items() if getattr(train_cfg, k) is None}
     train_cfg = dataclasses.replace(train_cfg, **fill)
     return Resolved(cell, model_cfg, plugin_cfg, train_cfg)
 

@@ -30,7 +30,7 @@ log = logging.getLogger("proex.train")
 class TrainConfig:
     epochs: int | None = None  # max epochs; None = model default (3000 pairwise, 1000 generative)
     batch_size: int | None = None  # None = model default (4096 edges pairwise, 1024 users generative)
-    lr: float = 1e-3  # Adam learning rate, weight decay 0 (every reference yml)
+    lr: float | None = None  # Adam learning rate; None = the plug-in's or model's default (1e-3, every reference yml)
     eval_every: int = 3  # validate after epochs e with e % eval_every == 0 (test_step)
     patience: int | None = None  # validations without improvement before stopping; None = model default
     ks: tuple[int, ...] = (10, 20)  # cut-offs reported
@@ -101,7 +101,8 @@ class Trainer:
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
         cfg, model = self.cfg, system.model
-        opt = make_optimizer(system, cfg.lr, data.device)
+        lr = cfg.lr if cfg.lr is not None else {**model.train_defaults, **getattr(system, "train_defaults", {})}["lr"]
+        opt = make_optimizer(system, lr, data.device)
         val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)
         if cfg.select not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in cfg.ks}:
             raise ValueError(f"select metric {cfg.select!r} is not computed; use recall@K or ndcg@K with K in {cfg.ks}")

@@ -109,7 +109,7 @@ class BaseModel(nn.Module):
     family: ClassVar[str]  # "pairwise" | "generative"
     Config: ClassVar[type]
     # Settings of the training loop this model is normally run with (reference-spec sec. 1.2-1.6).
-    train_defaults: ClassVar[dict[str, Any]] = {}
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     # True when `risk` accepts side tensors with a leading environment dimension E and then returns [E] terms
     # (one call for all of a plug-in's environments instead of E calls; pairwise models).
     env_batched: ClassVar[bool] = False
@@ -120,6 +120,7 @@ class BaseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.n_users, self.n_items = data.n_users, data.n_items
+        self.train_csr = data.train_csr  # host scipy CSR [U, I]; for plug-ins that read the whole graph (AlphaRec)
 
     # --- the interface -------------------------------------------------------------------------------
     @property

@@ -1,13 +1,15 @@
 """Plug-ins over the base-model interface; `base` is the model alone."""
 from __future__ import annotations
 
+from .alpharec import AlphaRec
 from .base import Base, Plugin, Scorer
 from .dmrec import DMRec, DMRecC, DMRecG, DMRecM
 from .kar import KAR
 from .proex import ProEx
 from .rlmrec import RLMRecCon, RLMRecGen
 
-PLUGINS: dict[str, type[Plugin]] = {p.name: p for p in (Base, ProEx, RLMRecCon, RLMRecGen, KAR, DMRecG, DMRecC, DMRecM)}
+PLUGINS: dict[str, type[Plugin]] = {p.name: p for p in (Base, ProEx, RLMRecCon, RLMRecGen, KAR, AlphaRec,
+                                                        DMRecG, DMRecC, DMRecM)}
 
 
 def plugin_class(name: str) -> type[Plugin]:
@@ -17,5 +19,5 @@ def plugin_class(name: str) -> type[Plugin]:
         raise ValueError(f"unknown plug-in {name!r}; known plug-ins: {', '.join(PLUGINS)}") from None
 
 
-__all__ = ["PLUGINS", "plugin_class", "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "DMRec",
+__all__ = ["PLUGINS", "plugin_class", "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
            "DMRecG", "DMRecC", "DMRecM", "Scorer"]
