@@ -68,3 +68,14 @@ def plugin_system(plugin: str, model: str, inter, bank, **plugin_config):
                            plugin_config=plugin_config))
     data = TrainData(inter)
     return build_system(r, data, bank), data
+
+
+def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 256) -> None:
+    """run_cell for 3 epochs on the synthetic data: the plug-in is recorded, metrics in range, losses finite."""
+    from proex.experiment import CellConfig, run_cell
+
+    cell = CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent:k=4,dim=16",
+                      train={"epochs": 3, "device": "cpu", "batch_size": batch_size})
+    result, _ = run_cell(cell, inter)
+    assert result["config"]["plugin"] == plugin and 0.0 <= result["test"]["recall@20"] <= 1.0
+    assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))

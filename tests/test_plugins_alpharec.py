@@ -1,13 +1,12 @@
 """AlphaRec (reference-spec sec. 6): language inputs instead of ID embeddings, the sampled-softmax InfoNCE
 against a direct computation, cosine scores, and the defaults it brings to LightGCN."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import plugin_system
+from conftest import assert_trains_end_to_end, plugin_system
 
 from proex.data.sampling import bpr_batches
-from proex.experiment import CellConfig, resolve, run_cell
+from proex.experiment import CellConfig, resolve
 from proex.models.base import UserBatch
 
 
@@ -61,9 +60,4 @@ def test_defaults_and_refusals(synth):
 
 
 def test_run_cell_end_to_end(synth):
-    inter, _ = synth
-    cell = CellConfig(dataset="synthetic", model="lightgcn", plugin="alpharec", profiles="synthetic-latent:k=4,dim=16",
-                      train={"epochs": 3, "device": "cpu", "batch_size": 256})
-    result, _ = run_cell(cell, inter)
-    assert result["config"]["plugin"] == "alpharec" and 0.0 <= result["test"]["recall@20"] <= 1.0
-    assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+    assert_trains_end_to_end("alpharec", "lightgcn", synth[0])

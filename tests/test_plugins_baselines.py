@@ -3,10 +3,10 @@ reference-spec sec. 4.2 / 5.1 / 5.2 on small tensors, and the plug-ins' behaviou
 import numpy as np
 import pytest
 import torch
-from conftest import plugin_system
+from conftest import assert_trains_end_to_end, plugin_system
 
 from proex.data.sampling import bpr_batches, user_batches
-from proex.experiment import CellConfig, resolve, run_cell
+from proex.experiment import CellConfig, resolve
 from proex.models import Side
 from proex.models.generative import kl_standard_normal
 from proex.plugins.dmrec import kl_gauss, wasserstein2
@@ -261,9 +261,4 @@ def test_per_dataset_and_model_defaults():
 @pytest.mark.parametrize("plugin,model", [("rlmrec_con", "simgcl"), ("rlmrec_gen", "lightgcn"),
                                           ("dmrec_g", "multvae"), ("dmrec_c", "cvga"), ("dmrec_m", "multvae")])
 def test_run_cell_end_to_end(plugin, model, synth):
-    inter, _ = synth
-    cell = CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent:k=4,dim=16",
-                      train={"epochs": 3, "device": "cpu", "batch_size": 256 if model in PAIRWISE else 32})
-    result, _ = run_cell(cell, inter)
-    assert result["config"]["plugin"] == plugin and 0.0 <= result["test"]["recall@20"] <= 1.0
-    assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+    assert_trains_end_to_end(plugin, model, synth[0], batch_size=256 if model in PAIRWISE else 32)

@@ -1,12 +1,10 @@
 """KAR (hybrid-expert adaptor, reference-spec sec. 6): the adaptor against a per-expert re-computation, the
 additive fusion against the base model, and the plug-in on every pairwise base."""
-import numpy as np
 import pytest
 import torch
-from conftest import plugin_system
+from conftest import assert_trains_end_to_end, plugin_system
 
 from proex.data.sampling import bpr_batches
-from proex.experiment import CellConfig, run_cell
 from proex.models.base import UserBatch
 from proex.plugins.kar import HybridExperts
 
@@ -69,9 +67,4 @@ def test_refuses_generative_models_and_missing_profiles(synth):
 
 
 def test_run_cell_end_to_end(synth):
-    inter, _ = synth
-    cell = CellConfig(dataset="synthetic", model="lightgcn", plugin="kar", profiles="synthetic-latent:k=4,dim=16",
-                      train={"epochs": 3, "device": "cpu", "batch_size": 256})
-    result, _ = run_cell(cell, inter)
-    assert result["config"]["plugin"] == "kar" and 0.0 <= result["test"]["recall@20"] <= 1.0
-    assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+    assert_trains_end_to_end("kar", "lightgcn", synth[0])
