@@ -93,8 +93,8 @@ def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ra
     grid.write_text(textwrap.dedent("""
         name: study
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0]}
-        fixed: {train: {epochs: 150, eval_every: 3, patience: 100}}
-        hparams: hp
+        fixed: {train: {epochs: 400, eval_every: 3, patience: 200}}  # long enough that the trial killed
+        hparams: hp                                                        # mid-training cannot finish after it
         resources: {cpu: 1}
         study:
           n_trials: 4
