@@ -21,7 +21,7 @@ from .data.tensors import TrainData
 from .models import model_class
 from .plugins import plugin_class
 from .runtime import resolve_device, seed_everything
-from .train import FitResult, TrainConfig, Trainer, ValidationReport
+from .train import FitResult, TrainConfig, Trainer, ValidationReport, fill_train_defaults
 
 log = logging.getLogger("proex.experiment")
 
@@ -80,11 +80,7 @@ def resolve(cell: CellConfig, where: str = "cell") -> Resolved:
         plugin_cfg = cfglib.build(pcls.Config, {**pdefaults, **cell.plugin_config}, f"{where}.plugin_config")
     elif cell.plugin_config:
         raise cfglib.ConfigError(f"{where}.plugin_config: plug-in {cell.plugin!r} takes no settings")
-    train_cfg = cfglib.build(TrainConfig, cell.train, f"{where}.train")
-    # Unset training fields: the plug-in's defaults (AlphaRec's learning rate), then the model family's.
-    train_defaults = {**mcls.train_defaults, **getattr(pcls, "train_defaults", {})}
-    fill = {k: v for k, v in train_defaults.items() if getattr(train_cfg, k) is None}
-    train_cfg = dataclasses.replace(train_cfg, **fill)
+    train_cfg = fill_train_defaults(cfglib.build(TrainConfig, cell.train, f"{where}.train"), mcls, pcls)
     return Resolved(cell, model_cfg, plugin_cfg, train_cfg)
 
 

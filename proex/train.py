@@ -12,7 +12,7 @@ import copy
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterable
 
 import torch
@@ -68,6 +68,13 @@ class FitResult:
         return asdict(self)
 
 
+def fill_train_defaults(cfg: TrainConfig, model_cls: type, plugin_cls: type) -> TrainConfig:
+    """cfg with every unset (None) field taken from the plug-in's `train_defaults` (AlphaRec's learning rate),
+    else the model family's (reference-spec sec. 1.2-1.6). Idempotent."""
+    defaults = {**model_cls.train_defaults, **getattr(plugin_cls, "train_defaults", {})}
+    return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
+
+
 def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.optim.Adam:
     """Adam over the model's parameter groups plus the plug-in's own parameters (at `lr`).
 
@@ -82,7 +89,7 @@ def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.opt
     extra = [p for p in system.parameters() if p.requires_grad and id(p) not in own]
     if extra:
         groups.append({"params": extra, "lr": lr})
-    decay = 2.0 * max(float(getattr(system.model, "reg_weight", 0.0)), 0.0)
+    decay = 2.0 * max(system.model.reg_weight, 0.0)
     for g in groups:
         g.setdefault("weight_decay", decay)
     return torch.optim.Adam(groups, lr=lr, fused=device.type == "cuda")
@@ -100,9 +107,9 @@ class Trainer:
         self.cfg, self.callback, self.state_path = cfg, callback, state_path
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
-        cfg, model = self.cfg, system.model
-        lr = cfg.lr if cfg.lr is not None else {**model.train_defaults, **getattr(system, "train_defaults", {})}["lr"]
-        opt = make_optimizer(system, lr, data.device)
+        model = system.model
+        cfg = fill_train_defaults(self.cfg, type(model), type(system))  # a TrainConfig built by hand may leave gaps
+        opt = make_optimizer(system, cfg.lr, data.device)
         val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)
         if cfg.select not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in cfg.ks}:
             raise ValueError(f"select metric {cfg.select!r} is not computed; use recall@K or ndcg@K with K in {cfg.ks}")

@@ -9,8 +9,9 @@ A training step is split in two:
                                at its ONE documented fusion point. Summing the dict gives the model's risk.
   score(batch, state, side) -> [B, n_items] scores for full ranking (train items are masked by the evaluator).
 
-A plug-in calls `encode` once and `risk` once per environment (or once for all E environments, with side
-tensors [E, ...], where the model sets `env_batched`); the base models never import a plug-in.
+A plug-in calls `encode` once and `risk` once per environment; pairwise models also take side tensors with a
+leading environment dimension ([E, B, D], [E, 2B, D]) and return [E] risks, so all E environments cost one
+call. The base models never import a plug-in.
 
 Two families differ only in what a batch and a side vector are:
   * "pairwise" (GCCF, LightGCN, SimGCL): a `PairBatch` of (user, pos, neg) triples; the fusion point is
@@ -110,9 +111,6 @@ class BaseModel(nn.Module):
     Config: ClassVar[type]
     # Settings of the training loop this model is normally run with (reference-spec sec. 1.2-1.6).
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
-    # True when `risk` accepts side tensors with a leading environment dimension E and then returns [E] terms
-    # (one call for all of a plug-in's environments instead of E calls; pairwise models).
-    env_batched: ClassVar[bool] = False
     # Per-dataset config overrides from the reference configs, applied before user overrides.
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 

@@ -19,7 +19,6 @@ class PairwiseModel(BaseModel):
 
     family = "pairwise"
     train_defaults = {"lr": 1e-3, "batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
-    env_batched = True  # `risk` broadcasts side tensors [E, B, D] into [E] BPR risks
 
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)

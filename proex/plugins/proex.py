@@ -164,11 +164,7 @@ class ProEx(Plugin):
         # for all environments at once: side.user [E, B, D], side.item [E, 2B, D].
         mixed = (w @ mapped.reshape(k, n * d)).view(-1, n, d)
         side = Side(user=mixed[:, inv_u], item=mixed[:, inv_i + users.numel()])
-        if self.model.env_batched:  # one risk call returns the [E] environment risks
-            risks = sum(self.model.risk(batch, state, side).values())
-        else:
-            risks = torch.stack([sum(self.model.risk(batch, state, Side(side.user[e], side.item[e])).values())
-                                 for e in range(w.shape[0])])
+        risks = sum(self.model.risk(batch, state, side).values())  # [E]: pairwise risks broadcast over E
         if self.align_weight > 0:
             risks = risks + self.align_weight * torch.stack(
                 [self._align_pairwise(batch, state, Side(side.user[e], side.item[e])) for e in range(w.shape[0])])
