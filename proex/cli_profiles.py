@@ -19,6 +19,17 @@ import sys
 
 from .config import ConfigError, build, parse_overrides
 from .data.interactions import DataError
+from .profiles.client import ProfileAPIError
+
+# The failures of a profile job that are the user's to fix, and their exit status (`proex profiles ...` and
+# ray_jobs/profiles.py alike): 3 = the LLM API stopped the job (fatal), 2 = bad input. Others are bugs.
+JOB_ERRORS = (ProfileAPIError, ConfigError, DataError, ValueError, FileNotFoundError)
+
+
+def error_exit(exc: Exception, prog: str) -> int:
+    """Print `prog: error: ...` on stderr (the messages never hold the key) and return the exit status."""
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 3 if isinstance(exc, ProfileAPIError) else 2
 
 COMMANDS = ("estimate", "generate", "embed", "offline")
 _JOB_FLAGS = ("base_url", "model", "api_key_env", "k", "domain", "rpm", "tpm", "concurrency", "limit")
@@ -107,7 +118,6 @@ def _bank_info(bank) -> dict:
 def run(args) -> int:
     """Execute one of COMMANDS; prints a JSON result on stdout, errors on stderr (never the key)."""
     from .data.registry import load_dataset
-    from .profiles.client import ProfileAPIError
 
     for name in ("httpx", "httpx2", "openai"):  # one INFO line per request would drown the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -148,12 +158,8 @@ def run(args) -> int:
                 result.update(_bank_info(bank))
             print(json.dumps(result, indent=1))
             return 0
-    except ProfileAPIError as exc:
-        print(f"proex: error: {exc}", file=sys.stderr)
-        return 3
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
-        print(f"proex: error: {exc}", file=sys.stderr)
-        return 2
+    except JOB_ERRORS as exc:
+        return error_exit(exc, "proex")
     raise ValueError(f"unknown profiles command {cmd!r}; expected one of {COMMANDS}")
 
 

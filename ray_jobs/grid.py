@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _driver import ROOT, load_grid_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,18 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-dir", default=None, help="where to write the report (default mlruns/reports/<grid>)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    if args.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
-        # A local Ray on loopback only: without this, Ray replaces 127.0.0.1 by the machine's address.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we checkpoint often
-    sys.path.insert(0, ROOT)
-    from proex.config import ConfigError
-    from proex.grid import load_grid
-
-    try:
-        grid = load_grid(args.grid)
-    except ConfigError as exc:
-        print(f"grid: error: {exc}", file=sys.stderr)
+    grid = load_grid_file(args.grid, args.address, "grid")
+    if grid is None:
         return 2
     from proex.infra import tracking, tune_grid
 

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from proex.cli_profiles import add_job_args, job_config
-    from proex.config import ConfigError
-    from proex.data.interactions import DataError
+    from proex.cli_profiles import JOB_ERRORS, add_job_args, error_exit, job_config
     from proex.data.registry import load_dataset
-    from proex.profiles.client import ProfileAPIError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_job_args(p)
@@ -46,12 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
             ray.init(address=args.address, include_dashboard=False, ignore_reinit_error=True)
             summary = generate_ray(cfg, inter, args.workers, args.worker_cpus, args.limiter_name, args.detached_limiter)
-    except ProfileAPIError as exc:
-        print(f"profiles: error: {exc}", file=sys.stderr)
-        return 3
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:
-        print(f"profiles: error: {exc}", file=sys.stderr)
-        return 2
+    except JOB_ERRORS as exc:
+        return error_exit(exc, "profiles")
     print(json.dumps({k: summary[k] for k in ("status", "sides", "calls", "cost_usd", "wall_s", "backend")}, indent=1))
     return 1 if any(s["failed"] for s in summary["sides"].values()) else 0
 

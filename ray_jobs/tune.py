@@ -14,9 +14,8 @@ import argparse
 import json
 import logging
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _driver import load_grid_file
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,16 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    if args.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray on loopback only
-    sys.path.insert(0, ROOT)
-    from proex.config import ConfigError
-    from proex.grid import load_grid
-
-    try:
-        grid = load_grid(args.grid)
-    except ConfigError as exc:
-        print(f"tune: error: {exc}", file=sys.stderr)
+    grid = load_grid_file(args.grid, args.address, "tune")
+    if grid is None:
         return 2
     from proex.infra import studies, tune_grid
 

@@ -49,7 +49,7 @@ class GridOutcome:
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """Attach to Ray: `address` ("auto", "ray://...", "host:port"), or $RAY_ADDRESS (set inside `ray job
     submit`), else a new local instance ("local"). For a local instance on loopback only, the caller sets
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/grid.py does)."""
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/_driver.py does)."""
     if ray.is_initialized():
         return
     if address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
