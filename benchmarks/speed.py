@@ -4,6 +4,7 @@
     python benchmarks/speed.py --models lightgcn --device cuda --epochs 5
     python benchmarks/speed.py --models lightgcn --plugin proex --profiles random:k=4,dim=1536 \
         --plugin-set num_envs=3                                 # LightGCN+ProEx, real-shape random profiles
+    python benchmarks/speed.py ... --compile                    # the same with the loss torch.compile'd
 
 Prints the amortised figure (epoch + validation / 3: validation every 3 epochs as in the reference protocol)
 and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (issue #2:
@@ -32,7 +33,7 @@ from proex.config import parse_overrides  # noqa: E402
 from proex.models import MODELS  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import resolve_device, seed_everything  # noqa: E402
-from proex.train import make_optimizer  # noqa: E402
+from proex.train import make_optimizer, training_loss  # noqa: E402
 
 OFFICIAL_LIGHTGCN_CPU = {"epoch": 1.5, "validation": 1.9, "amortised": 2.2}
 OFFICIAL_PROEX_H100_AMORTISED = 2.39
@@ -44,7 +45,8 @@ def _sync(device: torch.device) -> None:
 
 
 def time_model(name: str, inter, device: torch.device, epochs: int, validations: int, plugin: str = "base",
-               profiles: str | None = None, plugin_config: dict | None = None, profile_ops: bool = False) -> dict:
+               profiles: str | None = None, plugin_config: dict | None = None, profile_ops: bool = False,
+               compile: bool = False) -> dict:
     r = resolve(CellConfig(dataset=inter.name, model=name, plugin=plugin, profiles=profiles,
                            plugin_config=plugin_config or {}, train={"device": str(device)}))
     seed_everything(0)
@@ -53,13 +55,14 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
     system = build_system(r, data, bank)
     opt = make_optimizer(system, r.train_cfg.lr, device)
     batch_size = r.train_cfg.batch_size
+    loss_terms = training_loss(system, compile)  # what the Trainer runs (compiled during the warm-up epoch)
 
     def epoch() -> int:
         system.train()
         batches = bpr_batches(data, batch_size) if system.model.family == "pairwise" else user_batches(data, batch_size)
         n = 0
         for n, batch in enumerate(batches, 1):
-            loss = sum(system.loss_terms(batch).values())  # the Σ‖θ‖² penalty is Adam's weight decay
+            loss = sum(loss_terms(batch).values())  # the Σ‖θ‖² penalty is Adam's weight decay
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -112,6 +115,8 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the rows to this file")
     p.add_argument("--profile-ops", action="store_true", help="print a torch.profiler table of one more epoch "
                    "and the aten operators per training batch")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training loss, as TrainConfig.compile "
+                   "does (compiled in the untimed warm-up epoch)")
     args = p.parse_args()
     device = resolve_device(args.device)
     inter = load_dataset(args.dataset)
@@ -119,12 +124,12 @@ def main() -> None:
     print(f"dataset {inter.name}, device {name}, torch {torch.__version__}")
     ref, ref_name = ((OFFICIAL_LIGHTGCN_CPU["amortised"], "official LightGCN, 2-core CPU") if args.plugin == "base"
                      else (OFFICIAL_PROEX_H100_AMORTISED, "official LightGCN-ProEx, one H100"))
-    print(f"plugin {args.plugin}, profiles {args.profiles}")
+    print(f"plugin {args.plugin}, profiles {args.profiles}, compiled loss: {args.compile}")
     print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  speed-up vs {ref_name} ({ref} s amortised)")
     rows = []
     for m in args.models:
         row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
-                         parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops)
+                         parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops, args.compile)
         rows.append(row)
         ratio = ref / row["amortised_s"]
         print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)

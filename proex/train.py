@@ -38,6 +38,7 @@ class TrainConfig:
     eval_batch_size: int | None = None  # users per evaluation batch; None = 256 on CPU, 4096 on CUDA
     seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+    compile: bool = False  # torch.compile the training loss (see `training_loss`); off by default: see below
 
 
 @dataclass
@@ -95,6 +96,20 @@ def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.opt
     return torch.optim.Adam(groups, lr=lr, fused=device.type == "cuda")
 
 
+def training_loss(system: Plugin, compile: bool = False) -> Callable:
+    """The per-batch loss function, `system.loss_terms`, or its `torch.compile`d version.
+
+    Why: on a GPU a small model's step is bound by launching hundreds of tiny operators from Python
+    (docs/results/speed.md); TorchInductor fuses the element-wise chains (Ω's normalise/exp/log, the BPR,
+    the KLs) forward and backward, and on a CPU it also fuses the [K, n, n] exp-and-sum of Ω. Shapes are
+    marked dynamic because the batch's unique users and items change every batch (one compile, not one per
+    batch); `torch.unique` and the sparse graph product stay eager (graph breaks). The same arithmetic, but
+    not bit-identical (fused reductions round differently, and compiled random ops draw other numbers).
+    Off by default: compiling costs tens of seconds per process, and the GPU gain is not measured yet.
+    """
+    return torch.compile(system.loss_terms, dynamic=True) if compile else system.loss_terms
+
+
 def _batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
     if system.model.family == "pairwise":
         return bpr_batches(data, batch_size)
@@ -110,6 +125,7 @@ class Trainer:
         model = system.model
         cfg = fill_train_defaults(self.cfg, type(model), type(system))  # a TrainConfig built by hand may leave gaps
         opt = make_optimizer(system, cfg.lr, data.device)
+        loss_terms = training_loss(system, cfg.compile)
         val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)
         if cfg.select not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in cfg.ks}:
             raise ValueError(f"select metric {cfg.select!r} is not computed; use recall@K or ndcg@K with K in {cfg.ks}")
@@ -124,7 +140,7 @@ class Trainer:
             t0 = time.perf_counter()
             total, n = None, 0  # the per-term loss sums of the epoch, [n_terms], on the device
             for batch in _batches(system, data, cfg.batch_size):
-                terms = system.loss_terms(batch)
+                terms = loss_terms(batch)
                 stacked = torch.stack(list(terms.values()))
                 opt.zero_grad(set_to_none=True)
                 stacked.sum().backward()

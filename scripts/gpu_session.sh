@@ -14,11 +14,14 @@ mkdir -p "$OUT"
 t0=$(date +%s)
 { date; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
 
-# 1. Speed: every base, then LightGCN+ProEx with real-shape random profiles (K=4, E=3, 1536-d).
+# 1. Speed: every base, then LightGCN+ProEx with real-shape random profiles (K=4, E=3, 1536-d), eager and with
+#    the loss torch.compile'd (TrainConfig.compile; its compile time falls in the untimed warm-up epoch).
 timeout 150 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models $SPEED_MODELS --json "$OUT/speed_bases.json" \
     > "$OUT/speed.txt" 2>&1
 timeout 90 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
     --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --profile-ops --json "$OUT/speed_proex.json" >> "$OUT/speed.txt" 2>&1
+timeout 240 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
+    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --compile --json "$OUT/speed_proex_compiled.json" >> "$OUT/speed.txt" 2>&1
 
 # 2. Reproductions, seed-major (the first three seeds of every model come before any fourth); runs already
 #    in docs/results/runs are skipped.

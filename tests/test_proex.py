@@ -60,17 +60,49 @@ def test_zero_mapping_pairwise_side_is_exactly_the_base_model(synth):
     assert torch.allclose(s_proex, s_base)
 
 
-@pytest.mark.parametrize("name", ["gccf", "lightgcn", "simgcl"])
-def test_env_batched_risk_equals_one_call_per_environment(name, synth):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_env_batched_risk_equals_one_call_per_environment(name, synth, monkeypatch):
+    """Every base's risk takes the E environments' side vectors in one call and returns [E] per loss."""
     inter, bank = synth
     system, data = _system(name, inter, bank)
+    model = system.model
     batch = _batch(system, data)
-    state = system.model.encode(batch).state
-    b, d = batch.users.numel(), system.model.side_dim
-    side = Side(user=torch.randn(3, b, d), item=torch.randn(3, 2 * b, d))
-    batched = system.model.risk(batch, state, side)["bpr"]
-    each = torch.stack([system.model.risk(batch, state, Side(side.user[e], side.item[e]))["bpr"] for e in range(3)])
-    assert batched.shape == (3,) and torch.allclose(batched, each, rtol=1e-6)
+    b, d = batch.users.numel(), model.side_dim
+    if model.family == "pairwise":
+        side = Side(user=torch.randn(3, b, d), item=torch.randn(3, 2 * b, d))
+        per_env = [Side(side.user[e], side.item[e]) for e in range(3)]
+    else:
+        model.eval()  # z = μ: no sampling noise, so the batched and the looped calls see the same arithmetic
+        if name == "ldiffrec":  # its diffusion step draws t and noise even in eval: fix both
+            monkeypatch.setattr(model, "sample_steps", lambda n: (torch.full((n,), 2), torch.ones(n)))
+            monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
+        side = Side(user=torch.randn(3, b, d))
+        per_env = [Side(side.user[e]) for e in range(3)]
+    state = model.encode(batch).state
+    batched = model.risk(batch, state, side)
+    for key, value in batched.items():
+        each = torch.stack([model.risk(batch, state, s)[key] for s in per_env])
+        assert value.shape == (3,) and torch.allclose(value, each, rtol=1e-5, atol=1e-6), key
+
+
+def test_pairwise_alignment_adds_each_environments_infonce(synth):
+    """align_weight λ1 > 0 (off in the official code): Σ_e risk gains λ1·Σ_e InfoNCE_e, computed per environment
+    from the definition (mixing off, so every environment holds the mean-pooled profiles)."""
+    inter, bank = synth
+    system, data = _system("lightgcn", inter, bank, align_weight=0.5, mixing=False, num_envs=3)
+    batch = _batch(system, data)
+    with torch.no_grad():
+        with_align = system.loss_terms(batch)
+        system.align_weight = 0.0
+        without = system.loss_terms(batch)
+        state = system.model.encode(batch).state
+        pooled = system.map(system.tables.rows[:, torch.cat([batch.users, batch.items + inter.n_users])]).mean(0)
+        pu, pi = pooled.split([batch.users.numel(), batch.items.numel()])
+        items, b = state.items[batch.items], batch.users.numel()
+        one_env = (infonce_in_batch(state.users[batch.users], pu, 0.2) + infonce_in_batch(items[:b], pi[:b], 0.2)
+                   + infonce_in_batch(items[b:], pi[b:], 0.2))
+    gained = with_align["risk"] - without["risk"]
+    assert gained.item() == pytest.approx(0.5 * 3 * one_env.item(), rel=1e-4)
 
 
 def test_dirichlet_weights(synth):
@@ -140,6 +172,9 @@ def test_alignment_terms_match_their_definitions():
     logits = an @ bn.T / 0.2
     want = sum(-(logits[i, i] - torch.logsumexp(logits[i], 0)) for i in range(6)) / 6
     assert infonce_in_batch(a, b, 0.2).item() == pytest.approx(want.item(), rel=1e-5)
+    b_env = torch.randn(3, 6, 4)  # one row block per environment: [E] values, each the 2-D definition
+    each = torch.stack([infonce_in_batch(a, b_env[e], 0.2) for e in range(3)])
+    assert torch.allclose(infonce_in_batch(a, b_env, 0.2), each, rtol=1e-6)
     mq, lq, mp, lp = (torch.randn(5, 3) for _ in range(4))
     ref = torch.distributions.kl_divergence(torch.distributions.Normal(mq, (0.5 * lq).exp()),
                                             torch.distributions.Normal(mp, (0.5 * lp).exp())).sum(-1).mean()

@@ -9,9 +9,9 @@ A training step is split in two:
                                at its ONE documented fusion point. Summing the dict gives the model's risk.
   score(batch, state, side) -> [B, n_items] scores for full ranking (train items are masked by the evaluator).
 
-A plug-in calls `encode` once and `risk` once per environment; pairwise models also take side tensors with a
-leading environment dimension ([E, B, D], [E, 2B, D]) and return [E] risks, so all E environments cost one
-call. The base models never import a plug-in.
+A plug-in calls `encode` once and `risk` once for all its environments: every model takes side tensors with a
+leading environment dimension (pairwise [E, B, D] and [E, 2B, D], generative [E, B, 2d]) and returns [E]
+risks, so the E environments are one batched call, not a Python loop. The base models never import a plug-in.
 
 Two families differ only in what a batch and a side vector are:
   * "pairwise" (GCCF, LightGCN, SimGCL): a `PairBatch` of (user, pos, neg) triples; the fusion point is

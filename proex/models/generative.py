@@ -39,7 +39,8 @@ def row_values(batch: UserBatch, l2_normalise: bool, dropout: float, training: b
 
 
 def fuse(state: LatentState, side: Side | None) -> tuple[Tensor, Tensor]:
-    """(μ, logσ²) [B, d] each, with the side posterior added when given."""
+    """(μ, logσ²) [B, d] each, with the side posterior added when given (side.user [(E,) B, 2d]: with a
+    leading environment dimension the sum broadcasts to [E, B, d])."""
     if side is None or side.user is None:
         return state.mu, state.logvar
     mu_side, logvar_side = side.user.chunk(2, dim=-1)
@@ -47,13 +48,14 @@ def fuse(state: LatentState, side: Side | None) -> tuple[Tensor, Tensor]:
 
 
 def multinomial_nll(logits: Tensor, rows: Tensor) -> Tensor:
-    """-Σ_i x_ui log softmax(logits)_ui, averaged over the batch. logits, rows: [B, n_items]."""
-    return -(torch.log_softmax(logits, dim=-1) * rows).sum(-1).mean()
+    """-Σ_i x_ui log softmax(logits)_ui, averaged over the batch. logits [(E,) B, n_items], rows [B, n_items]
+    -> scalar, or [E] with a leading environment dimension."""
+    return -(torch.log_softmax(logits, dim=-1) * rows).sum(-1).mean(-1)
 
 
 def kl_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) summed over dims, averaged over the batch. mu, logvar: [B, d]."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean()
+    """KL(N(μ, σ²) ‖ N(0, I)) summed over dims, averaged over the batch. mu, logvar: [(E,) B, d] -> [(E)]."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)).mean(-1)
 
 
 def reparameterize(mu: Tensor, logvar: Tensor, training: bool) -> Tensor:
@@ -79,7 +81,8 @@ class VAEModel(BaseModel):
         return 1.0
 
     def risk(self, batch: UserBatch, state: LatentState, side: Side | None = None) -> dict[str, Tensor]:
-        """Multinomial NLL of the batch rows + weighted KL of the (fused) posterior to N(0, I)."""
+        """Multinomial NLL of the batch rows + weighted KL of the (fused) posterior to N(0, I): scalars, or [E]
+        when side.user has a leading environment dimension [E, B, 2d] (one call for all environments)."""
         mu, logvar = fuse(state, side)
         logits = self.decode(reparameterize(mu, logvar, self.training))
         return {"rec": multinomial_nll(logits, batch.rows), "kl": self.kl_weight() * kl_standard_normal(mu, logvar)}

@@ -201,20 +201,23 @@ class LDiffRec(VAEModel):
         return Encoded(LatentState(mu, logvar, extra))
 
     def risk(self, batch: UserBatch, state: LatentState, side: Side | None = None) -> dict[str, Tensor]:
-        """One diffusion training step on the (fused) AE latent plus the AE losses (main.py training loop)."""
+        """One diffusion training step on the (fused) AE latent plus the AE losses (main.py training loop).
+        With side.user [E, B, 2d] the E environments' latents are diffused together as E·B samples (each with
+        its own step t) and every loss is [E]; their per-step losses enter the history in environment order."""
         c = self.cfg
         mu, logvar = fuse(state, side)
-        z0 = reparameterize(mu, logvar, self.training and c.reparam)  # [B, d]
+        z0 = reparameterize(mu, logvar, self.training and c.reparam)  # [(E,) B, d]
+        lead, z0 = z0.shape[:-1], z0.reshape(-1, z0.shape[-1])  # [N, d], N = (E·)B
         t, pt = self.sample_steps(z0.shape[0])
         z_t = (self.sqrt_alphas_cumprod[t].float().unsqueeze(1) * z0
                + self.sqrt_one_minus_alphas_cumprod[t].float().unsqueeze(1) * torch.randn_like(z0))
         z0_hat = self.dnn(z_t, t)
-        mse = (z0 - z0_hat).pow(2).mean(-1)  # [B]
+        mse = (z0 - z0_hat).pow(2).mean(-1)  # [N]
         per = self.step_weight[t].float() * mse if c.reweight else mse
         if self.training:
             self.record_losses(t, per.detach())
-        elbo = (per / pt).mean()
-        rec = multinomial_nll(self.dec(z0_hat), state.extra["target"])
+        elbo = (per / pt).view(lead).mean(-1)
+        rec = multinomial_nll(self.dec(z0_hat.view(*lead, -1)), state.extra["target"])
         kl = state.extra["anneal"] * kl_standard_normal(mu, logvar)
         lam = self.lamda()
         if c.reweight:

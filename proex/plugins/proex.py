@@ -5,7 +5,8 @@ Per training batch:
      profile at every batch; restricting to the rows the loss touches gives identical gradients, sec. 3.3);
   2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, sec. 3.4);
   3. mix the mapped profiles per environment (Eq. 8 discriminative, Eq. 9 generative) and call the model's
-     `risk` once per environment with the mixture at its fusion point (Eq. 12: addition), plus λ1·alignment;
+     `risk` ONCE with all E mixtures at its fusion point (Eq. 12: addition; the risk broadcasts over a leading
+     environment dimension and returns [E]), plus λ1·alignment;
   4. objective = Σ_e L_e (official; `env_reduce="mean"` averages) + λ3·Var_e(L_e) (unbiased, REx) + λ2·Ω (Eq. 14).
 At inference the K mapped profiles are mean-pooled (weights 1/K, Algorithm 2), computed once per evaluation.
 
@@ -82,15 +83,15 @@ def profile_spread(p: Tensor, temperature: float) -> Tensor:
 
 
 def infonce_in_batch(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    """Mean InfoNCE of a_i -> b_i with the other rows of b as negatives. a, b: [n, D]."""
-    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
-    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+    """Mean InfoNCE of a_i -> b_i with the other rows of b as negatives. a, b: [(E,) n, D] (broadcast) -> [(E)]."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2) / temperature  # [(E,) n, n]
+    return (torch.logsumexp(logits, -1) - torch.diagonal(logits, dim1=-2, dim2=-1)).mean(-1)
 
 
 def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
-    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) summed over dims, batch mean. All [B, d]."""
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) summed over dims, batch mean. All [(E,) B, d] (broadcast) -> [(E)]."""
     kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1)
-    return kl.sum(-1).mean()
+    return kl.sum(-1).mean(-1)
 
 
 class ProEx(Plugin):
@@ -166,8 +167,7 @@ class ProEx(Plugin):
         side = Side(user=mixed[:, inv_u], item=mixed[:, inv_i + users.numel()])
         risks = sum(self.model.risk(batch, state, side).values())  # [E]: pairwise risks broadcast over E
         if self.align_weight > 0:
-            risks = risks + self.align_weight * torch.stack(
-                [self._align_pairwise(batch, state, Side(side.user[e], side.item[e])) for e in range(w.shape[0])])
+            risks = risks + self.align_weight * self._align_pairwise(batch, state, side)
         out = self._reduce(risks)
         if self.cfg.reg_weight > 0:
             pos = torch.searchsorted(items, torch.unique(batch.pos))
@@ -175,27 +175,29 @@ class ProEx(Plugin):
         return out
 
     def _align_pairwise(self, batch: PairBatch, state, side: Side) -> Tensor:
+        """In-environment InfoNCE between the ID representations and the mixed profiles of the batch's users,
+        positives and negatives: side.user [E, B, D], side.item [E, 2B, D] -> [E]."""
         t, b = self.cfg.align_temperature, batch.users.numel()
         items = state.items[batch.items]
         return (infonce_in_batch(state.users[batch.users], side.user, t)
-                + infonce_in_batch(items[:b], side.item[:b], t) + infonce_in_batch(items[b:], side.item[b:], t))
+                + infonce_in_batch(items[:b], side.item[..., :b, :], t)
+                + infonce_in_batch(items[b:], side.item[..., b:, :], t))
 
     def _generative(self, batch: UserBatch, state) -> dict[str, Tensor]:
         mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)  # [K, B, d] each
         w = self.env_weights()
+        # Eq. 9 for all environments at once, [E, B, d]; the model's risk broadcasts over E and returns [E].
         mu_e = torch.einsum("ek,kbd->ebd", w, mu_k)
         logvar_e = torch.log(torch.einsum("ek,kbd->ebd", w, logvar_k.exp()) + 1e-8)
-        risks = []
-        for e in range(w.shape[0]):
-            side = Side(user=torch.cat([mu_e[e], logvar_e[e]], -1))
-            risks.append(sum(self._aligned_risk(batch, state, side, mu_e[e], logvar_e[e]).values()))
-        out = self._reduce(torch.stack(risks))
+        side = Side(user=torch.cat([mu_e, logvar_e], -1))
+        out = self._reduce(sum(self._aligned_risk(batch, state, side, mu_e, logvar_e).values()))
         if self.cfg.reg_weight > 0:
             out["profile_reg"] = self.cfg.reg_weight * self._omega(mu_k, None)
         return out
 
     def _aligned_risk(self, batch: UserBatch, state, side: Side, mu_env: Tensor, logvar_env: Tensor) -> dict:
-        """The model's risk in one environment plus Eq. 11 (see the module doc for the two forms)."""
+        """The model's risk plus Eq. 11 (see the module doc for the two forms), [E] for all environments at once
+        (mu_env, logvar_env [E, B, d]; side.user [E, B, 2d])."""
         risk = self.model.risk(batch, state, side)
         lam, beta = self.align_weight, self.cfg.align_beta
         if lam <= 0:
