@@ -38,7 +38,7 @@ class TrainConfig:
     eval_batch_size: int | None = None  # users per evaluation batch; None = 256 on CPU, 4096 on CUDA
     seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    compile: bool = False  # torch.compile the training loss (see `training_loss`); off by default: see below
+    compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
 
 
 @dataclass
