@@ -25,7 +25,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from proex.data.registry import load_dataset  # noqa: E402
-from proex.data.sampling import bpr_batches, user_batches  # noqa: E402
 from proex.data.tensors import TrainData  # noqa: E402
 from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
 from proex.metrics import RankingEvaluator  # noqa: E402
@@ -33,7 +32,7 @@ from proex.config import parse_overrides  # noqa: E402
 from proex.models import MODELS  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import resolve_device, seed_everything  # noqa: E402
-from proex.train import make_optimizer, training_loss  # noqa: E402
+from proex.train import make_optimizer, training_batches, training_loss  # noqa: E402
 
 OFFICIAL_LIGHTGCN_CPU = {"epoch": 1.5, "validation": 1.9, "amortised": 2.2}
 OFFICIAL_PROEX_H100_AMORTISED = 2.39
@@ -59,9 +58,8 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
 
     def epoch() -> int:
         system.train()
-        batches = bpr_batches(data, batch_size) if system.model.family == "pairwise" else user_batches(data, batch_size)
         n = 0
-        for n, batch in enumerate(batches, 1):
+        for n, batch in enumerate(training_batches(system, data, batch_size), 1):
             loss = sum(loss_terms(batch).values())  # the Σ‖θ‖² penalty is Adam's weight decay
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -110,7 +110,8 @@ def training_loss(system: Plugin, compile: bool = False) -> Callable:
     return torch.compile(system.loss_terms, dynamic=True) if compile else system.loss_terms
 
 
-def _batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
+def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
+    """One epoch of training batches in the model family's form: BPR triples or user rows."""
     if system.model.family == "pairwise":
         return bpr_batches(data, batch_size)
     return user_batches(data, batch_size)
@@ -139,7 +140,7 @@ class Trainer:
             system.train()
             t0 = time.perf_counter()
             total, n = None, 0  # the per-term loss sums of the epoch, [n_terms], on the device
-            for batch in _batches(system, data, cfg.batch_size):
+            for batch in training_batches(system, data, cfg.batch_size):
                 terms = loss_terms(batch)
                 stacked = torch.stack(list(terms.values()))
                 opt.zero_grad(set_to_none=True)

@@ -12,20 +12,17 @@ SEEDS=${SEEDS:-"2023 2024 2025 2026 2027"}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$OUT"
 t0=$(date +%s)
-{ date; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
 
 # 1. Speed: every base, then LightGCN+ProEx with real-shape random profiles (K=4, E=3, 1536-d), eager and with
-#    the loss torch.compile'd (TrainConfig.compile; its compile time falls in the untimed warm-up epoch).
+#    the loss torch.compile'd: scripts/gpu_proex_speed.sh (which also writes $OUT/env.txt).
 timeout 150 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models $SPEED_MODELS --json "$OUT/speed_bases.json" \
     > "$OUT/speed.txt" 2>&1
-timeout 90 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
-    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --profile-ops --json "$OUT/speed_proex.json" >> "$OUT/speed.txt" 2>&1
-timeout 240 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models lightgcn --plugin proex \
-    --profiles random:k=4,dim=1536 --plugin-set num_envs=3 --compile --json "$OUT/speed_proex_compiled.json" >> "$OUT/speed.txt" 2>&1
+OUT="$OUT" DEVICE="$DEVICE" PY="$PY" EPOCHS="$SPEED_EPOCHS" bash "$(dirname "$0")/gpu_proex_speed.sh" > /dev/null
 
 # 2. Reproductions, seed-major (the first three seeds of every model come before any fourth); runs already
 #    in docs/results/runs are skipped.
 left=$(( WALL - 45 - ($(date +%s) - t0) ))
+[ "$left" -gt 60 ] || { echo "no time left for reproductions ($left s)"; exit 0; }
 $PY benchmarks/reproduce_base.py --device "$DEVICE" --jobs "$JOBS" --stop-after "$left" --models $MODELS \
     --seeds $SEEDS --no-table --log-dir "$OUT/logs" > "$OUT/reproduce.txt" 2>&1
 tar czf "$OUT/runs.tgz" docs/results/runs/*.json -C "$OUT" logs 2>> "$OUT/reproduce.txt"

@@ -68,7 +68,7 @@ class VAEModel(BaseModel):
     `decode(z) -> logits [B, n_items]` and optionally `kl_weight()`."""
 
     family = "generative"
-    train_defaults = {"lr": 1e-3, "batch_size": 1024, "patience": 20, "seed": 2024, "epochs": 1000}
+    train_defaults = {**BaseModel.train_defaults, "batch_size": 1024, "patience": 20, "seed": 2024, "epochs": 1000}
 
     @property
     def side_dim(self) -> int:

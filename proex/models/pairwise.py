@@ -18,7 +18,7 @@ class PairwiseModel(BaseModel):
     normalised bipartite graph. Subclasses implement `encode`; risk and score are shared."""
 
     family = "pairwise"
-    train_defaults = {"lr": 1e-3, "batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
+    train_defaults = {**BaseModel.train_defaults, "batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
 
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)
