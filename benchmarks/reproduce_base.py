@@ -67,9 +67,8 @@ def write_table() -> str:
     return "\n".join(lines)
 
 
-def run_one(model: str, dataset: str, seed: int, device: str, inter=None) -> None:
+def run_one(model: str, dataset: str, seed: int, device: str, inter) -> None:
     """Train one (model, dataset, seed) with the reference defaults and write its run file atomically."""
-    inter = inter if inter is not None else load_dataset(dataset)
     cell = CellConfig(dataset=dataset, model=model, train={"seed": seed, "device": device})
     result, _ = run_cell(cell, inter)
     path = run_path(model, dataset, seed)
@@ -132,8 +131,7 @@ def main() -> None:
         for model, dataset, seed in todo:
             if dataset not in loaded:
                 loaded[dataset] = load_dataset(dataset)
-            inter = loaded[dataset]
-            run_one(model, dataset, seed, args.device, inter)
+            run_one(model, dataset, seed, args.device, loaded[dataset])
             if not args.no_table:
                 print(write_table(), flush=True)
     if args.no_table:
