@@ -5,6 +5,7 @@
     python benchmarks/speed.py --models lightgcn --plugin proex --profiles random:k=4,dim=1536 \
         --plugin-set num_envs=3                                 # LightGCN+ProEx, real-shape random profiles
     python benchmarks/speed.py ... --compile                    # the same with the loss torch.compile'd
+    python benchmarks/speed.py ... --tf32                       # CUDA fp32 matmuls on TF32 tensor cores
 
 Prints the amortised figure (epoch + validation / 3: validation every 3 epochs as in the reference protocol)
 and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (issue #2:
@@ -31,7 +32,7 @@ from proex.metrics import RankingEvaluator  # noqa: E402
 from proex.config import parse_overrides  # noqa: E402
 from proex.models import MODELS  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
-from proex.runtime import resolve_device, seed_everything  # noqa: E402
+from proex.runtime import cuda_matmul_precision, resolve_device, seed_everything  # noqa: E402
 from proex.train import make_optimizer, training_batches, training_loss  # noqa: E402
 
 OFFICIAL_LIGHTGCN_CPU = {"epoch": 1.5, "validation": 1.9, "amortised": 2.2}
@@ -115,6 +116,8 @@ def main() -> None:
                    "and the aten operators per training batch")
     p.add_argument("--compile", action="store_true", help="torch.compile the training loss, as TrainConfig.compile "
                    "does (compiled in the untimed warm-up epoch)")
+    p.add_argument("--tf32", action="store_true", help="CUDA float32 matmuls on TF32 tensor cores, as "
+                   "TrainConfig.tf32 does (no effect on a CPU)")
     args = p.parse_args()
     device = resolve_device(args.device)
     inter = load_dataset(args.dataset)
@@ -122,18 +125,20 @@ def main() -> None:
     print(f"dataset {inter.name}, device {name}, torch {torch.__version__}")
     ref, ref_name = ((OFFICIAL_LIGHTGCN_CPU["amortised"], "official LightGCN, 2-core CPU") if args.plugin == "base"
                      else (OFFICIAL_PROEX_H100_AMORTISED, "official LightGCN-ProEx, one H100"))
-    print(f"plugin {args.plugin}, profiles {args.profiles}, compiled loss: {args.compile}")
+    print(f"plugin {args.plugin}, profiles {args.profiles}, compiled loss: {args.compile}, tf32: {args.tf32}")
     print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  speed-up vs {ref_name} ({ref} s amortised)")
     rows = []
     for m in args.models:
-        row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
-                         parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops, args.compile)
+        with cuda_matmul_precision(args.tf32):
+            row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
+                             parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops, args.compile)
         rows.append(row)
         ratio = ref / row["amortised_s"]
         print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": name, "dataset": inter.name, "rows": rows}, f, indent=1)
+            json.dump({"device": name, "dataset": inter.name, "plugin": args.plugin, "profiles": args.profiles,
+                       "compile": args.compile, "tf32": args.tf32, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

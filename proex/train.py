@@ -21,7 +21,7 @@ from .data.sampling import bpr_batches, user_batches
 from .data.tensors import TrainData
 from .metrics import RankingEvaluator
 from .plugins.base import Plugin
-from .runtime import rng_state, set_rng_state
+from .runtime import cuda_matmul_precision, rng_state, set_rng_state
 
 log = logging.getLogger("proex.train")
 
@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
+    tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
 
 
 @dataclass
@@ -113,7 +114,7 @@ def training_loss(system: Plugin, compile: bool = False) -> Callable:
 def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
     """One epoch of training batches in the model family's form: BPR triples or user rows."""
     if system.model.family == "pairwise":
-        return bpr_batches(data, batch_size)
+        return bpr_batches(data, batch_size, distinct=system.uses_distinct)
     return user_batches(data, batch_size)
 
 
@@ -123,6 +124,10 @@ class Trainer:
         self.cfg, self.callback, self.state_path = cfg, callback, state_path
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
+        with cuda_matmul_precision(self.cfg.tf32):  # training and evaluation alike
+            return self._fit(system, data)
+
+    def _fit(self, system: Plugin, data: TrainData) -> FitResult:
         model = system.model
         cfg = fill_train_defaults(self.cfg, type(model), type(system))  # a TrainConfig built by hand may leave gaps
         opt = make_optimizer(system, cfg.lr, data.device)

@@ -14,10 +14,11 @@ mkdir -p "$OUT"
 t0=$(date +%s)
 
 # 1. Speed: every base, then LightGCN+ProEx with real-shape random profiles (K=4, E=3, 1536-d), eager and with
-#    the loss torch.compile'd: scripts/gpu_proex_speed.sh (which also writes $OUT/env.txt).
+#    the loss torch.compile'd, fp32 and TF32: scripts/gpu_proex_speed.sh (half the time left; writes $OUT/env.txt).
 timeout 150 $PY benchmarks/speed.py --device "$DEVICE" --epochs "$SPEED_EPOCHS" --models $SPEED_MODELS --json "$OUT/speed_bases.json" \
     > "$OUT/speed.txt" 2>&1
-OUT="$OUT" DEVICE="$DEVICE" PY="$PY" EPOCHS="$SPEED_EPOCHS" bash "$(dirname "$0")/gpu_proex_speed.sh" > /dev/null
+OUT="$OUT" DEVICE="$DEVICE" PY="$PY" EPOCHS="$SPEED_EPOCHS" WALL=$(( (WALL - ($(date +%s) - t0)) / 2 )) \
+    bash "$(dirname "$0")/gpu_proex_speed.sh" > /dev/null
 
 # 2. Reproductions, seed-major (the first three seeds of every model come before any fourth); runs already
 #    in docs/results/runs are skipped.

@@ -85,6 +85,28 @@ def test_env_batched_risk_equals_one_call_per_environment(name, synth, monkeypat
         assert value.shape == (3,) and torch.allclose(value, each, rtol=1e-5, atol=1e-6), key
 
 
+@pytest.mark.parametrize("plugin", ["proex", "rlmrec_con", "kar"])
+def test_epoch_precomputed_distinct_rows_give_the_same_loss(plugin, synth):
+    """The sampler's epoch-wide distinct rows (bpr_batches(distinct=True), what the Trainer passes to these
+    plug-ins) and torch.unique per batch give the same loss terms and gradients."""
+    inter, bank = synth
+    system, data = plugin_system(plugin, "lightgcn", inter, bank)
+    assert system.uses_distinct
+    torch.manual_seed(5)
+    batch = next(iter(bpr_batches(data, 64, distinct=True)))
+    plain = type(batch)(batch.users, batch.pos, batch.neg)
+    results = []
+    for b in (batch, plain):
+        torch.manual_seed(0)  # the same Dirichlet draw
+        system.zero_grad()
+        terms = system.loss_terms(b)
+        sum(terms.values()).backward()
+        results.append(({k: v.detach() for k, v in terms.items()}, [p.grad.clone() for p in system.parameters()]))
+    (t1, g1), (t2, g2) = results
+    assert t1.keys() == t2.keys() and all(torch.allclose(t1[k], t2[k]) for k in t1)
+    assert all(torch.allclose(a, b) for a, b in zip(g1, g2))
+
+
 def test_pairwise_alignment_adds_each_environments_infonce(synth):
     """align_weight λ1 > 0 (off in the official code): Σ_e risk gains λ1·Σ_e InfoNCE_e, computed per environment
     from the definition (mixing off, so every environment holds the mean-pooled profiles)."""

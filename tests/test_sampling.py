@@ -1,7 +1,11 @@
-"""BPR sampler: every edge once per epoch, negatives never training items; user batches cover all users."""
+"""BPR sampler: every edge once per epoch, negatives never training items; user batches cover all users;
+the epoch-wide distinct rows equal torch.unique per batch."""
 import torch
 
-from proex.data.sampling import bpr_batches, sample_negatives, user_batches
+import pytest
+
+from proex.data.sampling import bpr_batches, epoch_distinct, sample_negatives, user_batches
+from proex.models.base import Distinct, PairBatch
 from proex.data.tensors import TrainData
 from conftest import random_interactions
 
@@ -38,3 +42,30 @@ def test_user_batches_rows_match_matrix(tiny):
         assert torch.equal(b.rows, dense)
         seen.append(b.users)
     assert sorted(torch.cat(seen).tolist()) == list(range(tiny.n_users))
+
+
+@pytest.mark.parametrize("n, batch_size, n_users, n_items", [(1000, 64, 50, 40), (1003, 100, 7, 300), (5, 10, 3, 3)])
+def test_epoch_distinct_equals_unique_per_batch(n, batch_size, n_users, n_items):
+    """Full and partial last batches, dense (few ids) and sparse (many ids) batches."""
+    g = torch.Generator().manual_seed(n)
+    users, pos, neg = (torch.randint(m, (n,), generator=g) for m in (n_users, n_items, n_items))
+    index = epoch_distinct(users, pos, neg, batch_size, n_users, n_items)
+    assert len(index) == -(-n // batch_size)
+    for b, got in enumerate(index):
+        sl = slice(b * batch_size, (b + 1) * batch_size)
+        batch = PairBatch(users[sl], pos[sl], neg[sl])
+        want = Distinct.of(batch)
+        for field in ("users", "user_inv", "items", "item_inv", "pos"):
+            assert torch.equal(getattr(got, field), getattr(want, field)), (b, field)
+        assert torch.equal(got.users[got.user_inv], batch.users)
+        assert torch.equal(got.items[got.item_inv], batch.items)
+        assert torch.equal(got.items[got.pos], torch.unique(batch.pos))
+
+
+def test_bpr_batches_attach_distinct_rows_on_request(tiny):
+    data = TrainData(tiny)
+    assert all(b.precomputed is None for b in bpr_batches(data, 64))
+    for b in bpr_batches(data, 64, distinct=True):
+        assert b.precomputed is not None
+        assert torch.equal(b.distinct().users, torch.unique(b.users))
+        assert torch.equal(b.distinct().items[b.distinct().item_inv], b.items)

@@ -151,3 +151,19 @@ def test_compiled_loss_matches_eager_and_trains_end_to_end(synth):
                       train={"epochs": 3, "device": "cpu", "batch_size": 256, "compile": True})
     result, _ = run_cell(cell, inter)
     assert result["config"]["train"]["compile"] is True and 0.0 < result["test"]["recall@20"] <= 1.0
+
+
+def test_tf32_switch_is_scoped_to_the_fit(tiny, monkeypatch):
+    """TrainConfig.tf32 sets CUDA's fp32 matmul precision for the fit only and restores the caller's setting
+    (on this CPU it changes no arithmetic: the same result either way)."""
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    seen = []
+    monkeypatch.setattr(Trainer, "_evaluate", staticmethod(
+        lambda system, ev, _orig=Trainer._evaluate: (seen.append(matmul.fp32_precision), _orig(system, ev))[1]))
+    fast, _, _ = _fit(tiny, _cell(epochs=3, tf32=True))
+    assert set(seen) == {"tf32"} and matmul.fp32_precision == before
+    seen.clear()
+    exact, _, _ = _fit(tiny, _cell(epochs=3))
+    assert set(seen) == {"ieee"} and matmul.fp32_precision == before
+    assert fast.test == exact.test

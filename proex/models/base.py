@@ -34,17 +34,48 @@ from ..data.tensors import TrainData
 
 
 @dataclass
+class Distinct:
+    """A PairBatch's distinct users and items, sorted, and where each batch entry sits among them (what
+    `torch.unique(..., return_inverse=True)` gives). Plug-ins map the profiles of these rows only.
+
+    users [n_u]; user_inv [B] with batch.users == users[user_inv]; items [n_i], the distinct positives and
+    negatives; item_inv [2B] with batch.items == items[item_inv]; pos [n_p], the positions in `items` of the
+    distinct positives (ProEx's Ω runs over them, reference-spec sec. 3.4 (6)).
+    """
+
+    users: Tensor
+    user_inv: Tensor
+    items: Tensor
+    item_inv: Tensor
+    pos: Tensor
+
+    @staticmethod
+    def of(batch: "PairBatch") -> "Distinct":
+        """Computed for one batch. On a GPU each `torch.unique` waits for the device, which is why
+        `bpr_batches(distinct=True)` computes the whole epoch's at once (data/sampling.py)."""
+        users, user_inv = torch.unique(batch.users, return_inverse=True)
+        items, item_inv = torch.unique(batch.items, return_inverse=True)
+        return Distinct(users, user_inv, items, item_inv, torch.searchsorted(items, torch.unique(batch.pos)))
+
+
+@dataclass
 class PairBatch:
-    """BPR triples: users, positive items, negative items, each [B] int64."""
+    """BPR triples: users, positive items, negative items, each [B] int64, and optionally their `Distinct`
+    rows computed ahead (by the sampler, for the whole epoch at once)."""
 
     users: Tensor
     pos: Tensor
     neg: Tensor
+    precomputed: Distinct | None = field(default=None, repr=False)
 
     @property
     def items(self) -> Tensor:
         """[2B] the items a side vector must be aligned with: positives then negatives."""
         return torch.cat([self.pos, self.neg])
+
+    def distinct(self) -> Distinct:
+        """The batch's distinct users and items: precomputed if the sampler did, else computed now."""
+        return self.precomputed if self.precomputed is not None else Distinct.of(self)
 
 
 @dataclass

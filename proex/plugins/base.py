@@ -21,6 +21,8 @@ class Plugin(nn.Module):
     called once per evaluation pass so work shared by all users (propagation, mapped profiles) runs once."""
 
     name = "plugin"
+    # True when loss_terms reads batch.distinct(): the sampler then computes it for the whole epoch at once.
+    uses_distinct = False
 
     def __init__(self, model: BaseModel):
         super().__init__()

@@ -74,6 +74,7 @@ class KAR(_PairwiseOnly):
     """KAR: hybrid-expert adaptor of one profile, fused additively; see the module doc."""
 
     name = "kar"
+    uses_distinct = True
     Config = KARConfig
 
     def __init__(self, model, cfg: KARConfig, bank: ProfileBank):
@@ -82,10 +83,9 @@ class KAR(_PairwiseOnly):
 
     def loss_terms(self, batch: PairBatch) -> dict[str, Tensor]:
         enc = self.model.encode(batch)
-        users, inv_u = torch.unique(batch.users, return_inverse=True)  # map each entity of the batch once
-        items, inv_i = torch.unique(batch.items, return_inverse=True)
-        side = Side(user=self.hea(self.tables.user[0, users], "user")[inv_u],
-                    item=self.hea(self.tables.item[0, items], "item")[inv_i])
+        rows = batch.distinct()  # map each entity of the batch once
+        side = Side(user=self.hea(self.tables.user[0, rows.users], "user")[rows.user_inv],
+                    item=self.hea(self.tables.item[0, rows.items], "item")[rows.item_inv])
         return {**enc.losses, **self.model.risk(batch, enc.state, side)}
 
     @torch.no_grad()

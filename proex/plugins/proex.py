@@ -98,6 +98,7 @@ class ProEx(Plugin):
     name = "proex"
     Config = ProExConfig
     needs_profiles = True
+    uses_distinct = True
     # The official ProEx LightGCN encoder (reference-spec sec. 3.2): no ego layer, no edge dropout.
     model_defaults = {"lightgcn": {"include_ego": False, "keep_rate": 1.0}}
     dataset_defaults = {"steam": {"num_envs": 2, "reg_weight": 2.0}}
@@ -154,24 +155,23 @@ class ProEx(Plugin):
         return {**enc.losses, **terms}
 
     def _pairwise(self, batch: PairBatch, state) -> dict[str, Tensor]:
-        users, inv_u = torch.unique(batch.users, return_inverse=True)
-        items, inv_i = torch.unique(batch.items, return_inverse=True)
-        # The batch's unique users and items mapped in one call: [K, n_u + n_i, D].
-        mapped = self.map(self.tables.rows[:, torch.cat([users, items + self.tables.n_users])])
+        rows = batch.distinct()
+        n_u = rows.users.numel()
+        # The batch's distinct users and items mapped in one call: [K, n_u + n_i, D].
+        mapped = self.map(self.tables.rows[:, torch.cat([rows.users, rows.items + self.tables.n_users])])
         k, n, d = mapped.shape
-        pu, pi = mapped.split([users.numel(), items.numel()], dim=1)
+        pu, pi = mapped.split([n_u, rows.items.numel()], dim=1)
         w = self.env_weights()
         # The E mixtures (Eq. 8) of all those rows in one product, [E, n_u + n_i, D], then each triple's rows
         # for all environments at once: side.user [E, B, D], side.item [E, 2B, D].
         mixed = (w @ mapped.reshape(k, n * d)).view(-1, n, d)
-        side = Side(user=mixed[:, inv_u], item=mixed[:, inv_i + users.numel()])
+        side = Side(user=mixed[:, rows.user_inv], item=mixed[:, rows.item_inv + n_u])
         risks = sum(self.model.risk(batch, state, side).values())  # [E]: pairwise risks broadcast over E
         if self.align_weight > 0:
             risks = risks + self.align_weight * self._align_pairwise(batch, state, side)
         out = self._reduce(risks)
         if self.cfg.reg_weight > 0:
-            pos = torch.searchsorted(items, torch.unique(batch.pos))
-            out["profile_reg"] = self.cfg.reg_weight * self._omega(pu, pi[:, pos])
+            out["profile_reg"] = self.cfg.reg_weight * self._omega(pu, pi[:, rows.pos])
         return out
 
     def _align_pairwise(self, batch: PairBatch, state, side: Side) -> Tensor:

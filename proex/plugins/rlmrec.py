@@ -95,6 +95,7 @@ class RLMRecCon(_PairwiseOnly):
     """RLMRec-Con: contrastive alignment of collaborative embeddings with mapped profiles (sec. 5.1)."""
 
     name = "rlmrec_con"
+    uses_distinct = True
     Config = RLMRecConConfig
     model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 3, "reg_weight": 1e-7}}
     dataset_defaults = {"steam": {"kd_weight": 1e-3, "kd_temperature": 0.1}}
@@ -107,8 +108,8 @@ class RLMRecCon(_PairwiseOnly):
         """kd_weight/B · Σ of the three InfoNCE terms. users: [U, D], items: [I, D] collaborative finals."""
         t = self.cfg.kd_temperature
         s_users = self.map(self.tables.user[0])  # [U, D]: all users are candidates of the user term
-        uniq, inv = torch.unique(batch.items, return_inverse=True)
-        s_items = self.map(self.tables.item[0, uniq])[inv]  # [2B, D] only the batch's items, pos then neg
+        rows = batch.distinct()
+        s_items = self.map(self.tables.item[0, rows.items])[rows.item_inv]  # [2B, D] only the batch's items, pos then neg
         s_pos, s_neg = s_items.split(batch.users.numel())
         kd = (infonce(users[batch.users], s_users[batch.users], s_users, t)
               + infonce(items[batch.pos], s_pos, s_pos, t) + infonce(items[batch.neg], s_neg, s_neg, t))
