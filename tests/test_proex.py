@@ -13,7 +13,7 @@ from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import MODELS, Side
-from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread, uniformity
+from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread, uniformity, uniformity_autograd
 
 
 def _system(model, inter, bank, **plugin_config):
@@ -174,6 +174,20 @@ def test_uniformity_over_k_profiles_is_the_sum_of_each():
     x = torch.randn(3, 7, 4)  # K = 3 profiles of 7 entities
     want = sum(uniformity(x[k], 0.2) for k in range(3))
     assert uniformity(x, 0.2).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_uniformity_hand_written_gradient_is_autograds():
+    """The eager Ω gradient (`_Uniformity.backward`) against numerical differentiation (gradcheck, float64) and
+    against autograd through the definition, with one row of norm < 1e-12 (F.normalize's clamped branch)."""
+    x = torch.randn(3, 9, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: uniformity(v, 0.2), (x,))
+    y = torch.randn(2, 8, 5, dtype=torch.float64)
+    y[1, 3] *= 1e-14
+    y.requires_grad_()
+    (got,) = torch.autograd.grad(uniformity(y, 0.3), y)
+    (want,) = torch.autograd.grad(uniformity_autograd(y, 0.3), y)
+    assert torch.allclose(got, want, rtol=1e-10, atol=0.0)
+    assert uniformity(y, 0.3).item() == pytest.approx(uniformity_autograd(y, 0.3).item(), rel=1e-12)
 
 
 def test_profile_spread_matches_eq7():

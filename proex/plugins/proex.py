@@ -68,10 +68,54 @@ class ProExConfig:
 
 def uniformity(x: Tensor, temperature: float) -> Tensor:
     """Official Ω term: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) for one profile x [n, D] -> scalar,
-    or summed over profiles for x [K, n, D] (one batched product instead of K)."""
+    or summed over profiles for x [K, n, D] (one batched product instead of K).
+
+    Eager, its gradient is written out (`_Uniformity`): the derivative autograd would take, in about half the
+    operators and one [n, n] product instead of two, because this term was most of an eager ProEx step's
+    operators (docs/results/speed.md). Under torch.compile (TrainConfig.compile) the autograd form below runs
+    instead: TorchInductor derives and fuses its backward itself, and dynamo (torch 2.13, dynamic shapes)
+    fails on two calls of one autograd.Function that carry Python floats."""
+    if torch.compiler.is_compiling():
+        return uniformity_autograd(x, temperature)
+    return _Uniformity.apply(x, temperature)
+
+
+def uniformity_autograd(x: Tensor, temperature: float) -> Tensor:
+    """`uniformity` written for autograd: the definition as the official code computes it."""
     x = F.normalize(x, dim=-1) * temperature ** -0.5  # 1/τ folded into the [n, D] rows, not the [n, n] logits
     denom = torch.exp(x @ x.transpose(-1, -2)).sum(-1)  # [(K,) n]
     return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
+
+
+class _Uniformity(torch.autograd.Function):
+    """Forward as in `uniformity`; z = x̂·τ^{-1/2} ([(K,) n, D], 1/τ folded into the rows, not the [n, n]
+    logits), P = exp(z zᵀ) ([(K,) n, n], symmetric), d_i = Σ_j P_ij, L = Σ_k mean_i −log(c/d_i + ε), c = e^{1/τ}.
+
+    Backward: ∂L/∂d_i = c / (n·d_i·(c + ε·d_i)) =: g_i; ∂L/∂z_i = Σ_j (g_i + g_j) P_ij z_j (P symmetric);
+    then through z = x·s/max(‖x‖, 1e-12), s = τ^{-1/2} (F.normalize's clamp): ∂L/∂x = s/‖x‖·(∂z − x̂(x̂·∂z)),
+    the projection dropped where the norm is clamped (there the map is linear)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, temperature: float) -> Tensor:
+        norm = x.norm(dim=-1, keepdim=True)
+        clamped = norm.clamp_min(1e-12)
+        z = x / (clamped * temperature ** 0.5)
+        p = torch.exp(z @ z.transpose(-1, -2))
+        d = p.sum(-1)
+        c = math.exp(1.0 / temperature)
+        ctx.save_for_backward(z, clamped, p, d, norm > 1e-12)
+        ctx.c, ctx.scale = c, temperature ** -0.5
+        return -torch.log(c / d + 1e-5).mean(-1).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z, clamped, p, d, unclamped = ctx.saved_tensors
+        c, n = ctx.c, d.shape[-1]
+        g = grad * c / (n * d * (c + 1e-5 * d))  # [(K,) n]
+        dz = (p * (g.unsqueeze(-1) + g.unsqueeze(-2))) @ z  # [(K,) n, D]
+        x_hat = z / ctx.scale
+        dz = dz - x_hat * ((x_hat * dz).sum(-1, keepdim=True) * unclamped)
+        return dz * (ctx.scale / clamped), None
 
 
 def profile_spread(p: Tensor, temperature: float) -> Tensor:
