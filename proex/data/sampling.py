@@ -53,7 +53,8 @@ def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ba
 
     Why: `torch.unique` makes the host wait for the GPU, and a plug-in called it three times per batch, so the
     host could never run ahead of the device. Here three sorts of batch-tagged keys (batch · n + id) cover the
-    epoch and the host waits once, for the per-batch counts; every batch's tensors are then views."""
+    epoch, the host waits a few times per epoch instead of three times per batch, and every batch's tensors
+    are views."""
     n = users.numel()
     dev = users.device
     bid = torch.arange(n, device=dev) // batch_size
@@ -61,20 +62,21 @@ def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ba
     size = (n - bid * batch_size).clamp(max=batch_size)
     at = bid * batch_size + torch.arange(n, device=dev)  # 2·start + offset in the batch
     items = torch.empty(2 * n, dtype=pos.dtype, device=dev)
-    items[at], items[at + size] = pos, neg
+    items[at] = pos
+    items[at + size] = neg
+    item_bid = torch.arange(2 * n, device=dev) // (2 * batch_size)
     user_keys, user_inv = torch.unique(bid * n_users + users, return_inverse=True)
-    item_keys, item_inv = torch.unique(torch.arange(2 * n, device=dev) // (2 * batch_size) * n_items + items,
-                                       return_inverse=True)
+    item_keys, item_inv = torch.unique(item_bid * n_items + items, return_inverse=True)
     pos_keys = torch.unique(bid * n_items + pos)
     n_batches = -(-n // batch_size)
     counts = torch.stack([torch.bincount(keys // width, minlength=n_batches) for keys, width in
                           ((user_keys, n_users), (item_keys, n_items), (pos_keys, n_items))])  # [3, n_batches]
     starts = counts.cumsum(1) - counts
     user_inv = user_inv - starts[0, bid]  # positions within the batch's own distinct rows
-    item_inv = item_inv - starts[1, torch.arange(2 * n, device=dev) // (2 * batch_size)]
+    item_inv = item_inv - starts[1, item_bid]
     pos_at = torch.searchsorted(item_keys, pos_keys) - starts[1, pos_keys // n_items]
     user_ids, item_ids = user_keys % n_users, item_keys % n_items
-    c, s = counts.tolist(), starts.tolist()  # the epoch's one wait for the device
+    c, s = counts.tolist(), starts.tolist()
     out = []
     for b in range(n_batches):
         e0, e1 = b * batch_size, min((b + 1) * batch_size, n)
