@@ -92,12 +92,17 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
         with torch.profiler.profile(activities=acts) as prof:
             n_batches = epoch()
             _sync(device)
-        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         averages = prof.key_averages()
-        print(averages.table(sort_by=key, row_limit=20), flush=True)
-        # On a GPU these small models are bound by operator dispatch, so ops per batch predicts s/epoch.
+        if device.type == "cuda":  # where the device's time goes, then where the host's goes
+            print(averages.table(sort_by="self_cuda_time_total", row_limit=20), flush=True)
+        print(averages.table(sort_by="self_cpu_time_total", row_limit=25), flush=True)
+        # On a GPU these small models are bound by operator dispatch, so ops per batch predicts s/epoch, and
+        # every wait of the host for the device (a sync, a device-to-host copy) stops it from running ahead.
+        per = 1 / max(n_batches, 1)
         ops = sum(e.count for e in averages if e.key.startswith("aten::"))
-        print(f"{name}: {ops / max(n_batches, 1):.0f} aten ops per training batch ({n_batches} batches)", flush=True)
+        waits = sum(e.count for e in averages if "Synchronize" in e.key or e.key in ("aten::_local_scalar_dense",))
+        print(f"{name}: {ops * per:.0f} aten ops and {waits * per:.2f} host waits (synchronize calls, "
+              f"tensor-to-Python reads) per training batch ({n_batches} batches)", flush=True)
     return {"model": name, "epoch_s": ep, "validation_s": va, "amortised_s": ep + va / r.train_cfg.eval_every}
 
 

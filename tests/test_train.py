@@ -11,7 +11,7 @@ from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, build_system, resolve, run_cell
 from proex.runtime import seed_everything
 from proex.data.sampling import bpr_batches
-from proex.train import Trainer, make_optimizer, training_loss
+from proex.train import Trainer, make_optimizer, training_batches, training_loss
 
 
 def _cell(**train):
@@ -167,3 +167,36 @@ def test_tf32_switch_is_scoped_to_the_fit(tiny, monkeypatch):
     exact, _, _ = _fit(tiny, _cell(epochs=3))
     assert set(seen) == {"ieee"} and matmul.fp32_precision == before
     assert fast.test == exact.test
+
+
+# Operators after which the host must wait for a CUDA device (their output size or value is read on the host).
+HOST_WAITS = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive", "bincount",
+              "masked_select", "repeat_interleave"}
+
+
+@pytest.mark.parametrize("plugin", ["base", "proex"])
+@pytest.mark.parametrize("model", ["gccf", "lightgcn", "multvae", "cvga"])
+def test_training_step_never_waits_for_the_device(model, plugin, synth):
+    """Loss and backward of one training batch dispatch no operator that makes the host wait for a GPU, so on
+    CUDA the host queues work ahead of the device (docs/results/speed.md). Checked at the dispatch level on
+    the CPU. Not listed: SimGCL (torch.unique in its contrastive term) and L-DiffRec (its importance-sampling
+    history reads step counts), which still wait."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Waits(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in HOST_WAITS:
+                self.seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    inter, bank = synth
+    system, data = plugin_system(plugin, model, inter, bank)
+    system.train()
+    batch = next(iter(training_batches(system, data, 32)))
+    with Waits() as waits:
+        sum(system.loss_terms(batch).values()).backward()
+    assert waits.seen == []

@@ -73,7 +73,7 @@ class TrainData:
         starts = indptr[users]
         lengths = indptr[users + 1] - starts
         row_ids = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), lengths)
-        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths)
+        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths, output_size=row_ids.numel())
         cols = indices[first + torch.arange(row_ids.numel(), device=users.device)]
         return row_ids, cols
 

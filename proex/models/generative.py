@@ -12,13 +12,19 @@ from torch import Tensor
 from .base import BaseModel, LatentState, Side, UserBatch
 
 
+def row_offsets(batch: UserBatch) -> Tensor:
+    """[B + 1]: where each row's nonzeros start in batch.nz (row_ids are sorted), the last entry nnz; their
+    differences are the rows' degrees. A search, not `bincount`, which on CUDA makes the host wait."""
+    row_ids, _ = batch.nz
+    return torch.searchsorted(row_ids, torch.arange(batch.users.numel() + 1, device=row_ids.device))
+
+
 def sparse_rows_linear(batch: UserBatch, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
     """x @ weight (+ bias) for the batch's binary rows x given as nonzeros: exact, and ~6x faster on CPU than
     a dense [B, n_items] product. weight: [n_items, H]; values: [nnz] per-nonzero input values (after
     normalisation / dropout; default 1). Returns [B, H]."""
-    row_ids, cols = batch.nz
-    counts = torch.bincount(row_ids, minlength=batch.users.numel())
-    offsets = torch.cumsum(counts, 0) - counts
+    _, cols = batch.nz
+    offsets = row_offsets(batch)[:-1]
     if values is None:
         values = torch.ones(cols.shape, device=cols.device, dtype=weight.dtype)
     out = torch.nn.functional.embedding_bag(cols, weight, offsets, mode="sum", per_sample_weights=values)
@@ -31,7 +37,7 @@ def row_values(batch: UserBatch, l2_normalise: bool, dropout: float, training: b
     row_ids, _ = batch.nz
     values = torch.ones(row_ids.shape, device=row_ids.device)
     if l2_normalise:
-        deg = torch.bincount(row_ids, minlength=batch.users.numel()).float()
+        deg = row_offsets(batch).diff().float()
         values = values / deg.clamp(min=1).sqrt()[row_ids]
     if training and dropout > 0:
         values = values * (torch.rand_like(values) >= dropout) / (1 - dropout)

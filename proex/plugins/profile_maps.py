@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.base import UserBatch
-from ..models.generative import sparse_rows_linear
+from ..models.generative import row_offsets, sparse_rows_linear
 from ..profiles.bank import ProfileBank
 
 
@@ -78,7 +78,7 @@ class AggregateMap(nn.Module):
         row_ids, _ = batch.nz
         values = None
         if self.agg == "mean":
-            deg = torch.bincount(row_ids, minlength=batch.users.numel()).clamp(min=1).float()
+            deg = row_offsets(batch).diff().clamp(min=1).float()
             values = 1.0 / deg[row_ids]
         items = torch.stack([sparse_rows_linear(batch, tables.item[k], None, values) for k in range(tables.k)])
         return items + tables.user[:, batch.users]
