@@ -73,7 +73,8 @@ class TrainData:
         starts = indptr[users]
         lengths = indptr[users + 1] - starts
         row_ids = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), lengths)
-        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths, output_size=row_ids.numel())
+        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths,
+                                        output_size=row_ids.numel())  # sized: no second wait on a GPU
         cols = indices[first + torch.arange(row_ids.numel(), device=users.device)]
         return row_ids, cols
 
