@@ -24,14 +24,20 @@ def cuda_matmul_precision(tf32: bool) -> Iterator[None]:
     """Within the block, CUDA float32 matmuls use TensorFloat-32 tensor cores if `tf32` (10-bit mantissa inputs,
     float32 accumulation), else full float32 ("ieee", PyTorch's default and the official code's). Restores the
     previous setting on exit. No effect on a CPU. Why an option: ProEx's 1536 -> hidden profile mapping is the
-    largest matmul of a training step; TF32 runs it several times faster on Ampere and later GPUs."""
+    largest matmul of a training step; TF32 runs it several times faster on Ampere and later GPUs.
+    Uses `fp32_precision` where torch has it (2.9+, which refuses mixing it with the legacy flag), else the
+    legacy `allow_tf32` (we support torch >= 2.4)."""
     matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision
-    matmul.fp32_precision = "tf32" if tf32 else "ieee"
+    if hasattr(matmul, "fp32_precision"):
+        attr, value = "fp32_precision", ("tf32" if tf32 else "ieee")
+    else:
+        attr, value = "allow_tf32", tf32
+    before = getattr(matmul, attr)
+    setattr(matmul, attr, value)
     try:
         yield
     finally:
-        matmul.fp32_precision = before
+        setattr(matmul, attr, before)
 
 
 def seed_everything(seed: int) -> None:

@@ -200,3 +200,16 @@ def test_training_step_never_waits_for_the_device(model, plugin, synth):
     with Waits() as waits:
         sum(system.loss_terms(batch).values()).backward()
     assert waits.seen == []
+
+
+def test_tf32_switch_on_torch_without_fp32_precision(monkeypatch):
+    """torch < 2.9 has only the legacy `allow_tf32` flag: the switch sets and restores that one instead."""
+    import types
+
+    from proex.runtime import cuda_matmul_precision
+
+    legacy = types.SimpleNamespace(allow_tf32=False)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", legacy)
+    with cuda_matmul_precision(True):
+        assert legacy.allow_tf32 is True
+    assert legacy.allow_tf32 is False
