@@ -114,7 +114,7 @@ def training_loss(system: Plugin, compile: bool = False) -> Callable:
 def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
     """One epoch of training batches in the model family's form: BPR triples or user rows."""
     if system.model.family == "pairwise":
-        return bpr_batches(data, batch_size, distinct=system.uses_distinct)
+        return bpr_batches(data, batch_size, distinct=system.uses_distinct or system.model.uses_distinct)
     return user_batches(data, batch_size)
 
 

@@ -60,6 +60,10 @@ def test_epoch_distinct_equals_unique_per_batch(n, batch_size, n_users, n_items)
         assert torch.equal(got.users[got.user_inv], batch.users)
         assert torch.equal(got.items[got.item_inv], batch.items)
         assert torch.equal(got.items[got.pos], torch.unique(batch.pos))
+        _, user_counts = torch.unique(batch.users, return_counts=True)
+        assert torch.equal(got.user_counts(), user_counts.float())
+        positives, pos_counts = torch.unique(batch.pos, return_counts=True)
+        assert all(torch.equal(a, b) for a, b in zip(got.positives(), (positives, pos_counts.float())))
 
 
 def test_bpr_batches_attach_distinct_rows_on_request(tiny):

@@ -57,6 +57,18 @@ class Distinct:
         items, item_inv = torch.unique(batch.items, return_inverse=True)
         return Distinct(users, user_inv, items, item_inv, torch.searchsorted(items, torch.unique(batch.pos)))
 
+    def user_counts(self) -> Tensor:
+        """[n_u] float: how often each distinct user occurs in the batch (index_add_, not bincount: no host wait)."""
+        ones = torch.ones(self.user_inv.shape, device=self.user_inv.device)
+        return torch.zeros(self.users.shape, device=ones.device).index_add_(0, self.user_inv, ones)
+
+    def positives(self) -> tuple[Tensor, Tensor]:
+        """(the distinct positive items [n_p], how often each occurs among the batch's positives [n_p] float)."""
+        b = self.user_inv.numel()
+        ones = torch.ones(b, device=self.item_inv.device)
+        counts = torch.zeros(self.items.shape, device=ones.device).index_add_(0, self.item_inv[:b], ones)
+        return self.items[self.pos], counts[self.pos]
+
 
 @dataclass
 class PairBatch:
@@ -144,6 +156,8 @@ class BaseModel(nn.Module):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     # Per-dataset config overrides from the reference configs, applied before user overrides.
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # True when encode/risk read batch.distinct(): the sampler then computes it for the whole epoch at once.
+    uses_distinct: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, data: TrainData):
         super().__init__()

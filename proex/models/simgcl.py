@@ -5,8 +5,9 @@ Clean view: LightGCN without edge dropout, sum of layers 0..L. Two perturbed vie
 for the batch users (candidates: ALL users of view 2) and the batch positive items (candidates: ALL items),
 summed over batch rows (duplicates kept) and divided by B, times cl_weight. BPR and scoring use the clean view.
 
-Speed: rows of duplicate users/items are identical, so the sum is computed over unique ids weighted by their
-counts (the same value, fewer rows in the [rows x all-users] logits).
+Speed: rows of duplicate users/items are identical, so the sum is computed over distinct ids weighted by their
+counts (the same value, fewer rows in the [rows x all-users] logits); the distinct ids come from the sampler's
+per-epoch `batch.distinct()`, so no `torch.unique` makes the host wait for a GPU.
 """
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ def perturbed_view(adj: SparseAdj, ego: Tensor, layers: int, eps: float) -> Tens
     return out
 
 
-def weighted_infonce(ids: Tensor, view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
-    """Σ over the rows `ids` (with repeats) of RLMRec InfoNCE(view1[id] -> view2[id]; candidates view2)."""
-    uniq, counts = torch.unique(ids, return_counts=True)
+def weighted_infonce(uniq: Tensor, counts: Tensor, view1: Tensor, view2: Tensor, temperature: float) -> Tensor:
+    """Σ over batch rows of RLMRec InfoNCE(view1[id] -> view2[id]; candidates view2), given the rows as distinct
+    ids `uniq` [n] and their counts [n]."""
     a = F.normalize(view1[uniq], dim=-1, eps=1e-8)
     c = F.normalize(view2, dim=-1, eps=1e-8)
     logits = a @ c.T / temperature  # [n_unique, N]
@@ -55,6 +56,7 @@ def weighted_infonce(ids: Tensor, view1: Tensor, view2: Tensor, temperature: flo
 class SimGCL(PairwiseModel):
     name = "simgcl"
     Config = SimGCLConfig
+    uses_distinct = True
     dataset_defaults = {"steam": {"temperature": 0.5, "eps": 0.2}}
 
     def encode(self, batch: PairBatch | None = None, ego: Tensor | None = None) -> Encoded:
@@ -65,6 +67,8 @@ class SimGCL(PairwiseModel):
             v1 = self.split(perturbed_view(self.adj, ego, self.cfg.layers, self.cfg.eps))
             v2 = self.split(perturbed_view(self.adj, ego, self.cfg.layers, self.cfg.eps))
             t = self.cfg.temperature
-            cl = weighted_infonce(batch.users, v1.users, v2.users, t) + weighted_infonce(batch.pos, v1.items, v2.items, t)
+            rows = batch.distinct()
+            cl = (weighted_infonce(rows.users, rows.user_counts(), v1.users, v2.users, t)
+                  + weighted_infonce(*rows.positives(), v1.items, v2.items, t))
             losses["cl"] = self.cfg.cl_weight * cl / batch.users.numel()
         return Encoded(clean, losses)
