@@ -21,7 +21,7 @@ from .data.sampling import bpr_batches, user_batches
 from .data.tensors import TrainData
 from .metrics import RankingEvaluator
 from .plugins.base import Plugin
-from .runtime import cuda_matmul_precision, rng_state, set_rng_state
+from .runtime import cuda_matmul_precision, deterministic_algorithms, rng_state, set_rng_state
 
 log = logging.getLogger("proex.train")
 
@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
+    deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
 
 
 @dataclass
@@ -124,7 +125,8 @@ class Trainer:
         self.cfg, self.callback, self.state_path = cfg, callback, state_path
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
-        with cuda_matmul_precision(self.cfg.tf32):  # training and evaluation alike
+        # Training and evaluation alike.
+        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic):
             return self._fit(system, data)
 
     def _fit(self, system: Plugin, data: TrainData) -> FitResult:
