@@ -100,7 +100,7 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
         # every wait of the host for the device (a sync, a device-to-host copy) stops it from running ahead.
         per = 1 / max(n_batches, 1)
         ops = sum(e.count for e in averages if e.key.startswith("aten::"))
-        waits = sum(e.count for e in averages if "Synchronize" in e.key or e.key in ("aten::_local_scalar_dense",))
+        waits = sum(e.count for e in averages if "Synchronize" in e.key or e.key == "aten::_local_scalar_dense")
         print(f"{name}: {ops * per:.0f} aten ops and {waits * per:.2f} host waits (synchronize calls, "
               f"tensor-to-Python reads) per training batch ({n_batches} batches)", flush=True)
     return {"model": name, "epoch_s": ep, "validation_s": va, "amortised_s": ep + va / r.train_cfg.eval_every}

@@ -97,19 +97,19 @@ class _Uniformity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, temperature: float) -> Tensor:
-        norm = x.norm(dim=-1, keepdim=True)
-        clamped = norm.clamp_min(1e-12)
+        clamped = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         z = x / (clamped * temperature ** 0.5)
         p = torch.exp(z @ z.transpose(-1, -2))
         d = p.sum(-1)
         c = math.exp(1.0 / temperature)
-        ctx.save_for_backward(z, clamped, p, d, norm > 1e-12)
+        ctx.save_for_backward(z, clamped, p, d)
         ctx.c, ctx.scale = c, temperature ** -0.5
         return -torch.log(c / d + 1e-5).mean(-1).sum()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        z, clamped, p, d, unclamped = ctx.saved_tensors
+        z, clamped, p, d = ctx.saved_tensors
+        unclamped = clamped > 1e-12  # where ‖x‖ > 1e-12
         c, n = ctx.c, d.shape[-1]
         g = grad * c / (n * d * (c + 1e-5 * d))  # [(K,) n]
         dz = (p * (g.unsqueeze(-1) + g.unsqueeze(-2))) @ z  # [(K,) n, D]
