@@ -131,7 +131,8 @@ def _train(args) -> int:
     os.remove(state_path)
     summary = {"out": out, "model": cell.model, "plugin": cell.plugin, "dataset": inter.name,
                "seed": resolved.train_cfg.seed, "best_epoch": result["best_epoch"],
-               "val": result["val"], "test": result["test"], "wall_seconds": round(result["wall_seconds"], 1)}
+               "val": result["val"], "test": result["test"], "wall_seconds": round(result["wall_seconds"], 1),
+               **({"first_dip": result["first_dip"]} if result.get("first_dip") else {})}
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -173,7 +173,7 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
               f"t-test p-values: each {arm} against `{reference}` over matched seeds.\n\n"
               f"## Results\n\n{to_markdown(table)}\n## Paired t-tests\n\n"
               f"{to_markdown(comparison_view(comparison), index=False)}\n"
-              f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}")
+              f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}{first_dip_section(runs)}")
     with open(files["report.md"], "w") as f:
         f.write(md)
     summary.to_csv(files["summary.csv"], index=False, float_format="%.6g")
@@ -189,6 +189,19 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
             if figs[name](path):
                 files[f"{name}.png"] = path
     return files, comparison
+
+
+def first_dip_section(runs: pd.DataFrame) -> str:
+    """A warning section listing the runs whose best validation was their first (column `first_dip`, set by
+    proex.infra.tracking.runs_frame; proex.train.FIRST_DIP says why and the fix), or "" when there are none."""
+    if "first_dip" not in runs or not runs["first_dip"].fillna(False).astype(bool).any():
+        return ""
+    flagged = runs[runs["first_dip"].fillna(False).astype(bool)]
+    cols = [c for c in ("dataset", "model", "plugin", "variant", "seed", "best_epoch") if c in flagged]
+    return (f"\n## Warning: {len(flagged)} run(s) stopped in their first dip\n\nTheir best validation is their "
+            "first one, so their test metrics (and the tests above that use them) may reflect an early-stopping "
+            "accident rather than the method. Rerun them with a warm-up (`train.min_epochs`) or more patience "
+            f"(`train.patience`).\n\n{to_markdown(flagged[cols], index=False)}")
 
 
 def _pyplot():

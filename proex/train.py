@@ -41,6 +41,17 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
     deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
+    min_epochs: int = 0  # warm-up: validations before this epoch never count against patience; 0 = off (why: FIRST_DIP)
+
+
+# A run whose best validation is its first one. Every official config (ProRec, RLMRec yml files) stops on
+# patience alone, so the defaults do too (min_epochs = 0); a run whose validation stays below its first value
+# for `patience` validations ends with its epoch-0 state. Such a run is flagged (FitResult.first_dip: console,
+# metrics.json, MLflow tag, report) so that its test metrics are not read as the method's.
+FIRST_DIP = ("best validation is the first one (epoch {epoch}); the {later} later validations never beat it, so "
+             "the run may have stopped in an early dip instead of converging (e.g. RLMRec-Con while its kd term "
+             "dominates the first epochs). Fix: a warm-up (--train min_epochs=N; train.min_epochs in a grid) or "
+             "more patience (--train patience=N).")
 
 
 @dataclass
@@ -66,6 +77,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    first_dip: str = ""  # FIRST_DIP filled in when the best validation is the first of several, else ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +180,7 @@ class Trainer:
                 if metrics[cfg.select] > loop["best"]:
                     loop.update(best=metrics[cfg.select], best_epoch=epoch, bad=0,
                                 best_state=copy.deepcopy(system.state_dict()))
-                else:
+                elif epoch >= cfg.min_epochs:  # warm-up: no patience spent before min_epochs
                     loop["bad"] += 1
                 loop["history"].append({"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()},
                                         **{f"loss_{k}": v for k, v in losses.items()}})
@@ -191,7 +203,12 @@ class Trainer:
         test = self._evaluate(system, RankingEvaluator(data, "test", cfg.ks, cfg.eval_batch_size))
         log.info("best epoch %d | val %s | test %s", loop["best_epoch"],
                  " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
-        return FitResult(loop["best_epoch"], val, test, epoch, loop["history"], loop["train_s"], loop["eval_s"])
+        hist = loop["history"]
+        dip = ""
+        if len(hist) > 1 and loop["best_epoch"] == hist[0]["epoch"]:
+            dip = FIRST_DIP.format(epoch=loop["best_epoch"], later=len(hist) - 1)
+            log.warning("%s", dip)
+        return FitResult(loop["best_epoch"], val, test, epoch, hist, loop["train_s"], loop["eval_s"], dip)
 
     @staticmethod
     def _evaluate(system: Plugin, evaluator: RankingEvaluator) -> dict[str, float]:

@@ -235,3 +235,19 @@ def test_deterministic_fit_repeats_bit_for_bit():
         weights.append([p.detach().clone() for p in system.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_run_whose_best_validation_is_its_first_is_flagged_and_warm_up_lets_it_continue(tiny, caplog):
+    # lr = 0: the weights never change, so no later validation strictly beats the first one.
+    res, _, _ = _fit(tiny, _cell(epochs=300, patience=2, lr=0.0))
+    assert [h["epoch"] for h in res.history] == [0, 3, 6] and res.best_epoch == 0
+    assert "best validation is the first one (epoch 0)" in res.first_dip and "min_epochs" in res.first_dip
+    assert "best validation is the first one" in caplog.text  # the console warning
+    # Warm-up: validations before epoch 12 do not spend patience, so the run goes on to epoch 15.
+    warm, _, _ = _fit(tiny, _cell(epochs=300, patience=2, lr=0.0, min_epochs=12))
+    assert [h["epoch"] for h in warm.history] == [0, 3, 6, 9, 12, 15] and warm.epochs_run == 16
+    # A run that learns is not flagged, and the flag reaches the result dict (metrics.json, MLflow).
+    ok, _ = run_cell(_cell(epochs=9, patience=5), tiny)
+    assert ok["best_epoch"] > 0 and ok["first_dip"] == ""
+    flagged, _ = run_cell(_cell(epochs=300, patience=2, lr=0.0), tiny)
+    assert flagged["first_dip"].startswith("best validation is the first one")
