@@ -25,26 +25,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="Ray address; default $RAY_ADDRESS, else a new local Ray ('local')")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--report-dir", default=None, help="where to write the report (default mlruns/reports/<grid>)")
+    p.add_argument("--worker-logs", action="store_true",
+                   help="stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we checkpoint often
+    # A clean console: one line per cell (tune_grid.CellProgress). Tune's newer output prints its header and
+    # paths even at verbose=0, the classic one prints nothing; "slow operation" warnings only say the CPUs
+    # are shared with the trials.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "30")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the summary prints the links
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     grid = load_grid_file(args.grid, args.address, "grid")
     if grid is None:
         return 2
     from proex.infra import tracking, tune_grid
 
-    out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir,
-                             address=args.address, num_cpus=args.num_cpus)  # starts Ray only if a cell is left
+    out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir, address=args.address,
+                             num_cpus=args.num_cpus, worker_logs=args.worker_logs)  # starts Ray only if a cell is left
     import ray
 
     ray.shutdown()  # flush the workers' log lines before the summary
+    from proex.infra import ui
+
     tracker = tracking.Tracker(out.tracking_uri, tune_grid.experiment_name(grid))
-    cmd, url = tracking.ui_hint(tracker, out.parent_run_id)
+    link = ui.links(tracker, out.parent_run_id)
     print(f"\ngrid {out.grid}: {out.finished}/{out.n_cells} cells finished"
           + (f", {len(out.failed)} failed: {', '.join(out.failed)}" if out.failed else ""))
-    print(f"report:     {out.report_files.get('report.md')}")
-    print(f"MLflow UI:  {cmd}")
-    print(f"            then open {url}")
+    if out.tracking_uri.startswith("http"):  # e.g. under `ray job submit`: the driver's folder is temporary
+        print(f"report:     on the tracking server, run {out.parent_run_id}: {link['report']}")
+        print(f"            files: {link['artifacts']}")
+    else:
+        print(f"report:     {out.report_files.get('report.md')}")
+    print(f"MLflow UI:  {link['serve']}")
+    print(f"            then open {link['compare']}")
+    if not out.tracking_uri.startswith("http"):
+        print(f"            (the report on the grid's run: {link['report']})")
     return 0 if not out.failed else 1
 
 

@@ -66,6 +66,7 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     metrics = done[gc.cell_id].data.metrics
     assert metrics["test_recall_at_20"] == pytest.approx(result["test"]["recall@20"])
     assert done[gc.cell_id].data.tags["profile_bank"] == result["profile_bank"]
+    assert done[gc.cell_id].data.tags["first_dip"] == "no" and result["first_dip"] == ""
     path = tracker.download(run.info.run_id, "checkpoint/checkpoint.pt", str(tmp_path / "dl"))
     loaded, data, payload = checkpoint.load(path, inter)
     assert payload["config"] == result["config"]
@@ -110,10 +111,20 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     parent, _ = tracker.run_for("grid", grid.name)
     for i, gc in enumerate(cells):
         _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i)
+    dipped = tracker.finished()[cells[1].cell_id].info.run_id  # as CellRecorder.final tags a first-dip run
+    tracker.set_tags(dipped, {"first_dip": "yes"})
     frame = runs_frame(tracker, cells)
     assert len(frame) == 8 and {"recall@20", "ndcg@20", "val_recall@20"} <= set(frame.columns)
+    assert frame["first_dip"].tolist() == [i == 1 for i in range(8)]
     files = publish_report(grid, tracker, str(tmp_path / "report"))
     assert {"report.md", "comparison.csv", "curves.png"} <= set(files)
+    md = open(files["report.md"]).read()
+    flagged = cells[1].labels
+    assert "## Warning: 1 run(s) stopped in their first dip" in md
+    assert f"| {flagged['dataset']} | {flagged['model']} | {flagged['plugin']} |  | {flagged['seed']} |" in md
+    # The grid run's page shows the report: its description is report.md plus the figure from its artifacts.
+    note = tracker.client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    assert note.startswith(md) and f"![curves](get-artifact?path=report%2Fcurves.png&run_uuid={parent.info.run_id})" in note
     logged = tracker.client.get_run(parent.info.run_id).data.metrics
     assert "pvalue/recall_at_20/synthetic/lightgcn/proex" in logged and 0 < logged["pvalue/recall_at_20/synthetic/lightgcn/proex"] < 1
     arts = [a.path for a in tracker.client.list_artifacts(parent.info.run_id, "report")]

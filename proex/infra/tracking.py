@@ -32,6 +32,10 @@ from mlflow.exceptions import MlflowException
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 CANONICAL = re.compile(r"(recall|ndcg)@(\d+)")
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, evaluation runs); with it,
+# in the model-training runs table. Same tag and value the UI's own "experiment type" chooser sets.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+COMPARISON_VIEW = "proex-comparison"  # key of the saved runs-table view the printed link opens
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -110,11 +114,13 @@ class Tracker:
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get(EXPERIMENT_KIND[0]) is None:  # a store written before the tag existed
+                self.client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
             return exp.experiment_id
         root = local_root(self.uri)
         location = (root / "artifacts" / name).as_uri() if root else None
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
         except MlflowException:  # created meanwhile by another process
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -216,14 +222,17 @@ class CellRecorder:
                  **{f"best_val_{k}": v for k, v in result["val"].items()},
                  **{k: result[k] for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds", "wall_seconds")}}
         self.tracker.log_metrics(self.run_id, final, step=max(result["best_epoch"], 0))
+        dip = result.get("first_dip") or ""
         self.tracker.set_tags(self.run_id, {"profile_bank": result.get("profile_bank") or "none",
-                                            "dataset_name": result["dataset_name"]})
+                                            "dataset_name": result["dataset_name"], "first_dip": "yes" if dip else "no",
+                                            **({"mlflow.note.content": f"**Stopped in its first dip**: {dip}"} if dip else {})})
         self.tracker.finish(self.run_id)
 
 
 def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
     """One row per finished cell and variant label: model, plugin, dataset, seed, variant, profiles, cell_id,
-    run_id, best_epoch, the test metrics under their canonical names ('recall@20') and 'val_recall@20' etc."""
+    run_id, best_epoch, first_dip (its best validation was its first: proex.train.FIRST_DIP), the test metrics
+    under their canonical names ('recall@20') and 'val_recall@20' etc."""
     done = tracker.finished("cell")
     rows = []
     for gc in cells:
@@ -235,7 +244,8 @@ def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
         metrics.update({"val_" + canonical(k[9:]): v for k, v in m.items() if k.startswith("best_val_")})
         for variant in gc.variants:
             rows.append({**gc.labels, "variant": variant, "cell_id": gc.cell_id, "run_id": run.info.run_id,
-                         "best_epoch": m.get("best_epoch"), **metrics})
+                         "best_epoch": m.get("best_epoch"), "first_dip": run.data.tags.get("first_dip") == "yes",
+                         **metrics})
     return pd.DataFrame(rows)
 
 
@@ -247,17 +257,6 @@ def curves_frame(tracker: Tracker, runs: pd.DataFrame, metric: str = "val_recall
             rows.append({"model": r["model"], "plugin": r["plugin"], "dataset": r["dataset"], "seed": r["seed"],
                          "variant": r["variant"], "epoch": m.step, "value": m.value})
     return pd.DataFrame(rows, columns=["model", "plugin", "dataset", "seed", "variant", "epoch", "value"])
-
-
-def ui_hint(tracker: Tracker, run_id: str | None = None, port: int = 5000) -> tuple[str, str]:
-    """(command that opens the MLflow UI on this store, URL of the experiment or run in it)."""
-    if tracker.uri.startswith("http"):
-        base, cmd = tracker.uri.rstrip("/"), f"(tracking server already running at {tracker.uri})"
-    else:
-        base = f"http://127.0.0.1:{port}"
-        cmd = f"mlflow ui --backend-store-uri {tracker.uri} --host 127.0.0.1 --port {port}"
-    url = f"{base}/#/experiments/{tracker.experiment_id}" + (f"/runs/{run_id}" if run_id else "")
-    return cmd, url
 
 
 def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000, log_path: str | None = None,
@@ -317,6 +316,10 @@ def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = No
     if log and parents:
         run_id = parents[0].info.run_id
         tracker.log_files(run_id, files.values(), "report")
+        from .ui import describe_run
+
+        with open(files["report.md"]) as f:
+            describe_run(tracker, run_id, f.read(), [n for n in files if n.endswith(".png")])
         stats = {}
         for _, r in comparison.iterrows():
             name = f"{metric_key(r['metric'])}/{r['dataset']}/{r['model']}/{r['arm']}"

@@ -29,6 +29,7 @@ from ray import tune
 from ..experiment import CellConfig, resolve
 from ..grid import GridCell, GridSpec, grid_digest
 from .tracking import CellRecorder, Tracker, git_commit, local_root, metric_key, publish_report
+from .ui import log_dataset, save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")
 
@@ -46,16 +47,21 @@ class GridOutcome:
     report_files: dict = field(default_factory=dict)
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None, worker_logs: bool = False) -> None:
     """Attach to Ray: `address` ("auto", "ray://...", "host:port"), or $RAY_ADDRESS (set inside `ray job
     submit`), else a new local instance ("local"). For a local instance on loopback only, the caller sets
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/_driver.py does)."""
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/_driver.py does).
+
+    worker_logs: stream the workers' stdout/stderr to this console. Off by default: a trial's result and
+    failure reach the console through `CellProgress` (and Tune's error files), while the raw stream also
+    carries Ray's own noise, such as the `SystemExit` traceback an actor prints when Tune ends it after a
+    successful trial. The workers' logs stay in Ray's session folder (logs/worker-*.err)."""
     if ray.is_initialized():
         return
     if address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=True)
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", log_to_driver=worker_logs)
     else:
-        ray.init(address=address)
+        ray.init(address=address, log_to_driver=worker_logs)
 
 
 def experiment_name(grid: GridSpec) -> str:
@@ -119,9 +125,11 @@ def _trial(config: dict, ctx: dict) -> None:
 
     cell = gc.runnable()
     inter = load_dataset(cell.dataset)
+    if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
+        log_dataset(tracker, run_id, inter, tags["dataset"])
     result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
     recorder.final(gc.cell_id, result, system, inter, os.path.join(work, "out"))
-    tune.report({"done": 1, **{metric_key(f"test_{k}"): v for k, v in result["test"].items()}})
+    tune.report({"done": 1, "first_dip": result["first_dip"], **{metric_key(f"test_{k}"): v for k, v in result["test"].items()}})
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -129,11 +137,43 @@ def _trial_dirname(trial) -> str:
     return f"cell-{trial.config['cell']['id']}"
 
 
+def trial_name(rec: dict) -> str:
+    """'lightgcn-proex-synthetic-s0' (+ '-<variant>'): the cell's readable name, as its MLflow run is named."""
+    gc = _grid_cell(rec)
+    return "-".join([gc.cell.model, gc.cell.plugin, gc.labels["dataset"], f"s{gc.seed}"] + [v for v in gc.variants[:1] if v])
+
+
+class CellProgress(tune.Callback):
+    """One console line per finished, retried or failed cell (Tune's own status tables are off)."""
+
+    def __init__(self, n_cells: int):
+        self.n, self.ended = n_cells, 0
+
+    def _line(self, trial, what: str) -> None:
+        print(f"[{self.ended}/{self.n}] {trial_name(trial.config['cell'])} {what}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.ended += 1
+        r = trial.last_result or {}
+        metrics = "  ".join(f"{k[5:].replace('_at_', '@')} {v:.4f}" for k, v in r.items() if k.startswith("test_"))
+        state = "already finished" if r.get("skipped") else f"done in {r.get('time_total_s', 0):.0f} s"
+        dip = f"\n    WARNING: {r['first_dip']}" if r.get("first_dip") else ""
+        self._line(trial, f"{state}: {metrics}{dip}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._line(trial, f"failed, retrying (error: {trial.error_file or 'see the Tune folder'})")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.ended += 1
+        self._line(trial, f"FAILED after its retries (error: {trial.error_file or 'see the Tune folder'})")
+
+
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
-             report_dir: str | None = None, verbose: int = 1, address: str | None = None,
-             num_cpus: int | None = None) -> GridOutcome:
-    """Run every unfinished cell of `grid` on Ray (connected with `connect(address, num_cpus)` only when a
-    cell is left to run), then write the report and log it on the grid's parent run."""
+             report_dir: str | None = None, verbose: int = 0, address: str | None = None,
+             num_cpus: int | None = None, worker_logs: bool = False) -> GridOutcome:
+    """Run every unfinished cell of `grid` on Ray (connected with `connect(address, num_cpus, worker_logs)`
+    only when a cell is left to run), then write the report and log it on the grid's parent run.
+    verbose: Tune's own console output (0 = none: `CellProgress` prints a line per cell; 1-3 = Tune's tables)."""
     cells = grid.expand()
     tracker = Tracker(tracking_uri, experiment_name(grid))
     commit = git_commit()
@@ -143,13 +183,14 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     tracker.set_tags(parent_id, {"n_cells": len(cells), "git_commit": commit})
     if grid.path:
         tracker.log_files(parent_id, [grid.path], "grid")
+    save_comparison_view(tracker, list(grid.report.metrics))
     done = tracker.finished("cell")
     todo = [c for c in cells if c.cell_id not in done]
     log.info("grid %s: %d cells, %d finished before, %d to run", grid.name, len(cells), len(cells) - len(todo), len(todo))
     storage = storage or default_storage(tracker)
     name = f"{grid.name}-{grid_digest(cells)}"
     if todo:
-        connect(address, num_cpus)
+        connect(address, num_cpus, worker_logs)
         ctx = {"tracking_uri": tracker.uri, "experiment": tracker.experiment, "parent_run_id": parent_id,
                "grid": grid.name, "git_commit": commit, "select": grid.select, "cpu": grid.resources.cpu,
                "cwd": os.getcwd()}
@@ -162,9 +203,10 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
         else:
             tuner = tune.Tuner(
                 trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
-                tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent,
-                                            trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
+                tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
+                                            trial_name_creator=lambda t: trial_name(t.config["cell"])),
                 run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
+                                          callbacks=[CellProgress(len(cells))],
                                           failure_config=tune.FailureConfig(max_failures=grid.max_failures),
                                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
         tuner.fit()
