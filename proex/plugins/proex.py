@@ -91,7 +91,8 @@ class _Uniformity(torch.autograd.Function):
     """Forward as in `uniformity`; z = x̂·τ^{-1/2} ([(K,) n, D], 1/τ folded into the rows, not the [n, n]
     logits), P = exp(z zᵀ) ([(K,) n, n], symmetric), d_i = Σ_j P_ij, L = Σ_k mean_i −log(c/d_i + ε), c = e^{1/τ}.
 
-    Backward: ∂L/∂d_i = c / (n·d_i·(c + ε·d_i)) =: g_i; ∂L/∂z_i = Σ_j (g_i + g_j) P_ij z_j (P symmetric);
+    Backward: ∂L/∂d_i = c / (n·d_i·(c + ε·d_i)) =: g_i; ∂L/∂z_i = Σ_j (g_i + g_j) P_ij z_j (P symmetric)
+    = g_i (P z)_i + (P (g∘z))_i;
     then through z = x·s/max(‖x‖, 1e-12), s = τ^{-1/2} (F.normalize's clamp): ∂L/∂x = s/‖x‖·(∂z − x̂(x̂·∂z)),
     the projection dropped where the norm is clamped (there the map is linear)."""
 
@@ -99,7 +100,7 @@ class _Uniformity(torch.autograd.Function):
     def forward(ctx, x: Tensor, temperature: float) -> Tensor:
         clamped = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         z = x / (clamped * temperature ** 0.5)
-        p = torch.exp(z @ z.transpose(-1, -2))
+        p = (z @ z.transpose(-1, -2)).exp_()  # in place: one [(K,) n, n] buffer instead of two
         d = p.sum(-1)
         c = math.exp(1.0 / temperature)
         ctx.save_for_backward(z, clamped, p, d)
@@ -111,8 +112,11 @@ class _Uniformity(torch.autograd.Function):
         z, clamped, p, d = ctx.saved_tensors
         unclamped = clamped > 1e-12  # where ‖x‖ > 1e-12
         c, n = ctx.c, d.shape[-1]
-        g = grad * c / (n * d * (c + 1e-5 * d))  # [(K,) n]
-        dz = (p * (g.unsqueeze(-1) + g.unsqueeze(-2))) @ z  # [(K,) n, D]
+        g = (grad * c / (n * d * (c + 1e-5 * d))).unsqueeze(-1)  # [(K,) n, 1]
+        # Σ_j (g_i + g_j) P_ij z_j = g_i (P z)_i + (P (g∘z))_i: one product with [z, g∘z] ([(K,) n, 2D]) instead
+        # of forming (g_i + g_j) P_ij, two element-wise passes over the [n, n] matrix (the bulk of Ω's time).
+        pz, pgz = (p @ torch.cat([z, g * z], -1)).chunk(2, dim=-1)
+        dz = g * pz + pgz  # [(K,) n, D]
         x_hat = z / ctx.scale
         dz = dz - x_hat * ((x_hat * dz).sum(-1, keepdim=True) * unclamped)
         return dz * (ctx.scale / clamped), None
