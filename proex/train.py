@@ -28,15 +28,16 @@ log = logging.getLogger("proex.train")
 
 @dataclass
 class TrainConfig:
-    epochs: int | None = None  # max epochs; None = model default (3000 pairwise, 1000 generative)
-    batch_size: int | None = None  # None = model default (4096 edges pairwise, 1024 users generative)
-    lr: float | None = None  # Adam learning rate; None = the plug-in's or model's default (1e-3, every reference yml)
+    # None: the reference configuration of the cell's model and plug-in (proex.reference) decides.
+    epochs: int | None = None  # max epochs (3000 pairwise, 1000 generative)
+    batch_size: int | None = None  # 4096 edges pairwise, 1024 users generative
+    lr: float | None = None  # Adam learning rate (1e-3 in every reference yml)
     eval_every: int = 3  # validate after epochs e with e % eval_every == 0 (test_step)
-    patience: int | None = None  # validations without improvement before stopping; None = model default
+    patience: int | None = None  # validations without improvement before stopping (5 RLMRec, 20 ProEx/DMRec)
     ks: tuple[int, ...] = (10, 20)  # cut-offs reported
     select: str = "recall@20"  # validation metric that selects the best epoch (never a test metric)
     eval_batch_size: int | None = None  # users per evaluation batch; None = 256 on CPU, 4096 on CUDA
-    seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
+    seed: int | None = None  # 2023 RLMRec, 2025 ProEx, 2024 generative
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
@@ -71,11 +72,13 @@ class FitResult:
         return asdict(self)
 
 
-def fill_train_defaults(cfg: TrainConfig, model_cls: type, plugin_cls: type) -> TrainConfig:
-    """cfg with every unset (None) field taken from the plug-in's `train_defaults` (AlphaRec's learning rate),
-    else the model family's (reference-spec sec. 1.2-1.6). Idempotent."""
-    defaults = {**model_cls.train_defaults, **getattr(plugin_cls, "train_defaults", {})}
-    return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
+def fill_train_defaults(cfg: TrainConfig, model: str, plugin: str) -> TrainConfig:
+    """cfg with every unset (None) field taken from the reference configuration of (model, plugin), for a
+    TrainConfig built by hand; `proex.experiment.resolve` fills them (with their sources) for every cell."""
+    from .reference import settings
+
+    ref = settings(model, plugin, "amazon")["train"]  # the training protocol does not depend on the dataset
+    return replace(cfg, **{k: v for k, (v, _) in ref.items() if getattr(cfg, k) is None})
 
 
 def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -131,7 +134,7 @@ class Trainer:
 
     def _fit(self, system: Plugin, data: TrainData) -> FitResult:
         model = system.model
-        cfg = fill_train_defaults(self.cfg, type(model), type(system))  # a TrainConfig built by hand may leave gaps
+        cfg = fill_train_defaults(self.cfg, model.name, system.name)  # a TrainConfig built by hand may leave gaps
         opt = make_optimizer(system, cfg.lr, data.device)
         loss_terms = training_loss(system, cfg.compile)
         val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)

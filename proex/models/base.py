@@ -151,11 +151,7 @@ class BaseModel(nn.Module):
 
     name: ClassVar[str]
     family: ClassVar[str]  # "pairwise" | "generative"
-    Config: ClassVar[type]
-    # Settings of the training loop this model is normally run with (reference-spec sec. 1.2-1.6).
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
-    # Per-dataset config overrides from the reference configs, applied before user overrides.
-    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    Config: ClassVar[type]  # its settings; the official values per dataset live in `proex.reference`
     # True when encode/risk read batch.distinct(): the sampler then computes it for the whole epoch at once.
     uses_distinct: ClassVar[bool] = False
 
@@ -166,9 +162,14 @@ class BaseModel(nn.Module):
         self.train_csr = data.train_csr  # host scipy CSR [U, I]; for plug-ins that read the whole graph (AlphaRec)
 
     # --- the interface -------------------------------------------------------------------------------
+    @classmethod
+    def side_width(cls, cfg: Any) -> int:
+        """The width of a side vector at the fusion point for settings `cfg` (known before the model is built)."""
+        raise NotImplementedError
+
     @property
     def side_dim(self) -> int:
-        raise NotImplementedError
+        return type(self).side_width(self.cfg)
 
     @property
     def reg_weight(self) -> float:

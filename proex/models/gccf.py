@@ -34,9 +34,9 @@ class GCCF(PairwiseModel):
             nn.Parameter(nn.init.xavier_uniform_(torch.empty(cfg.dim, cfg.dim))) for _ in range(cfg.layers)
         )
 
-    @property
-    def side_dim(self) -> int:
-        return (self.cfg.layers + 1) * self.cfg.dim
+    @classmethod
+    def side_width(cls, cfg: GCCFConfig) -> int:
+        return (cfg.layers + 1) * cfg.dim
 
     def encode(self, batch=None, ego: Tensor | None = None) -> Encoded:
         h = self.embedding if ego is None else ego

@@ -74,11 +74,10 @@ class VAEModel(BaseModel):
     `decode(z) -> logits [B, n_items]` and optionally `kl_weight()`."""
 
     family = "generative"
-    train_defaults = {**BaseModel.train_defaults, "batch_size": 1024, "patience": 20, "seed": 2024, "epochs": 1000}
 
-    @property
-    def side_dim(self) -> int:
-        return 2 * self.cfg.latent_dim
+    @classmethod
+    def side_width(cls, cfg) -> int:
+        return 2 * cfg.latent_dim
 
     def decode(self, z: Tensor) -> Tensor:
         raise NotImplementedError

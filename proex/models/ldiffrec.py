@@ -106,10 +106,6 @@ class Denoiser(nn.Module):
 class LDiffRec(VAEModel):
     name = "ldiffrec"
     Config = LDiffRecConfig
-    dataset_defaults = {
-        "amazon": {},  # the plain defaults are amazon-book's (inference.py)
-        "yelp": {"lamda": 0.03, "noise_scale": 0.01, "noise_min": 0.005, "noise_max": 0.01},  # inference.py yelp
-    }
 
     def __init__(self, cfg: LDiffRecConfig, data: TrainData):
         super().__init__(cfg, data)

@@ -37,7 +37,6 @@ def propagate(adj: SparseAdj, ego: Tensor, layers: int, include_ego: bool) -> Te
 class LightGCN(PairwiseModel):
     name = "lightgcn"
     Config = LightGCNConfig
-    dataset_defaults = {"steam": {"layers": 2}}
 
     def encode(self, batch=None, ego: Tensor | None = None) -> Encoded:
         """Propagate all users and items. `ego` ([(U + I), d]) replaces the ID table (RLMRec-Gen masking)."""

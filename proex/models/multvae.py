@@ -35,7 +35,6 @@ class MultVAEConfig:
 class MultVAE(VAEModel):
     name = "multvae"
     Config = MultVAEConfig
-    dataset_defaults = {"steam": {"dropout": 0.2}}  # mult_vae_*.yml
 
     def __init__(self, cfg: MultVAEConfig, data):
         super().__init__(cfg, data)

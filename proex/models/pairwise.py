@@ -18,16 +18,15 @@ class PairwiseModel(BaseModel):
     normalised bipartite graph. Subclasses implement `encode`; risk and score are shared."""
 
     family = "pairwise"
-    train_defaults = {**BaseModel.train_defaults, "batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
 
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)
         self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users + self.n_items, cfg.dim)))
         self.adj = bipartite_adjacency(data.train_csr, self_loops=bool(getattr(cfg, "self_loops", False)), device=data.device)
 
-    @property
-    def side_dim(self) -> int:
-        return self.cfg.dim
+    @classmethod
+    def side_width(cls, cfg) -> int:
+        return cfg.dim
 
     def split(self, h: Tensor) -> GraphState:
         """[(U + I), D] -> GraphState(users [U, D], items [I, D])."""

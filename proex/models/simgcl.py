@@ -57,7 +57,6 @@ class SimGCL(PairwiseModel):
     name = "simgcl"
     Config = SimGCLConfig
     uses_distinct = True
-    dataset_defaults = {"steam": {"temperature": 0.5, "eps": 0.2}}
 
     def encode(self, batch: PairBatch | None = None, ego: Tensor | None = None) -> Encoded:
         ego = self.embedding if ego is None else ego

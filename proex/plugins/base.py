@@ -7,7 +7,7 @@ over all parameters, the profile MLP included).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, ClassVar
 
 from torch import Tensor, nn
 
@@ -20,9 +20,13 @@ class Plugin(nn.Module):
     """Interface: `loss_terms(batch) -> {name: scalar}` (summed by the trainer) and `scorer() -> Scorer`,
     called once per evaluation pass so work shared by all users (propagation, mapped profiles) runs once."""
 
-    name = "plugin"
+    name: ClassVar[str] = "plugin"
+    # Its settings dataclass, or None for a plug-in without settings; official values: `proex.reference`.
+    Config: ClassVar[type | None] = None
+    # True when the constructor takes a ProfileBank: Plugin(model, cfg, bank); else Plugin(model, cfg).
+    needs_profiles: ClassVar[bool] = False
     # True when loss_terms reads batch.distinct(): the sampler then computes it for the whole epoch at once.
-    uses_distinct = False
+    uses_distinct: ClassVar[bool] = False
 
     def __init__(self, model: BaseModel):
         super().__init__()

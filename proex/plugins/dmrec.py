@@ -63,7 +63,7 @@ def wasserstein2(mu_a: Tensor, logvar_a: Tensor, mu_b: Tensor, logvar_b: Tensor,
 @dataclass
 class DMRecConfig:
     variant: str = "godm"  # matching term: "godm" | "cpdm" | "mddm" (fixed by the registered name)
-    beta: float = 0.4  # β of the matching term (DMRec beta.md; GODM amazon; per variant/dataset in dataset_defaults)
+    beta: float = 0.4  # β of the matching term (GODM amazon; per variant and dataset in proex.reference)
     profile: int = 0  # which profile of the bank (0 = original RLMRec/DMRec profile)
     hidden_dim: int = 600  # meta-network width (code: 600)
     eps: float = 1e-7  # ε of the KL and W2 terms (code: 10e-8)
@@ -165,18 +165,15 @@ class DMRecG(DMRec):
     """GODM: 2-Wasserstein matching of the unfused collaborative and language posteriors."""
 
     name, Config = "dmrec_g", GODMConfig
-    dataset_defaults = {"yelp": {"beta": 0.8}, "steam": {"beta": 1.0}}
 
 
 class DMRecC(DMRec):
     """CPDM: both posteriors matched to their common (geometric-mean) Gaussian."""
 
     name, Config = "dmrec_c", CPDMConfig
-    dataset_defaults = {"yelp": {"beta": 0.9}, "steam": {"beta": 0.6}}
 
 
 class DMRecM(DMRec):
     """MDDM: β·KL(q ‖ N(0, I)) + (1 − β)·KL(q ‖ language posterior)."""
 
     name, Config = "dmrec_m", MDDMConfig
-    dataset_defaults = {"yelp": {"beta": 0.4}, "steam": {"beta": 0.5}}

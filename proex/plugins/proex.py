@@ -19,8 +19,8 @@ Where the official LightGCN code and the paper differ, both are options and the 
     U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (sec. 3.4 (6)),
     vs "paper": Eq. 7, Σ_k log(1 + e^{1/τ} Σ_{k'≠k} e^{c̃_k·c̃_k'/τ}) across each entity's own K profiles
     (L2-normalised, averaged over the batch's unique users and positive items);
-  * the LightGCN encoder: the code drops the ego layer and edge dropout; `model_defaults` applies that to
-    lightgcn under ProEx (override with --set include_ego=true keep_rate=0.8);
+  * the LightGCN encoder: the code drops the ego layer and edge dropout; the reference configuration of
+    lightgcn under ProEx (`proex.reference`) does the same (override with --set include_ego=true keep_rate=0.8);
   * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
     of the first upload (sec. 3.5). For generative bases Eq. 11 is on (weight λ1 = 1). The paper calls it the
     reverse-KL distribution matching of DMRec, with N(0, I) and each environment's distribution as the
@@ -49,21 +49,23 @@ from .profile_maps import AggregateMap, DirectMap, ProfileTables
 
 @dataclass
 class ProExConfig:
-    num_envs: int = 3  # E, environments per batch (yml: amazon 4 but its logged run used 3; yelp 3; steam 2)
-    alpha: float = 0.1  # Dirichlet concentration α (all datasets)
-    inv_weight: float | None = None  # λ3 on Var_e(L_e); None = 10 pairwise (code), 1 generative; 0 = "w/o inv"
-    reg_weight: float = 0.4  # λ2 on Ω (ex_weight: amazon/yelp 0.4, steam 2.0); 0 = "w/o reg"
+    # Field defaults are the official LightGCN-ProEx amazon values; per base and dataset: `proex.reference`.
+    num_envs: int = 3  # E, environments per batch
+    alpha: float = 0.1  # Dirichlet concentration α
+    inv_weight: float = 10.0  # λ3 on Var_e(L_e) (code 10; paper A.2.3 1.0, used for generative bases); 0 = "w/o inv"
+    reg_weight: float = 0.4  # λ2 on Ω (the yml's ex_weight); 0 = "w/o reg"
     reg_form: str = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
     reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
     env_reduce: str = "sum"  # "sum" of environment risks (code) | "mean"
     mixing: bool = True  # False = ablation "w/o mixing": mean-pooled profiles in training too
-    align_weight: float | None = None  # λ1; None = 0 for pairwise bases (code), 1.0 for generative (Eq. 11)
+    align_weight: float = 0.0  # λ1 (0 in the pairwise code; 1.0 for generative bases, Eq. 11)
     align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
     align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
     align_form: str = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
-    hidden_dim: int | None = None  # mapping width; None = (d_text + side_dim) // 2 pairwise, 600 generative
+    hidden_dim: int | None = None  # mapping width; None = profile_maps.mapping_width(d_text, side_dim), set by
+    #                                resolve once the bank is known (generative bases: 600, DMRec's meta-network)
     agg: str = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
-    profiles: tuple[int, ...] | None = None  # profile subset (ablation: K = 1..all; (0,) = original only)
+    profiles: tuple[int, ...] | None = None  # profile subset (ablation: (0,) = original only); None = all K
 
 
 def uniformity(x: Tensor, temperature: float) -> Tensor:
@@ -143,9 +145,6 @@ class ProEx(Plugin):
     Config = ProExConfig
     needs_profiles = True
     uses_distinct = True
-    # The official ProEx LightGCN encoder (reference-spec sec. 3.2): no ego layer, no edge dropout.
-    model_defaults = {"lightgcn": {"include_ego": False, "keep_rate": 1.0}}
-    dataset_defaults = {"steam": {"num_envs": 2, "reg_weight": 2.0}}
 
     def __init__(self, model, cfg: ProExConfig, bank: ProfileBank):
         super().__init__(model)
@@ -165,8 +164,7 @@ class ProEx(Plugin):
             self.map = AggregateMap(self.tables.dim, model.side_dim, cfg.hidden_dim, cfg.agg)
         else:
             self.map = DirectMap(self.tables.dim, model.side_dim, cfg.hidden_dim)
-        self.align_weight = cfg.align_weight if cfg.align_weight is not None else (1.0 if self.generative else 0.0)
-        self.inv_weight = cfg.inv_weight if cfg.inv_weight is not None else (1.0 if self.generative else 10.0)
+        self.align_weight, self.inv_weight = cfg.align_weight, cfg.inv_weight
 
     # --- environments ----------------------------------------------------------------------------------
     def env_weights(self) -> Tensor:

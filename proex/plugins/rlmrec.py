@@ -22,20 +22,9 @@ makes them the paper's "single-profile" baselines; the other K-1 profiles are ne
 
 The Σ‖θ‖² penalty over all parameters (MLP and mask token included) is added by the Trainer (sec. 1.8).
 
-Hyper-parameters (sec. 5.1 / 5.2 tables). Plug-in config defaults are per dataset only (`dataset_defaults`),
-so they follow the LightGCN rows; for GCCF/SimGCL set the others with plugin_config (--set):
-  Con  kd_weight / kd_temperature   amazon      yelp        steam
-       gccf_plus                    1e-3 / 0.1  1e-3 / 0.2  1e-2 / 0.5
-       lightgcn_plus  (defaults)    1e-2 / 0.2  1e-2 / 0.2  1e-3 / 0.1
-       simgcl_plus                  1e-2 / 0.2  1e-2 / 0.1  1e-2 / 0.2
-  Gen  mask_ratio / recon_weight / re_temperature
-       gccf_gene                    .10/.01/0.1  .05/.01/1.0  .10/.01/0.1
-       lightgcn_gene  (defaults)    .15/.1/0.5   .05/.01/0.1  .15/.1/0.5
-       simgcl_gene                  .05/.1/0.2   .01/.01/.05  .05/.01/0.1
-Model settings (`model_defaults`, not per dataset either): GCCF runs without self-loops under both (sec. 1.8);
-LightGCN keeps RLMRec's encoder (keep_rate 0.8, ego included) with reg 1e-7, and 3 layers under Con (also on
-steam, where plain LightGCN has 2) and 2 under Gen.
-Not covered, set by hand: lightgcn_plus steam reg 1e-8; gccf_gene amazon reg 1e-7; lightgcn_gene steam reg 1e-6.
+Hyper-parameters: the `*_plus.yml` / `*_gene.yml` dataset blocks of each base, GCCF without self-loops and
+LightGCN with RLMRec's encoder (edge dropout, ego layer) under both, are rows of `proex.reference`; the
+Config field defaults below are the lightgcn amazon values.
 """
 from __future__ import annotations
 
@@ -88,7 +77,7 @@ class RLMRecConConfig:
     kd_weight: float = 1e-2  # weight of the kd (InfoNCE) loss (lightgcn_plus amazon; table in the module doc)
     kd_temperature: float = 0.2  # τ of the three InfoNCE terms (lightgcn_plus amazon)
     profile: int = 0  # which profile of the bank (0 = original RLMRec profile)
-    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec
+    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec (set by resolve)
 
 
 class RLMRecCon(_PairwiseOnly):
@@ -97,8 +86,6 @@ class RLMRecCon(_PairwiseOnly):
     name = "rlmrec_con"
     uses_distinct = True
     Config = RLMRecConConfig
-    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 3, "reg_weight": 1e-7}}
-    dataset_defaults = {"steam": {"kd_weight": 1e-3, "kd_temperature": 0.1}}
 
     def __init__(self, model, cfg: RLMRecConConfig, bank: ProfileBank):
         super().__init__(model, cfg, bank)
@@ -129,7 +116,7 @@ class RLMRecGenConfig:
     recon_weight: float = 0.1  # weight of the reconstruction loss (lightgcn_gene amazon)
     re_temperature: float = 0.5  # τ of ssl_con_loss (lightgcn_gene amazon)
     profile: int = 0  # which profile of the bank (0 = original RLMRec profile)
-    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec
+    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec (set by resolve)
 
 
 class RLMRecGen(_PairwiseOnly):
@@ -137,8 +124,6 @@ class RLMRecGen(_PairwiseOnly):
 
     name = "rlmrec_gen"
     Config = RLMRecGenConfig
-    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 2, "reg_weight": 1e-7}}
-    dataset_defaults = {"yelp": {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}}
 
     def __init__(self, model, cfg: RLMRecGenConfig, bank: ProfileBank):
         super().__init__(model, cfg, bank)
