@@ -134,14 +134,7 @@ def build_system(resolved: Resolved, data: TrainData, bank=None):
     """Model + plug-in on data.device (seed first: initial weights depend on it). `bank`: a ProfileBank for
     profile-aware plug-ins."""
     model = model_class(resolved.cell.model)(resolved.model_cfg, data)
-    pcls = plugin_class(resolved.cell.plugin)
-    if pcls.needs_profiles:
-        system = pcls(model, resolved.plugin_cfg, bank)
-    elif resolved.plugin_cfg is not None:
-        system = pcls(model, resolved.plugin_cfg)
-    else:
-        system = pcls(model)
-    return system.to(data.device)
+    return plugin_class(resolved.cell.plugin)(model, resolved.plugin_cfg, bank).to(data.device)
 
 
 def run_cell(cell: CellConfig, interactions: Interactions | None = None,

@@ -17,8 +17,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from .data.sampling import bpr_batches, user_batches
 from .data.tensors import TrainData
+from .kernels import reference_kernels
 from .metrics import RankingEvaluator
 from .plugins.base import Plugin
 from .runtime import cuda_matmul_precision, deterministic_algorithms, rng_state, set_rng_state
@@ -42,6 +42,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
     deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
+    reference_kernels: bool = False  # run the plain reference versions of proex.kernels (same numbers, slower)
 
 
 @dataclass
@@ -117,9 +118,7 @@ def training_loss(system: Plugin, compile: bool = False) -> Callable:
 
 def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
     """One epoch of training batches in the model family's form: BPR triples or user rows."""
-    if system.model.family == "pairwise":
-        return bpr_batches(data, batch_size, distinct=system.uses_distinct or system.model.uses_distinct)
-    return user_batches(data, batch_size)
+    return system.model.training_batches(data, batch_size, distinct=system.uses_distinct)
 
 
 class Trainer:
@@ -129,7 +128,8 @@ class Trainer:
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
         # Training and evaluation alike.
-        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic):
+        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic), \
+                reference_kernels(self.cfg.reference_kernels):
             return self._fit(system, data)
 
     def _fit(self, system: Plugin, data: TrainData) -> FitResult:
@@ -200,7 +200,7 @@ class Trainer:
     def _evaluate(system: Plugin, evaluator: RankingEvaluator) -> dict[str, float]:
         system.eval()
         with torch.no_grad():
-            return evaluator(system.scorer(), needs_rows=system.model.family != "pairwise")
+            return evaluator(system.scorer(), needs_rows=system.model.scores_need_rows)
 
     def _save(self, system: Plugin, opt: torch.optim.Optimizer, loop: dict) -> None:
         tmp = f"{self.state_path}.tmp"

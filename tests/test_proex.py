@@ -14,7 +14,8 @@ from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import MODELS, Side
-from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread, uniformity, uniformity_autograd
+from proex.kernels import uniformity, uniformity_autograd
+from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread
 
 
 def _system(model, inter, bank, **plugin_config):
@@ -365,3 +366,15 @@ def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
         assert torch.allclose(system.scorer()(batch), loaded.scorer()(batch))
     with pytest.raises(ValueError, match="profile bank"):
         checkpoint.load(path, inter, profiles="synthetic-latent:k=3,dim=8,seed=5")
+
+
+def test_reference_kernels_switch_runs_the_autograd_uniformity():
+    from proex.kernels import reference_kernels
+
+    x = torch.randn(2, 9, 5, requires_grad=True)
+    fast = uniformity(x, 0.2)
+    with reference_kernels():
+        ref = uniformity(x, 0.2)
+    assert type(fast.grad_fn).__name__ == "_UniformityBackward"
+    assert type(ref.grad_fn).__name__ != "_UniformityBackward"
+    assert fast.item() == pytest.approx(ref.item(), rel=1e-6)

@@ -1,4 +1,4 @@
-"""LightGCN-style GCCF (Chen et al., AAAI'20) as run in RLMRec (reference-spec sec. 2.1).
+"""LightGCN-style GCCF (Chen et al., AAAI'20) as run in RLMRec (HKUDS/RLMRec encoder/models/general_cf/gccf.py).
 
 Propagation over Â WITH self-loops, no non-linearity; each layer owns a d x d weight that the forward pass
 never uses (RLMRec comments that it works better without) but that still counts in Σ‖θ‖², so we keep it

@@ -1,14 +1,17 @@
 """Shared parts of the generative recommenders (Mult-VAE, CVGA; L-DiffRec reuses the helpers).
 
 Fusion point: additive on the posterior parameters, μ = μ_src + μ_side and logσ² = logσ²_src + logσ²_side
-(DMRec, reference-spec sec. 4.1; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
+(DMRec, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
 a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor
 
+from ..data.sampling import user_batches
 from .base import BaseModel, LatentState, Side, UserBatch
 
 
@@ -78,6 +81,9 @@ class VAEModel(BaseModel):
     @classmethod
     def side_width(cls, cfg) -> int:
         return 2 * cfg.latent_dim
+
+    def training_batches(self, data, batch_size: int, distinct: bool = False) -> Iterable[UserBatch]:
+        return user_batches(data, batch_size)
 
     def decode(self, z: Tensor) -> Tensor:
         raise NotImplementedError

@@ -3,11 +3,11 @@
 * `ProfileTables`: the bank's [K, n, d_text] arrays as one non-persistent device buffer (data, not weights:
   checkpoints record the bank id instead of copying hundreds of MB).
 * `DirectMap` (discriminative, "direct alignment"): c̃ = f(c) with f = Linear(d_text -> h) -> LeakyReLU(0.01)
-  -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, reference-spec
-  sec. 3.3; the RLMRec-Con MLP has the same shape, sec. 5.1).
+  -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, BlueGhostYi/ProRec
+  lightgcn_proex.py; the RLMRec-Con MLP has the same shape, HKUDS/RLMRec lightgcn_plus.py).
 * `AggregateMap` (generative, "aggregation alignment"): for user u and profile k, g = agg_{i ∈ M(u)} c_{i,k}
   + c_{u,k}, then f = Linear(d_text -> h) -> tanh -> Linear(h -> 2d) gives [μ ‖ logσ²] (the DMRec
-  meta-network, sec. 4.1, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
+  meta-network, ProRec mult_vae_*.py, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
 """
 from __future__ import annotations
 
