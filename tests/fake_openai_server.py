@@ -237,6 +237,7 @@ class FakeOpenAI:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of new connections (16+ workers at once) is queued, not reset
     def handle_error(self, request, client_address) -> None:  # clients that vanish (kill -9, ray.kill) are normal
         pass
 
@@ -315,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "param": "messages", "code": "context_length_exceeded"}})
         ok, headers = srv.admit(prompt_tokens + int(body.get("max_tokens") or 0))
         if not ok:
-            srv.record(status=429, outcome="429", **entry)
+            srv.record(status=429, outcome="429", retry_after_s=int(headers.get("retry-after-ms", 0)) / 1000, **entry)
             return self._send(429, {"error": {"message": "Rate limit reached. Please try again later.",
                                               "type": "requests", "code": "rate_limit_exceeded"}}, headers)
         with srv.lock:
