@@ -12,7 +12,8 @@ Each row is answered like /v1/chat/completions (the same deterministic answers a
 with path "/v1/batches:row" and outcome "completed", so `FakeOpenAI.repeated_completed` sees a row answered
 twice whether online or in a batch. Faults: `batch_row_fail_rate` (rows that end in the error file with a 500),
 `batch_expire` (the first N batches expire after answering only their first half: the rest are in the error
-file with code batch_expired, as OpenAI's), `batch_reject_json_schema` (rows with a json_schema response_format get a 400).
+file with code batch_expired, as OpenAI's), `batch_reject_json_schema` (rows with a json_schema
+response_format get a 400).
 Formats follow OpenAI's Batch API: output lines {id, custom_id, response: {status_code, request_id, body},
 error}; error lines with response null and error {code, message} for expired rows.
 """

@@ -89,6 +89,16 @@ def test_failed_expired_and_invalid_rows_are_asked_again_never_twice(tmp_path):
         assert sorted(rows_per_custom_id(srv).values())[-11:] == [2] * 11 and summary["calls"]["sent"] == 88
 
 
+def test_batch_falls_back_to_json_mode_where_json_schema_is_refused(tmp_path):
+    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, batch_reject_json_schema=True)) as srv:
+        summary = generate(job(srv, tmp_path, limit=3), load_dataset(DATASET))
+        assert summary["sides"]["user"]["failed"] == summary["sides"]["item"]["failed"] == 0
+        kinds = [e["response_format"] for e in srv.log() if e["path"] == "/v1/batches:row"]
+        assert set(kinds[:6]) == {"json_schema"} and set(kinds[6:]) == {"json_object"}  # round 1 refused, asked again
+        with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+            assert set(db.execute("SELECT response_format, seed FROM calls")) == {("json_object", 0)}
+
+
 def _start(srv, out) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "proex.cli_profiles", "generate", "--batch", "--dataset", DATASET, "--out", str(out),
            "--base-url", srv.base_url, "--model", "gpt-4o-mini", "--api-key-env", ENV, "--no-progress",

@@ -81,7 +81,8 @@ class CallCache:
         seed, response_format: what the request carried; via: "online" or "batch:<batch id>"."""
         self.db.execute(
             "INSERT OR IGNORE INTO calls (key, prompt_version, model, side, entity, step, input_hash, response, "
-            "prompt_tokens, completion_tokens, created, seed, response_format, via) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "prompt_tokens, completion_tokens, created, seed, response_format, via) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (key, prompt_version, model, side, int(entity), step, input_hash, response, int(prompt_tokens),
              int(completion_tokens), time.time(), seed, response_format, via))
 

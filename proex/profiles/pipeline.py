@@ -251,7 +251,8 @@ def rerun_plan(cfg: ProfileJobConfig, inter: Interactions, failures: list[dict])
     why = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
     hopeless = kinds.get("no_input", 0)
     text = (f"{len(failures)} entities have no profiles ({why}); reasons in {cfg.out_dir}/failures.jsonl. "
-            f"Rerunning the same command sends {est['calls']} calls for the other {len(failures) - hopeless} "
+            f"Rerunning the same command sends {est['calls']} calls (more only if new answers need repairs) for "
+            f"{'these' if not hopeless else 'the ' + str(len(failures) - hopeless) + ' with input'} "
             f"({est['retry_calls']} of them new attempts at answers that stayed invalid, {est['repair_calls']} "
             f"repairs of cached invalid answers); everything else ({est['cached_calls']} calls) comes from the "
             "cache (`proex profiles estimate` with the same flags prints the count and its cost).")
