@@ -159,6 +159,10 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
     """The profile job on the connected Ray cluster (`ray.init` first); same outputs and errors as
     `pipeline.generate`."""
     cfg.check()
+    if cfg.batch:  # the Batch API path needs no workers: the provider runs the calls
+        from ..profiles.pipeline import generate
+
+        return generate(cfg, inter)
     if not ray.is_initialized():
         raise RuntimeError("call ray.init(...) before generate_ray (ray_jobs/profiles.py does)")
     entities = [e for side in cfg.sides for e in entity_inputs(inter, side, cfg)]
