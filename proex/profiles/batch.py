@@ -91,14 +91,13 @@ class BatchJob:
                                    for e in self.entities if (e.side, e.id) not in final]
         finally:
             bar.close()
-        totals = Totals(**{**cached.__dict__})
-        for k in ("sent", "repairs", "retries", "prompt_tokens", "completion_tokens"):
-            setattr(totals, k, getattr(self.got, k))
+        # the last walk read every answer from the cache; those this run downloaded count as sent, not cached
+        totals = Totals(**vars(self.got))
         totals.cached = max(0, cached.cached - self.got.sent)
         totals.cached_prompt_tokens = max(0, cached.cached_prompt_tokens - self.got.prompt_tokens)
         totals.cached_completion_tokens = max(0, cached.cached_completion_tokens - self.got.completion_tokens)
         return {"records": records, "failures": failures, "totals": totals.__dict__, "fatal": fatal,
-                "batches": [s for s in self.store.submissions()]}
+                "batches": self.store.submissions()}
 
     async def _walk(self):
         """One pass over every entity: finished records, failures, the calls to submit, cache-hit totals."""
