@@ -1,5 +1,5 @@
 """AlphaRec (Sheng et al., ICLR'25, "Language representations can be what recommenders need"), a sibling
-plug-in on LightGCN (the baselines' official code; official `LehengTHU/AlphaRec:models/General/AlphaRec.py`).
+plug-in on LightGCN (official code: `LehengTHU/AlphaRec:models/General/AlphaRec.py`).
 
 AlphaRec has no ID embeddings: its node inputs are language representations mapped by an MLP,
   items: f(c_i), users: f(mean of c_i over the user's training items)   (c = profile `profile` of the bank),

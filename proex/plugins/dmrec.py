@@ -1,4 +1,4 @@
-"""DMRec (GODM / CPDM / MDDM) as single-profile plug-ins for the generative bases, BlueGhostYi/ProRec encoder/models/general_cf/{mult_vae,cvga}_{godm,cpdm,mddm}.py
+"""DMRec (GODM / CPDM / MDDM) as single-profile plug-ins for the generative bases
 (official code: BlueGhostYi/ProRec encoder/models/general_cf/{mult_vae,cvga}_{godm,cpdm,mddm}.py).
 
 Per training batch of users (ProRec mult_vae_*.py):

@@ -1,5 +1,5 @@
 """RLMRec-Con (`*_plus`) and RLMRec-Gen (`*_gene`) as single-profile plug-ins for the pairwise bases
-(GCCF, LightGCN, SimGCL), HKUDS/RLMRec encoder/models/general_cf/*_plus.py and *_gene.py (official code: HKUDS/RLMRec encoder/models/general_cf).
+(GCCF, LightGCN, SimGCL) (official code: HKUDS/RLMRec encoder/models/general_cf/*_plus.py and *_gene.py).
 
 Both read ONE profile of the bank (config `profile`, default 0 = the original RLMRec profile), which is what
 makes them the paper's "single-profile" baselines; the other K-1 profiles are never touched.
