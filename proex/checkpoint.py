@@ -80,7 +80,7 @@ def load(path: str, inter: Interactions, device: str | torch.device = "cpu", pro
                       train={**cfg["train"], "device": str(device)})
     data = TrainData(inter, torch.device(device))
     bank = None
-    if getattr(plugin_class(cell.plugin), "needs_profiles", False):
+    if plugin_class(cell.plugin).needs_profiles:
         from .profiles.load import load_profiles
 
         bank = load_profiles(spec, inter)

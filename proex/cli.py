@@ -5,6 +5,7 @@
     proex data inspect amazon
     proex data fetch --dest ../shared/data
     proex profiles estimate|generate|embed|offline ...   (LLM profile stage)
+    proex config --model lightgcn --plugin proex --dataset steam --sources
     proex report grids/table2.yaml
     proex recommend --run <mlflow run id> --users 0 1 2 --k 10
 
@@ -18,7 +19,7 @@ import logging
 import os
 import sys
 
-from . import checkpoint, cli_grid
+from . import checkpoint, cli_config, cli_grid
 from .config import ConfigError, parse_overrides
 from .data.interactions import DataError
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_data(sub)
     _add_profiles(sub)
     cli_grid.register(sub)  # report, recommend
+    cli_config.register(sub)  # config
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         handled = cli_grid.run(args)
         if handled is not None:
             return handled
+        if args.cmd == "config":
+            return cli_config.run(args)
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "profiles":
@@ -104,16 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args) -> int:
     from .data.registry import load_dataset
-    from .experiment import CellConfig, resolve, run_cell
+    from .experiment import resolve, run_cell
 
-    train = parse_overrides(args.train_set, "--train")
-    if args.seed is not None:
-        train["seed"] = args.seed
-    if args.device is not None:
-        train["device"] = args.device
-    cell = CellConfig(dataset=args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles,
-                      model_config=parse_overrides(args.model_set, "--set"),
-                      plugin_config=parse_overrides(args.plugin_set, "--plugin-set"), train=train)
+    cell = cli_config.cell_from_args(args)
     resolved = resolve(cell, where="command line")
     out = args.out or os.path.join("runs", f"{cell.model}-{cell.plugin}-{os.path.basename(cell.dataset.rstrip('/'))}"
                                           f"-s{resolved.train_cfg.seed}-{resolved.config_hash()}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import dataclasses
 from pathlib import Path
 
 
@@ -22,6 +23,8 @@ def register(sub) -> None:
     r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
     r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>)")
     r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
+    r.add_argument("--test", choices=("ttest", "wilcoxon"), default=None,
+                   help="paired test over matched seeds (default: the grid's report.test, else ttest)")
     c = sub.add_parser("recommend", help="top-K lists for users from a trained model")
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="MLflow run id of a finished cell (its checkpoint artifact is used)")
@@ -51,6 +54,8 @@ def _report(args) -> int:
     from .infra.tracking import Tracker, local_root, publish_report
 
     grid = load_grid(args.grid)
+    if args.test:
+        grid = dataclasses.replace(grid, report=dataclasses.replace(grid.report, test=args.test))
     tracker = Tracker(args.tracking_uri, f"proex-{grid.name}")
     out = args.out or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, log=not args.no_log)

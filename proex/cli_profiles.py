@@ -1,4 +1,4 @@
-"""`proex profiles estimate|generate|embed|offline`: the command line of the LLM profile stage (issue #4).
+"""`proex profiles estimate|generate|embed|offline`: the command line of the LLM profile stage.
 
     proex profiles estimate --dataset amazon --out prof/amazon --model gpt-4o-mini --domain books
     proex profiles generate --dataset amazon --out prof/amazon --model gpt-4o-mini --domain books --rpm 5000
@@ -7,14 +7,16 @@
 
 `register(psub)` adds these four to the existing `profiles` subparsers of `proex.cli`; `run(args)` executes
 them. Also runnable alone: `python -m proex.cli_profiles generate ...`. Exit codes: 0 done, 1 done but some
-entities failed (listed in failures.jsonl; rerun to retry them), 2 bad input or config, 3 job stopped by a
-fatal API error (wrong key, unreachable endpoint...; completed calls stay cached, rerun to resume).
+entities failed (listed in failures.jsonl; the message says exactly what a rerun sends: entities whose answers
+stayed invalid get a new attempt), 2 bad input or config, 3 job stopped by a fatal API error (wrong key,
+unreachable endpoint...; completed calls stay cached, rerun to resume).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import ConfigError, build, parse_overrides
@@ -53,6 +55,8 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sides", help="user,item (default both)")
     p.add_argument("--prices", dest="prices_path", help="JSON {model: [USD/1M input, USD/1M output]}")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--batch", action="store_true", help="through the OpenAI Batch API: half the price, one batch "
+                                                        "per step round, resumable (priced so by estimate)")
     p.add_argument("--set", dest="job_set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="any ProfileJobConfig field, e.g. timeout_s=30 max_attempts=4 repairs=2")
 
@@ -69,8 +73,20 @@ def job_config(args):
         values["prices_path"] = args.prices_path
     if args.no_progress:
         values["progress"] = False
+    if getattr(args, "batch", False):
+        values["batch"] = True
     values["out_dir"] = args.out
     return build(ProfileJobConfig, values, where="command line").check()
+
+
+def rerun_message(cfg, inter) -> str:
+    """What rerunning the same command will do, from the failures file just written (shared with ray_jobs)."""
+    from .profiles.pipeline import rerun_plan
+
+    path = os.path.join(cfg.out_dir, "failures.jsonl")
+    with open(path) as f:
+        failures = [json.loads(line) for line in f if line.strip()]
+    return rerun_plan(cfg, inter, failures)
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -135,8 +151,7 @@ def run(args) -> int:
             print(json.dumps({k: summary[k] for k in ("status", "sides", "calls", "cost_usd", "wall_s")}, indent=1))
             failed = sum(s["failed"] for s in summary["sides"].values())
             if failed:
-                print(f"proex: {failed} entities have no profiles; reasons in {args.out}/failures.jsonl; rerun the "
-                      "same command to retry them (completed calls come from the cache)", file=sys.stderr)
+                print(f"proex: {rerun_message(cfg, inter)}", file=sys.stderr)
             return 1 if failed else 0
         if cmd == "embed":
             from .profiles.embed import embed_profiles
@@ -145,8 +160,6 @@ def run(args) -> int:
             print(json.dumps(_bank_info(bank), indent=1))
             return 0
         if cmd == "offline":
-            import os
-
             from .profiles.embed import embed_profiles
             from .profiles.offline import write_offline_profiles
 

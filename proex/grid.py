@@ -6,8 +6,9 @@ shared by every cell (`fixed`), a folder of per-cell hyperparameter files (the t
 validation metric that selects the best epoch (never a test metric), and optionally a `study` section for
 Optuna. `load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
 `GridSpec.expand()` returns `GridCell`s whose id is the hash of the resolved config, so a relaunch finds the
-cells it already ran. A cell's settings, lowest priority first: the model's and plug-in's defaults
-(`proex.experiment.resolve`) < `fixed` < its hparams file `<model>-<plugin>-<dataset>.yaml` < its variant.
+cells it already ran. A cell's settings, lowest priority first: the reference configuration
+(`proex.reference`, via `proex.experiment.resolve`) < `fixed` < its hparams file
+`<model>-<plugin>-<dataset>.yaml` (a study's tuned winner) < its variant; each override records its layer.
 
 `profiles` may name `{dataset}` and `{data_dir}` (the registry's data folder on the node that runs the cell);
 ids are computed before substitution, so they do not depend on where the data lives.
@@ -25,11 +26,10 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, build
-from .experiment import CellConfig, dataset_key, resolve
+from .experiment import SECTIONS, CellConfig, dataset_key, resolve, with_overrides
 from .models import MODELS
 from .plugins import PLUGINS
 
-SECTIONS = ("model_config", "plugin_config", "train")
 
 
 @dataclass
@@ -67,10 +67,11 @@ class Resources:
 
 @dataclass
 class ReportSpec:
-    reference: str = "base"  # plug-in every other plug-in is compared with (paired t-test over seeds)
+    reference: str = "base"  # plug-in every other plug-in is compared with (paired test over matched seeds)
     reference_variant: str | None = None  # variant the others are compared with (ablation: "full")
     metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")  # test metrics tabulated
     figures: tuple[str, ...] = ()  # any of "curves" (Fig. 5), "ablation" (Fig. 6), "sensitivity" (Figs. 8-10)
+    test: str = "ttest"  # paired test: "ttest" (the paper's) | "wilcoxon" (signed-rank, no normality assumption)
 
 
 @dataclass
@@ -201,6 +202,8 @@ def _validate(g: GridSpec) -> None:
     for m in g.report.metrics:
         if not re.fullmatch(r"(recall|ndcg)@\d+", m):
             raise ConfigError(f"{where}: report.metrics: {m!r} is not recall@K or ndcg@K")
+    if g.report.test not in ("ttest", "wilcoxon"):
+        raise ConfigError(f"{where}: report.test: {g.report.test!r}; use ttest (paired t-test) or wilcoxon")
     bad = set(g.report.figures) - {"curves", "ablation", "sensitivity"}
     if bad:
         raise ConfigError(f"{where}: report.figures: unknown {sorted(bad)}; use curves, ablation, sensitivity")
@@ -307,24 +310,22 @@ def expand(grid: GridSpec) -> list[GridCell]:
 
 def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: str) -> GridCell:
     pcls = PLUGINS[plugin]
-    takes_settings = getattr(pcls, "Config", None) is not None
-    parts = [grid.fixed]
+    parts = [(grid.fixed, f"grid fixed: {where}")]
     hp_path = hparams_path(grid, model, plugin, dataset)
     if hp_path is not None and hp_path.exists():
-        parts.append(load_hparams(hp_path))
-    parts.append(var)
-    merged = {s: {} for s in SECTIONS}
-    for part in parts:
-        for s in SECTIONS:
-            value = getattr(part, s)
-            if s == "plugin_config" and not takes_settings:
-                continue
-            merged[s].update(value or {})
-    merged["train"].update(seed=seed, select=grid.select)
+        parts.append((load_hparams(hp_path), f"hparams file: {hp_path}"))
+    parts.append((var, f"grid variant {var.name!r}: {where}"))
     profiles = None
-    if getattr(pcls, "needs_profiles", False):
+    if pcls.needs_profiles:
         profiles = var.profiles or _profiles_for(grid, prof_spec, dataset, f"{where}: profiles")
-    cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles, **merged)
+    cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles)
+    for part, layer in parts:
+        values = {s: dict(getattr(part, s) or {}) for s in SECTIONS}
+        if pcls.Config is None:
+            values["plugin_config"] = {}
+        cell = with_overrides(cell, values, layer)
+    cell = with_overrides(cell, {"train": {"seed": seed}}, f"grid axes.seed: {where}")
+    cell = with_overrides(cell, {"train": {"select": grid.select}}, f"grid select: {where}")
     label = f"{where}: cell {model}/{plugin}/{dataset}/seed {seed}" + (f"/{var.name}" if var.name else "")
     try:
         resolved = resolve(cell, where=label)
@@ -335,13 +336,13 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
     return GridCell(resolved.config_hash(), cell, seed, (var.name,))
 
 
-def apply_params(cell: CellConfig, params: dict[str, Any]) -> CellConfig:
+def apply_params(cell: CellConfig, params: dict[str, Any], layer: str = "study trial") -> CellConfig:
     """The cell with study parameters ("model_config.layers": 2, ...) applied on top of its settings."""
-    sections = {s: dict(getattr(cell, s)) for s in SECTIONS}
+    sections: dict[str, dict] = {s: {} for s in SECTIONS}
     for key, value in params.items():
         section, _, name = key.partition(".")
         sections[section][name] = value
-    return dataclasses.replace(cell, **sections)
+    return with_overrides(cell, sections, layer)
 
 
 def grid_digest(cells: list[GridCell]) -> str:

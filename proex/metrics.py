@@ -1,4 +1,4 @@
-"""Full-ranking evaluation exactly as the reference protocol (reference-spec sec. 1.4).
+"""Full-ranking evaluation exactly as the reference protocol (HKUDS/RLMRec encoder/trainer/metrics.py).
 
 * Evaluated users: those with at least one interaction in the split; metrics are plain means over them.
 * Each user's TRAINING items are masked; items of the other held-out split stay as ordinary candidates.
@@ -9,11 +9,16 @@ speed and memory only, never the numbers: small batches keep the [B, n_items] sc
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
+from torch import Tensor
 
+from .data.batches import UserBatch
 from .data.tensors import TrainData
-from .plugins.base import Scorer
+
+Scorer = Callable[[UserBatch], Tensor]  # a batch of users -> their scores over all items [B, n_items]
 
 
 class RankingEvaluator:

@@ -22,7 +22,7 @@ def top_k(system, data: TrainData, users: Sequence[int], k: int = 20, batch_size
     are excluded. k is capped at the number of items a user can still be recommended."""
     system.eval()
     scorer = system.scorer()
-    dense = system.model.family != "pairwise"
+    dense = system.model.scores_need_rows
     k = min(k, data.n_items)
     items, scores = [], []
     for start in range(0, len(users), batch_size):

@@ -4,11 +4,15 @@ Input `runs`: a DataFrame with one row per finished cell: label columns model, p
 variant ("" when the grid has no variants) and test metrics under canonical names ("recall@20", ...).
 `proex.infra.tracking.runs_frame` builds it from MLflow; tests build it by hand.
 
+* `match_seeds`— the comparisons use matched seeds only: within each group of arms compared with one another
+                 (the label columns other than the arm), the seeds every arm finished; the runs of other seeds
+                 are set aside and listed in the report, so means, Improv.% and p-values share one seed set.
 * `summarize`  — mean, std and n over seeds per (dataset, model, plugin, variant).
 * `compare`    — every arm against the reference arm (plug-in `base`, or a reference variant such as "full"
-                 in an ablation), per dataset, model and metric: means over the seeds both have,
-                 improvement %, and the paired t-test over those seeds (scipy.stats.ttest_rel), as in the
-                 paper's Table 2 p-values.
+                 in an ablation), per dataset, model and metric: means, improvement %, and a paired test over
+                 the matched seeds: the t-test (scipy.stats.ttest_rel, the paper's Table 2 p-values) or the
+                 Wilcoxon signed-rank test (scipy.stats.wilcoxon). Differences that do not vary across seeds
+                 have no p-value, and the note says so (a t-test would print p ≈ 1e-31 from rounding noise).
 * `paper_table`— the Table-2 layout: a row per model and arm, a column per dataset and metric, and an
                  "improv." row per non-reference arm with its p-value.
 * writers      — Markdown, CSV and LaTeX (booktabs), formatted deterministically (golden-file tested).
@@ -21,6 +25,7 @@ import os
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 from scipy import stats
 
@@ -28,6 +33,9 @@ from .models import MODELS
 from .plugins import PLUGINS
 
 LABELS = ["dataset", "model", "plugin", "variant"]
+TESTS = ("ttest", "wilcoxon")
+COMPARE_COLUMNS = ["arm", "reference", "metric", "n", "ref_mean", "mean", "improvement_pct", "test", "statistic",
+                   "p_value", "note"]
 
 
 def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
@@ -54,14 +62,43 @@ def summarize(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LABELS + ["metric", "n", "mean", "std"])
 
 
-def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm: str = "plugin") -> pd.DataFrame:
-    """Each value of column `arm` against `reference`, within groups of the other label columns.
+def match_seeds(runs: pd.DataFrame, arm: str = "plugin") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(matched, unmatched): within each group of the label columns other than `arm`, keep the seeds that
+    every arm of the group has; `unmatched` holds the other runs (the seeds missing in some arm)."""
+    runs = _ordered(runs)
+    group = [c for c in LABELS if c != arm]
+    arms_per_group = runs.groupby(group, observed=True)[arm].transform("nunique")
+    arms_per_seed = runs.groupby(group + ["seed"], observed=True)[arm].transform("nunique")
+    keep = arms_per_seed == arms_per_group
+    return runs[keep], runs[~keep]
+
+
+def paired_test(a, b, test: str = "ttest") -> tuple[float, float, str]:
+    """(statistic, p, note) of a paired test of a against b (arrays over the same seeds)."""
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; use one of {TESTS}")
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return math.nan, math.nan, "fewer than 2 matched seeds"
+    if np.ptp(d) <= 1e-9 * max(float(np.abs(d).max()), 1e-12):
+        return math.nan, math.nan, f"no p-value: zero variance of the differences (all {d[0]:+.4g})"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.ttest_rel(a, b) if test == "ttest" else stats.wilcoxon(a, b)
+    return float(res.statistic), float(res.pvalue), ""
+
+
+def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm: str = "plugin",
+            test: str = "ttest") -> pd.DataFrame:
+    """Each value of column `arm` against `reference`, within groups of the other label columns, over the
+    matched seeds (`match_seeds`).
 
     Columns: the group labels, arm, reference, metric, n (paired seeds), ref_mean, mean, improvement_pct,
-    t, p_value (NaN with fewer than two pairs or identical differences)."""
+    test, statistic, p_value (NaN with fewer than two pairs or differences without variance), note (why)."""
     group = [c for c in LABELS if c != arm]
+    matched, _ = match_seeds(runs, arm)
     rows = []
-    for key, g in _ordered(runs).groupby(group, observed=True, sort=True):
+    for key, g in matched.groupby(group, observed=True, sort=True):
         ref = g[g[arm] == reference]
         if ref.empty:
             continue
@@ -72,19 +109,14 @@ def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm
             for m in metrics:
                 pair = ref[["seed", m]].merge(other[["seed", m]], on="seed", suffixes=("_ref", "")).dropna()
                 a, b = pair[m].to_numpy(float), pair[f"{m}_ref"].to_numpy(float)
-                t = p = math.nan
-                if len(pair) >= 2:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        t, p = (float(x) for x in stats.ttest_rel(a, b))
+                statistic, p, note = paired_test(a, b, test)
                 ref_mean = b.mean() if len(b) else math.nan
                 mean = a.mean() if len(a) else math.nan
                 rows.append({**dict(zip(group, key)), "arm": name, "reference": reference, "metric": m,
                              "n": len(pair), "ref_mean": ref_mean, "mean": mean,
                              "improvement_pct": 100 * (mean - ref_mean) / ref_mean if ref_mean else math.nan,
-                             "t": t, "p_value": p})
-    return pd.DataFrame(rows, columns=group + ["arm", "reference", "metric", "n", "ref_mean", "mean",
-                                               "improvement_pct", "t", "p_value"])
+                             "test": test, "statistic": statistic, "p_value": p, "note": note})
+    return pd.DataFrame(rows, columns=group + COMPARE_COLUMNS)
 
 
 def fmt_p(p: float) -> str:
@@ -101,7 +133,8 @@ def paper_table(summary: pd.DataFrame, comparison: pd.DataFrame, metrics: list[s
     for _, r in comparison.iterrows():
         other = r["plugin"] if arm == "variant" else r["variant"]
         label = f"improv. {r['arm']} {other}" if arm == "plugin" else f"improv. {other} {r['arm']}"
-        cell = "n/a" if math.isnan(r["improvement_pct"]) else f"{r['improvement_pct']:+.1f}% (p={fmt_p(r['p_value'])})"
+        p = fmt_p(r["p_value"]) if not r["note"] else "n/a"
+        cell = "n/a" if math.isnan(r["improvement_pct"]) else f"{r['improvement_pct']:+.1f}% (p={p})"
         rows.setdefault((str(r["model"]), " ".join(label.split())), {})[f"{r['dataset']} {r['metric']}"] = cell
     cols = [f"{d} {m}" for d in dict.fromkeys(summary["dataset"].astype(str)) for m in metrics]
     models = list(dict.fromkeys(summary["model"].astype(str)))
@@ -144,7 +177,7 @@ def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     for c in ("ref_mean", "mean"):
         out[c] = out[c].map(lambda v: f"{v:.4f}")
     out["improvement_pct"] = out["improvement_pct"].map(lambda v: "n/a" if math.isnan(v) else f"{v:+.2f}%")
-    out["t"] = out["t"].map(lambda v: "n/a" if math.isnan(v) else f"{v:.2f}")
+    out["statistic"] = out["statistic"].map(lambda v: "n/a" if math.isnan(v) else f"{v:.2f}")
     out["p_value"] = out["p_value"].map(fmt_p)
     return out
 
@@ -153,27 +186,36 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
                  title: str = "") -> tuple[dict[str, str], pd.DataFrame]:
     """Write report.md, summary.csv, comparison.csv, table.tex (+ figures named in spec.figures) to out_dir.
 
-    spec: a proex.grid.ReportSpec (reference, reference_variant, metrics, figures). Returns ({name: path},
-    the comparison DataFrame with raw p-values)."""
+    spec: a proex.grid.ReportSpec (reference, reference_variant, metrics, test, figures). Every number is over
+    matched seeds (`match_seeds`); the runs set aside are listed. Returns ({name: path}, the comparison
+    DataFrame with raw p-values)."""
     os.makedirs(out_dir, exist_ok=True)
     metrics = [m for m in spec.metrics if m in runs.columns] if not runs.empty else []
     arm, reference = ("variant", spec.reference_variant) if spec.reference_variant else ("plugin", spec.reference)
     files = {k: os.path.join(out_dir, k) for k in ("report.md", "summary.csv", "comparison.csv", "table.tex")}
     if runs.empty:
         summary = pd.DataFrame(columns=LABELS + ["metric", "n", "mean", "std"])
-        comparison = pd.DataFrame(columns=["arm", "reference", "metric", "n", "p_value"])
+        comparison = pd.DataFrame(columns=COMPARE_COLUMNS)
         table, md = pd.DataFrame(), f"# {title}\n\nNo finished runs yet.\n"
     else:
-        summary = summarize(runs, metrics)
-        comparison = compare(runs, metrics, reference, arm)
+        matched, unmatched = match_seeds(runs, arm)
+        summary = summarize(matched, metrics)
+        comparison = compare(runs, metrics, reference, arm, spec.test)
         table = paper_table(summary, comparison, metrics, arm)
-        seeds = ", ".join(map(str, sorted(set(runs["seed"]))))
+        seeds = ", ".join(map(str, sorted(set(matched["seed"]))))
         spread = summary.assign(mean=summary["mean"].map("{:.4f}".format), std=summary["std"].map("{:.4f}".format))
-        md = (f"# {title}\n\nTest metrics, mean over seeds {seeds} ({len(runs)} runs). Improvement and paired "
-              f"t-test p-values: each {arm} against `{reference}` over matched seeds.\n\n"
-              f"## Results\n\n{to_markdown(table)}\n## Paired t-tests\n\n"
+        name = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[spec.test]
+        md = (f"# {title}\n\nTest metrics, mean over the matched seeds {seeds} ({len(matched)} runs): within each "
+              f"comparison, only seeds that every {arm} finished. Improvement and {name} p-values: each {arm} "
+              f"against `{reference}` over the same seeds.\n\n"
+              f"## Results\n\n{to_markdown(table)}\n## Paired tests ({name})\n\n"
               f"{to_markdown(comparison_view(comparison), index=False)}\n"
-              f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}{first_dip_section(runs)}")
+              f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}")
+        if not unmatched.empty:
+            cols = [c for c in LABELS + ["seed"] if c in unmatched]
+            md += ("\n## Runs set aside (their seed is missing in another arm)\n\n"
+                   f"{to_markdown(unmatched[cols].astype(str), index=False)}")
+        md += first_dip_section(runs)
     with open(files["report.md"], "w") as f:
         f.write(md)
     summary.to_csv(files["summary.csv"], index=False, float_format="%.6g")

@@ -63,7 +63,7 @@ def deterministic_algorithms(on: bool) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices), so a run repeats on the same device (reference-spec 1.6)."""
+    """Seed Python, NumPy and torch (all devices), so a run repeats on the same device (HKUDS/RLMRec encoder/trainer/trainer.py init_seed)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

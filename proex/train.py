@@ -12,13 +12,13 @@ import copy
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Iterable
 
 import torch
 
-from .data.sampling import bpr_batches, user_batches
 from .data.tensors import TrainData
+from .kernels import reference_kernels
 from .metrics import RankingEvaluator
 from .plugins.base import Plugin
 from .runtime import cuda_matmul_precision, deterministic_algorithms, rng_state, set_rng_state
@@ -28,19 +28,21 @@ log = logging.getLogger("proex.train")
 
 @dataclass
 class TrainConfig:
-    epochs: int | None = None  # max epochs; None = model default (3000 pairwise, 1000 generative)
-    batch_size: int | None = None  # None = model default (4096 edges pairwise, 1024 users generative)
-    lr: float | None = None  # Adam learning rate; None = the plug-in's or model's default (1e-3, every reference yml)
+    # None: the reference configuration of the cell's model and plug-in (proex.reference) decides.
+    epochs: int | None = None  # max epochs (3000 pairwise, 1000 generative)
+    batch_size: int | None = None  # 4096 edges pairwise, 1024 users generative
+    lr: float | None = None  # Adam learning rate (1e-3 in every reference yml)
     eval_every: int = 3  # validate after epochs e with e % eval_every == 0 (test_step)
-    patience: int | None = None  # validations without improvement before stopping; None = model default
+    patience: int | None = None  # validations without improvement before stopping (5 RLMRec, 20 ProEx/DMRec)
     ks: tuple[int, ...] = (10, 20)  # cut-offs reported
     select: str = "recall@20"  # validation metric that selects the best epoch (never a test metric)
     eval_batch_size: int | None = None  # users per evaluation batch; None = 256 on CPU, 4096 on CUDA
-    seed: int | None = None  # None = model default (2023 pairwise, 2024 generative)
+    seed: int | None = None  # 2023 RLMRec, 2025 ProEx, 2024 generative
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
     deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
+    reference_kernels: bool = False  # run the plain reference versions of proex.kernels (same numbers, slower)
     min_epochs: int = 0  # warm-up: validations before this epoch never count against patience; 0 = off (why: FIRST_DIP)
 
 
@@ -83,11 +85,13 @@ class FitResult:
         return asdict(self)
 
 
-def fill_train_defaults(cfg: TrainConfig, model_cls: type, plugin_cls: type) -> TrainConfig:
-    """cfg with every unset (None) field taken from the plug-in's `train_defaults` (AlphaRec's learning rate),
-    else the model family's (reference-spec sec. 1.2-1.6). Idempotent."""
-    defaults = {**model_cls.train_defaults, **getattr(plugin_cls, "train_defaults", {})}
-    return replace(cfg, **{k: v for k, v in defaults.items() if getattr(cfg, k) is None})
+def fill_train_defaults(cfg: TrainConfig, model: str, plugin: str) -> TrainConfig:
+    """cfg with every unset (None) field taken from the reference configuration of (model, plugin), for a
+    TrainConfig built by hand; `proex.experiment.resolve` fills them (with their sources) for every cell."""
+    from .reference import settings
+
+    ref = settings(model, plugin, "amazon")["train"]  # the training protocol does not depend on the dataset
+    return replace(cfg, **{k: v for k, (v, _) in ref.items() if getattr(cfg, k) is None})
 
 
 def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -126,9 +130,7 @@ def training_loss(system: Plugin, compile: bool = False) -> Callable:
 
 def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterable:
     """One epoch of training batches in the model family's form: BPR triples or user rows."""
-    if system.model.family == "pairwise":
-        return bpr_batches(data, batch_size, distinct=system.uses_distinct or system.model.uses_distinct)
-    return user_batches(data, batch_size)
+    return system.model.training_batches(data, batch_size, distinct=system.uses_distinct)
 
 
 class Trainer:
@@ -138,94 +140,115 @@ class Trainer:
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
         # Training and evaluation alike.
-        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic):
+        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic), \
+                reference_kernels(self.cfg.reference_kernels):
             return self._fit(system, data)
 
     def _fit(self, system: Plugin, data: TrainData) -> FitResult:
-        model = system.model
-        cfg = fill_train_defaults(self.cfg, type(model), type(system))  # a TrainConfig built by hand may leave gaps
+        cfg = fill_train_defaults(self.cfg, system.model.name, system.name)  # a hand-built TrainConfig may leave gaps
         opt = make_optimizer(system, cfg.lr, data.device)
         loss_terms = training_loss(system, cfg.compile)
         val_eval = RankingEvaluator(data, "val", cfg.ks, cfg.eval_batch_size)
         if cfg.select not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in cfg.ks}:
             raise ValueError(f"select metric {cfg.select!r} is not computed; use recall@K or ndcg@K with K in {cfg.ks}")
-        loop = {"epoch": 0, "best": float("-inf"), "best_epoch": -1, "bad": 0, "history": [],
-                "best_state": None, "train_s": 0.0, "eval_s": 0.0}
-        if self.state_path and os.path.exists(self.state_path):
-            loop = self._resume(system, opt)
-        since_eval = 0.0
-        epoch = loop["epoch"]
-        while epoch < cfg.epochs and loop["bad"] < cfg.patience:
-            system.train()
-            t0 = time.perf_counter()
-            total, n = None, 0  # the per-term loss sums of the epoch, [n_terms], on the device
-            for batch in training_batches(system, data, cfg.batch_size):
-                terms = loss_terms(batch)
-                stacked = torch.stack(list(terms.values()))
-                opt.zero_grad(set_to_none=True)
-                stacked.sum().backward()
-                opt.step()
-                total = stacked.detach() if total is None else total + stacked.detach()
-                n += 1
-            model.on_epoch_end(epoch)
-            dt = time.perf_counter() - t0
-            loop["train_s"] += dt
-            since_eval += dt
+        resuming = self.state_path is not None and os.path.exists(self.state_path)
+        state = LoopState.load(self.state_path, system, opt) if resuming else LoopState()
+        since_eval, epoch = 0.0, state.epoch
+        while epoch < cfg.epochs and state.bad < cfg.patience:
+            losses, seconds = self._train_epoch(system, data, cfg, opt, loss_terms)
+            system.model.on_epoch_end(epoch)
+            state.train_s += seconds
+            since_eval += seconds
             if epoch % cfg.eval_every == 0:
-                t1 = time.perf_counter()
-                metrics = self._evaluate(system, val_eval)
-                de = time.perf_counter() - t1
-                loop["eval_s"] += de
-                losses = dict(zip(terms, (total / max(n, 1)).tolist())) if total is not None else {}
-                if metrics[cfg.select] > loop["best"]:
-                    loop.update(best=metrics[cfg.select], best_epoch=epoch, bad=0,
-                                best_state=copy.deepcopy(system.state_dict()))
-                elif epoch >= cfg.min_epochs:  # warm-up: no patience spent before min_epochs
-                    loop["bad"] += 1
-                loop["history"].append({"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()},
-                                        **{f"loss_{k}": v for k, v in losses.items()}})
-                report = ValidationReport(epoch, metrics, losses, loop["best_epoch"], loop["best"],
-                                          cfg.patience - loop["bad"], since_eval, de)
-                log.info("epoch %4d | %s | val %s | best %.4f @ %d | %.2fs train, %.2fs eval", epoch,
-                         " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                         " ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
-                         loop["best"], loop["best_epoch"], since_eval, de)
-                since_eval = 0.0
-                loop["epoch"] = epoch + 1
+                report = self._validate(system, val_eval, cfg, state, epoch, losses, since_eval)
+                since_eval, state.epoch = 0.0, epoch + 1
                 if self.state_path:
-                    self._save(system, opt, loop)
+                    state.save(self.state_path, system, opt)
                 if self.callback:
                     self.callback(report)
             epoch += 1
-        if loop["best_state"] is not None:
-            system.load_state_dict(loop["best_state"])
+        if state.best_state is not None:
+            system.load_state_dict(state.best_state)
         val = self._evaluate(system, val_eval)
         test = self._evaluate(system, RankingEvaluator(data, "test", cfg.ks, cfg.eval_batch_size))
-        log.info("best epoch %d | val %s | test %s", loop["best_epoch"],
+        log.info("best epoch %d | val %s | test %s", state.best_epoch,
                  " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
-        hist = loop["history"]
         dip = ""
-        if len(hist) > 1 and loop["best_epoch"] == hist[0]["epoch"]:
-            dip = FIRST_DIP.format(epoch=loop["best_epoch"], later=len(hist) - 1)
+        if len(state.history) > 1 and state.best_epoch == state.history[0]["epoch"]:
+            dip = FIRST_DIP.format(epoch=state.best_epoch, later=len(state.history) - 1)
             log.warning("%s", dip)
-        return FitResult(loop["best_epoch"], val, test, epoch, hist, loop["train_s"], loop["eval_s"], dip)
+        return FitResult(state.best_epoch, val, test, epoch, state.history, state.train_s, state.eval_s, dip)
+
+    @staticmethod
+    def _train_epoch(system: Plugin, data: TrainData, cfg: TrainConfig, opt, loss_terms) -> tuple[dict, float]:
+        """One pass over the training batches: (mean loss terms of the epoch, seconds)."""
+        system.train()
+        t0 = time.perf_counter()
+        total, names, n = None, [], 0  # the per-term loss sums of the epoch, [n_terms], on the device
+        for batch in training_batches(system, data, cfg.batch_size):
+            terms = loss_terms(batch)
+            stacked = torch.stack(list(terms.values()))
+            opt.zero_grad(set_to_none=True)
+            stacked.sum().backward()
+            opt.step()
+            total = stacked.detach() if total is None else total + stacked.detach()
+            names, n = list(terms), n + 1
+        losses = dict(zip(names, (total / n).tolist())) if total is not None else {}  # one host read per epoch
+        return losses, time.perf_counter() - t0
+
+    def _validate(self, system: Plugin, evaluator: RankingEvaluator, cfg: TrainConfig, state: "LoopState",
+                  epoch: int, losses: dict, since_eval: float) -> ValidationReport:
+        """Validate after `epoch`, update the best state and patience, log, and say what happened."""
+        t0 = time.perf_counter()
+        metrics = self._evaluate(system, evaluator)
+        seconds = time.perf_counter() - t0
+        state.eval_s += seconds
+        if metrics[cfg.select] > state.best:  # strictly greater improves (the official trainer)
+            state.best, state.best_epoch, state.bad = metrics[cfg.select], epoch, 0
+            state.best_state = copy.deepcopy(system.state_dict())
+        elif epoch >= cfg.min_epochs:  # warm-up: no patience spent before min_epochs
+            state.bad += 1
+        state.history.append({"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()},
+                              **{f"loss_{k}": v for k, v in losses.items()}})
+        log.info("epoch %4d | %s | val %s | best %.4f @ %d | %.2fs train, %.2fs eval", epoch,
+                 " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                 " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), state.best, state.best_epoch, since_eval, seconds)
+        return ValidationReport(epoch, metrics, losses, state.best_epoch, state.best, cfg.patience - state.bad,
+                                since_eval, seconds)
 
     @staticmethod
     def _evaluate(system: Plugin, evaluator: RankingEvaluator) -> dict[str, float]:
         system.eval()
         with torch.no_grad():
-            return evaluator(system.scorer(), needs_rows=system.model.family != "pairwise")
+            return evaluator(system.scorer(), needs_rows=system.model.scores_need_rows)
 
-    def _save(self, system: Plugin, opt: torch.optim.Optimizer, loop: dict) -> None:
-        tmp = f"{self.state_path}.tmp"
+
+@dataclass
+class LoopState:
+    """What the training loop carries from one validation to the next; saved at every validation (with the
+    model, the optimizer and the RNG) so that a fit given the same `state_path` resumes where it stopped."""
+
+    epoch: int = 0  # the next epoch to train
+    best: float = float("-inf")  # best validation value of the selection metric so far
+    best_epoch: int = -1
+    bad: int = 0  # validations since the last improvement (patience spent)
+    history: list[dict] = field(default_factory=list)  # one row per validation: epoch, val_*, loss_*
+    best_state: dict | None = None  # the system's state_dict at best_epoch
+    train_s: float = 0.0
+    eval_s: float = 0.0
+
+    def save(self, path: str, system: Plugin, opt: torch.optim.Optimizer) -> None:
+        tmp = f"{path}.tmp"
+        loop = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: no deep copy of best_state
         torch.save({"system": system.state_dict(), "optimizer": opt.state_dict(), "loop": loop, "rng": rng_state()}, tmp)
-        os.replace(tmp, self.state_path)  # atomic: a crash never leaves a half-written state
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written state
 
-    def _resume(self, system: Plugin, opt: torch.optim.Optimizer) -> dict:
-        state = torch.load(self.state_path, map_location="cpu", weights_only=False)
-        system.load_state_dict(state["system"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
-        log.info("resumed from %s at epoch %d (best %.4f @ %d)", self.state_path, state["loop"]["epoch"],
-                 state["loop"]["best"], state["loop"]["best_epoch"])
-        return state["loop"]
+    @classmethod
+    def load(cls, path: str, system: Plugin, opt: torch.optim.Optimizer) -> "LoopState":
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        system.load_state_dict(saved["system"])
+        opt.load_state_dict(saved["optimizer"])
+        set_rng_state(saved["rng"])
+        state = cls(**saved["loop"])
+        log.info("resumed from %s at epoch %d (best %.4f @ %d)", path, state.epoch, state.best, state.best_epoch)
+        return state

@@ -1,4 +1,4 @@
-"""Ray job: LLM profiles (four-step CoT, issue #4) by worker actors sharing one named rate-limiter actor.
+"""Ray job: LLM profiles (four-step CoT) by worker actors sharing one named rate-limiter actor.
 
     ray job submit --working-dir . -- python ray_jobs/profiles.py --dataset amazon --out /shared/prof/amazon \
         --model gpt-4o-mini --domain books --rpm 5000 --tpm 2000000 --workers 8
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = job_config(args)
         inter = load_dataset(args.dataset)
-        if args.no_ray:
+        if args.no_ray or cfg.batch:  # the Batch API path runs in this process: the provider does the work
             from proex.profiles.pipeline import generate
 
             summary = generate(cfg, inter)
@@ -45,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except JOB_ERRORS as exc:
         return error_exit(exc, "profiles")
     print(json.dumps({k: summary[k] for k in ("status", "sides", "calls", "cost_usd", "wall_s", "backend")}, indent=1))
-    return 1 if any(s["failed"] for s in summary["sides"].values()) else 0
+    if any(s["failed"] for s in summary["sides"].values()):
+        from proex.cli_profiles import rerun_message
+
+        print(f"profiles: {rerun_message(cfg, inter)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@
     GET  /_log                  every request: arrival (t0) and end (t) times, path, status, outcome, sha256 of
                                 the request content
     POST /_control              change `FakeConfig` fields while running (e.g. {"hold": true})
+    /v1/files, /v1/batches      the Batch API (tests/fake_openai_batches.py)
+
+Requests/min are a token bucket (`burst_s`), or with `window_s` a strict sliding window (at most R requests in
+any 60 s: the strictest reading of a per-minute limit). `response_format` json_schema and `seed` are accepted,
+or refused with a 400 naming the parameter (`json_schema_supported`, `seed_supported`); the log records both.
 
 Like the real API it enforces requests/min and tokens/min with token buckets (prompt + max_tokens tokens
 counted up front), answering 429 with `retry-after`, `retry-after-ms` and `x-ratelimit-*` headers (also sent on
@@ -19,6 +24,7 @@ calls that were delivered. The server stops by itself after `lifetime_s`.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -33,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+import fake_openai_batches
+
 
 @dataclass
 class FakeConfig:
@@ -40,6 +48,15 @@ class FakeConfig:
     rpm: float = 0.0                  # requests per minute, 0 = unlimited
     tpm: float = 0.0                  # tokens per minute, 0 = unlimited
     burst_s: float = 60.0             # seconds of traffic a full bucket holds (OpenAI: a minute)
+    window_s: float = 0.0             # > 0: requests/min as a strict sliding window of this many seconds instead
+                                      # of a bucket: at most rpm * window_s / 60 admitted in any window_s seconds
+    json_schema_supported: bool = True  # False: a 400 for response_format json_schema (as some servers answer)
+    seed_supported: bool = True       # False: a 400 for a request with `seed`
+    batch_hold: bool = False          # Batch API (tests/fake_openai_batches.py): keep batches in_progress
+    batch_latency_s: float = 0.0      # a batch completes on the first poll after this long
+    batch_row_fail_rate: float = 0.0  # rows that end in the error file with a 500
+    batch_expire: int = 0             # this many batches (the first ones run) expire with only half answered
+    batch_reject_json_schema: bool = False  # rows with a json_schema response_format fail with a 400
     send_retry_after: bool = True
     send_limit_headers: bool = True   # x-ratelimit-* headers (429s still carry retry-after)
     latency_s: float = 0.0            # added to every answer
@@ -115,6 +132,8 @@ class FakeOpenAI:
         self.held = 0
         self.release = threading.Event()
         self.rng = random.Random(self.cfg.seed)
+        self.files: dict = {}    # the Batch API's stored files and batches (fake_openai_batches)
+        self.batches: dict = {}
         self._buckets()
         server = self
 
@@ -130,7 +149,8 @@ class FakeOpenAI:
 
     def _buckets(self) -> None:
         c = self.cfg
-        self.req_bucket = _Bucket(c.rpm, c.burst_s) if c.rpm > 0 else None
+        self.admitted: collections.deque = collections.deque()  # arrival times of admitted requests (window mode)
+        self.req_bucket = _Bucket(c.rpm, c.burst_s) if c.rpm > 0 and c.window_s <= 0 else None
         self.tok_bucket = _Bucket(c.tpm, c.burst_s) if c.tpm > 0 else None
 
     def start(self) -> "FakeOpenAI":
@@ -154,7 +174,7 @@ class FakeOpenAI:
         """Change config fields at run time; limits rebuild the buckets; hold=False releases parked requests."""
         with self.lock:
             self.cfg = dataclasses.replace(self.cfg, **changes)
-            if {"rpm", "tpm", "burst_s"} & set(changes):
+            if {"rpm", "tpm", "burst_s", "window_s"} & set(changes):
                 self._buckets()
             if changes.get("hold") is False:
                 self.release.set()
@@ -188,10 +208,23 @@ class FakeOpenAI:
                 if bucket.level < min(need, bucket.capacity):
                     ok = False
                     wait = max(wait, (min(need, bucket.capacity) - bucket.level) / bucket.rate)
+            window, cap, now = self.cfg.window_s, int(self.cfg.rpm * self.cfg.window_s / 60.0), time.monotonic()
+            if window > 0 and self.cfg.rpm > 0:
+                while self.admitted and self.admitted[0] <= now - window:
+                    self.admitted.popleft()
+                if len(self.admitted) >= cap:
+                    ok, wait = False, max(wait, self.admitted[0] + window - now)
             if ok:
                 for bucket, need in ((self.req_bucket, 1), (self.tok_bucket, tokens)):
                     if bucket is not None:
                         bucket.level -= need
+                if window > 0 and self.cfg.rpm > 0:
+                    self.admitted.append(now)
+            if window > 0 and self.cfg.rpm > 0 and self.cfg.send_limit_headers:
+                headers["x-ratelimit-limit-requests"] = str(int(self.cfg.rpm))
+                headers["x-ratelimit-remaining-requests"] = str(max(0, cap - len(self.admitted)))
+                free_at = self.admitted[0] + window - now if len(self.admitted) >= cap else 0.0
+                headers["x-ratelimit-reset-requests"] = f"{max(0.0, free_at):.3f}s"
             for kind, bucket in (("requests", self.req_bucket), ("tokens", self.tok_bucket)):
                 if bucket is not None and self.cfg.send_limit_headers:
                     headers[f"x-ratelimit-limit-{kind}"] = str(int(bucket.rate * 60))
@@ -204,6 +237,7 @@ class FakeOpenAI:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of new connections (16+ workers at once) is queued, not reset
     def handle_error(self, request, client_address) -> None:  # clients that vanish (kill -9, ray.kill) are normal
         pass
 
@@ -233,14 +267,22 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def do_GET(self) -> None:
+        if fake_openai_batches.handle(self, "GET"):
+            return
         if self.path == "/_log":
             self._send(200, {"entries": self.srv.log(), "held": self.srv.held})
         else:
             self._send(404, {"error": {"message": "not found", "code": "not_found"}})
 
+    def do_DELETE(self) -> None:
+        if not fake_openai_batches.handle(self, "DELETE"):
+            self._send(404, {"error": {"message": "not found", "code": "not_found"}})
+
     def do_POST(self) -> None:
         arrival, srv, length = time.time(), self.srv, int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length)
+        if fake_openai_batches.handle(self, "POST", raw_body):
+            return
         body = json.loads(raw_body or b"{}")
         if self.path == "/_control":
             srv.set(**body)
@@ -257,6 +299,14 @@ class _Handler(BaseHTTPRequestHandler):
             srv.record(status=401, outcome="401", **entry)
             return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}.",
                                               "type": "invalid_request_error", "code": "invalid_api_key"}})
+        entry.update(response_format=(body.get("response_format") or {}).get("type"), seed=body.get("seed"))
+        unsupported = ("response_format" if entry["response_format"] == "json_schema" and not cfg.json_schema_supported
+                       else "seed" if "seed" in body and not cfg.seed_supported else None)
+        if unsupported:
+            srv.record(status=400, outcome="400", **entry)
+            return self._send(400, {"error": {"message": f"Unsupported parameter: '{unsupported}' is not supported "
+                                                        "with this model.", "type": "invalid_request_error",
+                                              "param": unsupported, "code": "unsupported_parameter"}})
         prompt_tokens = _tokens(content)
         if cfg.context_limit_tokens and prompt_tokens > cfg.context_limit_tokens:
             srv.record(status=400, outcome="400", **entry)
@@ -266,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "param": "messages", "code": "context_length_exceeded"}})
         ok, headers = srv.admit(prompt_tokens + int(body.get("max_tokens") or 0))
         if not ok:
-            srv.record(status=429, outcome="429", **entry)
+            srv.record(status=429, outcome="429", retry_after_s=int(headers.get("retry-after-ms", 0)) / 1000, **entry)
             return self._send(429, {"error": {"message": "Rate limit reached. Please try again later.",
                                               "type": "requests", "code": "rate_limit_exceeded"}}, headers)
         with srv.lock:

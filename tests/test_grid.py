@@ -29,7 +29,7 @@ fixed: {profiles: synthetic-latent, train: {epochs: 3}}
 
 
 @pytest.mark.parametrize("name,n", [("smoke", 8), ("table2", 360), ("table3", 90), ("table4", 75),
-                                    ("ablation", 120), ("sensitivity", 102), ("tune_smoke", 1)])
+                                    ("ablation", 110), ("sensitivity", 102), ("tune_smoke", 1)])
 def test_shipped_grids_load_and_expand(name, n):
     grid = load_grid(os.path.join(GRIDS, f"{name}.yaml"))
     cells = grid.expand()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import random_interactions
 
 from proex.data.interactions import Interactions, to_binary_csr
 from proex.data.tensors import TrainData
@@ -68,22 +69,28 @@ def test_batch_size_does_not_change_metrics(tiny):
     assert a == pytest.approx(b)
 
 
-def test_train_items_never_ranked(tiny):
-    """A scorer that loves training items still gets them masked: no train item in any top-K."""
+def test_train_items_never_ranked():
+    """A scorer that puts every training item first: the evaluator's numbers must equal a ranking computed here,
+    independently, over the non-training items only (unmasked, the top 10 would be training items and the
+    metrics would differ)."""
+    tiny = random_interactions(n_users=60, n_items=80, per_user=30)  # 18 training items per user
     data = TrainData(tiny)
-    ev = RankingEvaluator(data, "val", (10,))
-    seen = []
-
-    def scorer(batch):
-        s = data.rows(batch.users) * 100 + torch.rand(batch.users.numel(), tiny.n_items)
-        seen.append(batch)
-        return s
-
-    res = ev(scorer)
-    # With train items masked, recall equals that of the random part alone; check directly on the mask:
-    users = ev.users
-    s = data.rows(users) * 100
-    s[data.gather(users)] = float("-inf")
-    top = torch.topk(s, 10, dim=1).indices
-    assert not data.is_train(users.repeat_interleave(10), top.reshape(-1)).any()
-    assert 0.0 <= res["recall@10"] <= 1.0
+    ev = RankingEvaluator(data, "val", (5, 10), batch_size=17)
+    train = tiny.train.toarray() > 0
+    noise = np.random.default_rng(123).random(train.shape)  # not the data's seed: that would rank them last
+    scores = train * 100.0 + noise  # every training item outranks every other item
+    got = ev.per_user(lambda b: torch.as_tensor(scores[b.users.numpy()], dtype=torch.float32).clone())
+    truth = tiny.val.toarray() > 0
+    want = {f"{m}@{k}": [] for k in (5, 10) for m in ("recall", "ndcg")}
+    for u in ev.users.tolist():
+        candidates = np.flatnonzero(~train[u])
+        ranked = candidates[np.argsort(-scores[u, candidates], kind="stable")]
+        g = truth[u].sum()
+        for k in (5, 10):
+            hits = truth[u, ranked[:k]]
+            want[f"recall@{k}"].append(hits.sum() / g)
+            dcg = sum(1 / math.log2(j + 2) for j in np.flatnonzero(hits))
+            want[f"ndcg@{k}"].append(dcg / sum(1 / math.log2(j + 2) for j in range(min(k, g))))
+    assert sum(want["recall@10"]) > 0  # hits exist to be lost if training items took the top places
+    for name, values in want.items():
+        np.testing.assert_allclose(got[name].numpy(), np.array(values), atol=1e-6, err_msg=name)

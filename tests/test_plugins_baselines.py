@@ -243,21 +243,6 @@ def test_dmrec_inference_fuses_the_undropped_meta_network(synth):
         assert torch.allclose(system.scorer()(batch), want, atol=1e-5)
 
 
-def test_per_dataset_and_model_defaults():
-    beta = {(p, d): resolve(CellConfig(dataset=d, model="multvae", plugin=p, profiles="x")).plugin_cfg.beta
-            for p in ("dmrec_g", "dmrec_c", "dmrec_m") for d in ("amazon", "yelp", "steam")}
-    assert beta == {("dmrec_g", "amazon"): 0.4, ("dmrec_g", "yelp"): 0.8, ("dmrec_g", "steam"): 1.0,
-                    ("dmrec_c", "amazon"): 0.2, ("dmrec_c", "yelp"): 0.9, ("dmrec_c", "steam"): 0.6,
-                    ("dmrec_m", "amazon"): 0.6, ("dmrec_m", "yelp"): 0.4, ("dmrec_m", "steam"): 0.5}
-    con = resolve(CellConfig(dataset="steam", model="gccf", plugin="rlmrec_con", profiles="x"))
-    assert not con.model_cfg.self_loops and con.plugin_cfg.kd_temperature == 0.1
-    con = resolve(CellConfig(dataset="steam", model="lightgcn", plugin="rlmrec_con", profiles="x"))
-    assert (con.model_cfg.layers, con.model_cfg.reg_weight, con.model_cfg.keep_rate) == (3, 1e-7, 0.8)
-    gen = resolve(CellConfig(dataset="amazon", model="lightgcn", plugin="rlmrec_gen", profiles="x"))
-    assert (gen.model_cfg.layers, gen.model_cfg.reg_weight, gen.model_cfg.keep_rate) == (2, 1e-7, 0.8)
-    assert (gen.plugin_cfg.mask_ratio, gen.plugin_cfg.recon_weight, gen.plugin_cfg.re_temperature) == (0.15, 0.1, 0.5)
-
-
 @pytest.mark.parametrize("plugin,model", [("rlmrec_con", "simgcl"), ("rlmrec_gen", "lightgcn"),
                                           ("dmrec_g", "multvae"), ("dmrec_c", "cvga"), ("dmrec_m", "multvae")])
 def test_run_cell_end_to_end(plugin, model, synth):

@@ -4,6 +4,7 @@ import math
 import pathlib
 import re
 
+import numpy as np
 import pytest
 import torch
 from conftest import plugin_system
@@ -13,7 +14,8 @@ from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import MODELS, Side
-from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread, uniformity, uniformity_autograd
+from proex.kernels import uniformity, uniformity_autograd
+from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread
 
 
 def _system(model, inter, bank, **plugin_config):
@@ -138,25 +140,73 @@ def test_dirichlet_weights(synth):
     assert torch.equal(no_mix.env_weights(), torch.full((3, 4), 0.25))
 
 
-@pytest.mark.parametrize("name", ["lightgcn", "cvga"])
-def test_inference_is_mean_pooling(name, synth):
+def _mlp_np(net, x: np.ndarray, act) -> np.ndarray:
+    """A two-layer MLP evaluated in numpy from the module's weights: W2·act(W1·x + b1) + b2."""
+    w1, b1, w2, b2 = (t.detach().double().numpy() for t in (net[0].weight, net[0].bias, net[2].weight, net[2].bias))
+    return act(x @ w1.T + b1) @ w2.T + b2
+
+
+def test_inference_is_mean_pooling_pairwise(synth):
+    """Algorithm 2, computed here in numpy: score(u, i) = (e_u + 1/K Σ_k f(c_u^k)) · (e_i + 1/K Σ_k f(c_i^k))."""
     inter, bank = synth
-    system, data = _system(name, inter, bank)
+    system, data = _system("lightgcn", inter, bank)
+    system.eval()
+    users = torch.arange(12)
+    with torch.no_grad():
+        got = system.scorer()(data.user_batch(users, dense=False)).double().numpy()
+        state = system.model.encode(None).state  # the collaborative part (the base model's own test covers it)
+    leaky = lambda x: np.where(x > 0, x, 0.01 * x)  # noqa: E731
+    k = bank.user.shape[0]
+    pu = sum(_mlp_np(system.map.net, np.asarray(bank.user[j], float)[:12], leaky) for j in range(k)) / k
+    pi = sum(_mlp_np(system.map.net, np.asarray(bank.item[j], float), leaky) for j in range(k)) / k
+    want = (state.users.double().numpy()[:12] + pu) @ (state.items.double().numpy() + pi).T
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_inference_is_mean_pooling_generative(synth):
+    """Generative: μ = μ_src + 1/K Σ_k μ_k, μ_k from the meta-network on g_k = Σ_{i ∈ train(u)} c_i^k + c_u^k."""
+    inter, bank = synth
+    system, data = _system("cvga", inter, bank)
     system.eval()
     users = torch.arange(12)
     batch = data.user_batch(users)
     with torch.no_grad():
         got = system.scorer()(batch)
-        model = system.model
-        if model.family == "pairwise":
-            pu = system.map(system.tables.user).mean(0)  # [U, D] = (1/K) Σ_k f(c_k)
-            pi = system.map(system.tables.item).mean(0)
-            want = model.score(batch, model.encode(None).state, Side(user=pu[users], item=pi))
-        else:
-            mu, logvar = system.map(system.tables, batch).chunk(2, dim=-1)
-            side = torch.cat([mu.mean(0), torch.log(logvar.exp().mean(0) + 1e-8)], -1)
-            want = model.score(batch, model.encode(batch).state, Side(user=side))
-    assert torch.allclose(got, want, atol=1e-5)
+        mu_src = system.model.encode(batch).state.mu.double().numpy()
+    rows = inter.train.toarray()[:12] > 0
+    k, d = bank.user.shape[0], mu_src.shape[1]
+    mu_llm = np.zeros_like(mu_src)
+    for j in range(k):
+        g = rows @ np.asarray(bank.item[j], float) + np.asarray(bank.user[j], float)[:12]
+        mu_llm += _mlp_np(system.map.net, g, np.tanh)[:, :d] / k
+    with torch.no_grad():
+        want = system.model.decode(torch.as_tensor(mu_src + mu_llm, dtype=torch.float32))
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_inv_is_lambda3_times_the_unbiased_variance_of_different_environment_risks(synth, monkeypatch):
+    """With fixed, different environment weights, each environment's BPR is computed here by hand; the plug-in's
+    `inv` must be λ3 · Σ_e (L_e - mean)² / (E - 1) (REx, unbiased) and `risk` Σ_e L_e (official code)."""
+    inter, bank = synth
+    system, data = _system("lightgcn", inter, bank, reg_weight=0.0)
+    w = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0.2, 0.2, 0.1, 0.5]])
+    monkeypatch.setattr(system, "env_weights", lambda: w)
+    batch = _batch(system, data)
+    with torch.no_grad():
+        terms = system.loss_terms(batch)
+        state = system.model.encode(batch).state
+        p_user = torch.stack([system.map(bank_row) for bank_row in torch.as_tensor(bank.user[:])])  # [K, U, D]
+        p_item = torch.stack([system.map(bank_row) for bank_row in torch.as_tensor(bank.item[:])])  # [K, I, D]
+    risks = []
+    for e in range(3):
+        hu = (state.users + torch.einsum("k,knd->nd", w[e], p_user))[batch.users].double()
+        hi = (state.items + torch.einsum("k,knd->nd", w[e], p_item)).double()
+        x = (hu * hi[batch.neg]).sum(1) - (hu * hi[batch.pos]).sum(1)
+        risks.append(float(torch.nn.functional.softplus(x).mean()))
+    mean = sum(risks) / 3
+    assert max(risks) - min(risks) > 1e-3  # the environments really differ
+    assert terms["risk"].item() == pytest.approx(sum(risks), rel=1e-5)
+    assert terms["inv"].item() == pytest.approx(10.0 * sum((r - mean) ** 2 for r in risks) / 2, rel=1e-4)
 
 
 def test_uniformity_matches_definition():
@@ -316,3 +366,15 @@ def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
         assert torch.allclose(system.scorer()(batch), loaded.scorer()(batch))
     with pytest.raises(ValueError, match="profile bank"):
         checkpoint.load(path, inter, profiles="synthetic-latent:k=3,dim=8,seed=5")
+
+
+def test_reference_kernels_switch_runs_the_autograd_uniformity():
+    from proex.kernels import reference_kernels
+
+    x = torch.randn(2, 9, 5, requires_grad=True)
+    fast = uniformity(x, 0.2)
+    with reference_kernels():
+        ref = uniformity(x, 0.2)
+    assert type(fast.grad_fn).__name__ == "_UniformityBackward"
+    assert type(ref.grad_fn).__name__ != "_UniformityBackward"
+    assert fast.item() == pytest.approx(ref.item(), rel=1e-6)

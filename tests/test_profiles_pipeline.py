@@ -60,7 +60,7 @@ def completed(srv, path="/chat/completions") -> int:
     return sum(e["outcome"] == "completed" and e["path"].endswith(path) for e in srv.log())
 
 
-def test_faulty_server_every_entity_accounted_and_rerun_sends_nothing(server, tmp_path):
+def test_faulty_server_every_entity_accounted_and_rerun_sends_only_what_failed(server, tmp_path):
     server.set(fail_500_rate=0.08, timeout_rate=0.03, timeout_sleep_s=1.5, slow_rate=0.05, slow_s=0.3,
                malformed_content_rate=0.05, malformed_body_rate=0.03, duplicate_profiles_rate=0.1, seed=1)
     inter = load_dataset(SMALL)
@@ -76,12 +76,19 @@ def test_faulty_server_every_entity_accounted_and_rerun_sends_nothing(server, tm
             "F1", "F2", "F3", "F4"}
     cache = CallCache(cfg.cache_file)
     assert summary["calls"]["sent"] == completed(server) == cache.counts()["calls"]  # stored = delivered
-    before = (tmp_path / "user" / "profiles.jsonl").read_bytes()
+    server.set(fail_500_rate=0.0, timeout_rate=0.0, slow_rate=0.0, malformed_content_rate=0.0,
+               malformed_body_rate=0.0, duplicate_profiles_rate=0.0)  # the rerun meets a healthy server
+    est = estimate(cfg, inter)
+    assert (est["calls"] == 0) == (sum(map(len, failed.values())) == 0)  # only failed entities have calls left
+    before = {r["id"]: r for r in lines(tmp_path / "user" / "profiles.jsonl")}
     rerun_start = time.time()
     again = generate(cfg, inter)
-    assert [e for e in server.log() if e["t0"] >= rerun_start] == [] and again["calls"]["sent"] == 0  # nothing sent
-    assert again["calls"]["cached"] == summary["calls"]["sent"]  # ... and reuses every stored call
-    assert (tmp_path / "user" / "profiles.jsonl").read_bytes() == before
+    sent_now = [e for e in server.log() if e["t0"] >= rerun_start]
+    assert again["calls"]["sent"] == len(sent_now) == est["calls"]  # exactly what estimate said ...
+    assert again["calls"]["cached"] == summary["calls"]["sent"]  # ... and every stored call reused
+    after = {r["id"]: r for r in lines(tmp_path / "user" / "profiles.jsonl")}
+    assert all(after[i] == r for i, r in before.items())  # what was profiled stays as it was
+    assert accounted(tmp_path, inter)[1] == {"user": [], "item": []}
 
 
 def test_key_never_written_or_printed(server, tmp_path, monkeypatch, capsys, caplog):

@@ -75,3 +75,21 @@ def test_sustains_90_percent_of_the_limit_for_a_minute(tmp_path):
         print(json.dumps(report))
         assert done_in_minute >= 0.9 * R, report
         assert throttled <= 0.02 * len(log), report
+
+
+def test_a_429_costs_the_pause_it_asks_for_not_a_stall(tmp_path):
+    """A client aiming at exactly R against a strict sliding window gets 429s; each costs about Retry-After,
+    not (requests waiting / rate) seconds, and every HTTP request is charged at the limiter exactly once."""
+    with FakeOpenAI(FakeConfig(api_key=KEY, rpm=600, window_s=5.0)) as srv:  # at most 50 requests in any 5 s
+        summary = run(srv, tmp_path, n_users=30, rpm=600, headroom=1.0, burst_s=2.0, concurrency=16)
+        log = sorted(srv.log(), key=lambda e: e["t0"])
+        ok = [e["t0"] for e in log if e["outcome"] != "429"]
+        rejected = [e for e in log if e["outcome"] == "429"]
+        # seconds from each 429 to the next admitted request, beyond the wait the server asked for
+        late = [min(t for t in ok if t > e["t0"]) - e["t0"] - e["retry_after_s"] for e in rejected]
+        report = {"429s": len(rejected), "late_s": [round(x, 2) for x in late], "limiter": summary["limiter"]}
+        print(json.dumps(report))
+        assert rejected, report  # the strict window did push back
+        assert max(late) <= 0.5, report  # resumed when the window allowed (+ jitter), not after a stall
+        assert summary["limiter"]["reserved"] == len(log), report  # 429'd requests included, nothing twice
+        assert summary["limiter"]["throttled_429"] == len(rejected)

@@ -30,8 +30,18 @@ def local_ray():
         os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
-def test_two_workers_share_one_limiter_actor(local_ray, tmp_path):
+def test_two_workers_share_one_limiter_actor(local_ray, tmp_path, monkeypatch):
+    from proex.infra import profile_actors
     from proex.infra.profile_actors import generate_ray
+
+    seen: list[int] = []  # the progress bar's count after each update
+
+    class Recorded(profile_actors.Progress):
+        def update(self, n, result=None, failed=None):
+            super().update(n, result, failed)
+            seen.append(self.done)
+
+    monkeypatch.setattr(profile_actors, "Progress", Recorded)
 
     inter = load_dataset(SPEC)
     # no limit headers: only a limiter shared by both workers keeps them under the server's 600/min together
@@ -45,6 +55,8 @@ def test_two_workers_share_one_limiter_actor(local_ray, tmp_path):
         assert sum(e["outcome"] == "429" for e in log) <= 1 and srv.repeated_completed() == {}
         assert summary["limiter"]["reserved"] == summary["calls"]["sent"]  # every call reserved at the one actor
         assert len(summary["workers"]) == 2 and summary["backend"] == "ray (2 workers)"
+        # the bar moves per entity as the workers report them, not per chunk of 4 (concurrency) entities
+        assert seen[-1] == 32 and any(d % 4 for d in seen) and len(set(seen)) > 32 // 4
         span = max(e["t"] for e in log) - min(e["t0"] for e in log)
         assert 4 * 32 / span <= 600 / 60 * 1.1 + 20 / span  # never faster than the limit (+ the opening bucket)
         written = b"".join(p.read_bytes() for p in Path(tmp_path).rglob("*") if p.is_file())

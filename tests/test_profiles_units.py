@@ -79,7 +79,7 @@ def test_cache_key_covers_version_model_side_entity_step_and_input():
 
 def test_limiter_spaces_requests_and_tokens():
     clock = Clock()
-    b = BucketState(rpm=60, tpm=600, burst_s=1.0, clock=clock)  # 1 request/s, 10 tokens/s, 1 s of burst
+    b = BucketState(rpm=60, tpm=600, burst_s=1.0, clock=clock, headroom=1.0)  # 1 request/s, 10 tokens/s, 1 s burst
     waits = [b.reserve(1)[0] for _ in range(4)]
     assert waits == pytest.approx([0.0, 1.0, 2.0, 3.0])
     clock.t += 10
@@ -89,15 +89,16 @@ def test_limiter_spaces_requests_and_tokens():
     assert b.reserve(1)[0] == 0.0
 
 
-def test_limiter_feedback_429_pause_epoch_and_headers():
+def test_limiter_feedback_429_pause_and_headers():
     clock = Clock()
-    b = BucketState(rpm=600, tpm=0, burst_s=1.0, clock=clock)
-    wait, epoch = b.reserve(1)
-    assert wait == 0.0 and b.reserve(1, epoch) == (0.0, epoch)
-    b.feedback({"Retry-After": "3"}, status=429)
+    b = BucketState(rpm=600, tpm=0, burst_s=1.0, clock=clock, headroom=1.0)
+    wait, ticket = b.reserve(1)
+    assert wait == 0.0 and b.confirm(ticket) == 0.0
+    assert b.feedback({"Retry-After": "3"}, status=429) == pytest.approx(3.0)
     assert b.blocked_for() == pytest.approx(3.0) and b.stats["throttled_429"] == 1
-    wait2, epoch2 = b.reserve(1, epoch)  # stale reservation: re-reserve behind the pause
-    assert epoch2 == epoch + 1 and wait2 >= 3.0
+    assert b.reserve(1)[0] >= 3.0  # a new request waits behind the pause
+    assert b.feedback({"Retry-After": "2"}, status=429) == pytest.approx(2.0)
+    assert b.stats["paused_s"] == pytest.approx(3.0)  # a shorter pause inside the first adds nothing
     b.feedback({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0"})
     assert b.snapshot()["rpm"] == pytest.approx(60)
     clock.t += 100
@@ -106,6 +107,42 @@ def test_limiter_feedback_429_pause_epoch_and_headers():
     assert parse_duration("6m0s") == 360 and parse_duration("20ms") == pytest.approx(0.02)
     assert parse_duration("1h2m3.5s") == pytest.approx(3723.5) and parse_duration("soon") is None
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == pytest.approx(0.25)
+
+
+def test_limiter_aims_below_the_configured_and_the_advertised_limit():
+    clock = Clock()
+    b = BucketState(rpm=240, tpm=0, burst_s=1.0, clock=clock)  # default headroom 0.97
+    assert b.snapshot()["rpm"] == pytest.approx(0.97 * 240)
+    b.feedback({"x-ratelimit-limit-requests": "120"})
+    assert b.snapshot()["rpm"] == pytest.approx(0.97 * 120)
+    with pytest.raises(ValueError, match="headroom"):
+        BucketState(rpm=1, tpm=0, headroom=1.5)
+
+
+def _send_times(b, tickets) -> list[float]:
+    """When each waiting caller sends: it wakes at its ticket's time and confirms until no wait is left."""
+    return sorted(at + b.shift - shift_then for at, shift_then in tickets)
+
+
+def test_a_429_moves_the_queue_by_the_pause_without_charging_it_again():
+    clock = Clock()
+    b = BucketState(rpm=240, tpm=0, burst_s=0.25, clock=clock, headroom=1.0)  # 4/s, no burst beyond 1
+    tickets = [b.reserve(100)[1] for _ in range(48)]  # 48 callers queued: 0 .. 11.75 s
+    clock.t += 0.1  # the first request (sent at 0) comes back 429, Retry-After 1 s
+    assert b.feedback({"retry-after": "1", "x-ratelimit-limit-requests": "240"}, status=429) == 1.0
+    retry_wait, retry = b.reserve(100, front=True)  # its retry: first after the pause
+    assert retry_wait == pytest.approx(1.0)
+    times = _send_times(b, tickets[1:] + [retry])
+    assert b.stats["reserved"] == 49  # 48 requests + 1 retry, each charged once
+    assert times[0] == pytest.approx(1001.1)  # nothing before the server allows ...
+    gaps = [t1 - t0 for t0, t1 in zip(times, times[1:])]
+    # ... then the queue at the rate (at most one slot is lost between the 429 and the first queued request)
+    assert min(gaps) >= 0.25 - 1e-9 and max(gaps) <= 0.5 + 1e-9
+    assert times[-1] - 1000.0 == pytest.approx(11.75 + 1.0 + 0.25)  # pause + the retry's slot, no stall
+    for _, shift_then in tickets[1:]:  # every waiting caller confirms without a new charge
+        b.confirm((clock.t, shift_then))
+    assert b.stats["reserved"] == 49
+    assert b.reserve(1)[0] == pytest.approx(times[-1] + 0.25 - clock.t)  # a newcomer queues behind them all
 
 
 def test_redactor_removes_key_and_keylike_strings():
@@ -131,5 +168,6 @@ def test_cache_is_durable_and_shared_across_processes(tmp_path):
     cache.put("k0", entity=0, **{**row, "response": "changed"})  # a present key is kept as stored
     again = CallCache(path)
     assert again.counts()["calls"] == 401 and again.integrity() == "ok"
-    assert again.get("k0") == {"response": "{}", "prompt_tokens": 3, "completion_tokens": 2}
+    assert {k: v for k, v in again.get("k0").items() if k != "created"} == {"response": "{}", "prompt_tokens": 3,
+                                                                          "completion_tokens": 2}
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

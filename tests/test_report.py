@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -63,7 +64,7 @@ def test_paired_t_test_matches_scipy_and_hand_means():
     a = sub[sub.plugin == "proex"]["recall@20"].to_numpy()
     b = sub[sub.plugin == "base"]["recall@20"].to_numpy()
     t, p = stats.ttest_rel(a, b)
-    assert row.n == 3 and row.p_value == pytest.approx(p) and row.t == pytest.approx(t)
+    assert row.n == 3 and row.p_value == pytest.approx(p) and row.statistic == pytest.approx(t)
     assert row["ref_mean"] == pytest.approx(b.mean()) and row["mean"] == pytest.approx(a.mean())
     assert row.improvement_pct == pytest.approx(100 * (a.mean() - b.mean()) / b.mean())
     # report order: datasets as first seen (yelp), models as in Table 2 (gccf before lightgcn)
@@ -71,11 +72,73 @@ def test_paired_t_test_matches_scipy_and_hand_means():
     assert list(cmp.model.astype(str).unique()) == ["gccf", "lightgcn"]
 
 
+def _hand_t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Paired t-test for 3 pairs by hand: t = mean(d) / (sd(d) / sqrt(3)); with 2 degrees of freedom the
+    Student-t CDF is 1/2 + t / (2 sqrt(2 + t²)), so the two-sided p is 1 - |t| / sqrt(2 + t²)."""
+    d = a - b
+    t = d.mean() / (np.sqrt(((d - d.mean()) ** 2).sum() / 2) / np.sqrt(3))
+    return t, 1 - abs(t) / np.sqrt(2 + t * t)
+
+
+def test_golden_numbers_equal_a_hand_computation():
+    """Every mean, Improv.% and p-value in the golden comparison file, recomputed here with numpy alone."""
+    golden = pd.read_csv(os.path.join(GOLDEN, "comparison.csv"))
+    runs = fixed_runs()
+    assert len(golden) == 8
+    for _, row in golden.iterrows():
+        sub = runs[(runs.dataset == row.dataset) & (runs.model == row.model)].sort_values("seed")
+        a = sub[sub.plugin == "proex"][row.metric].to_numpy()
+        b = sub[sub.plugin == "base"][row.metric].to_numpy()
+        t, p = _hand_t_test(a, b)
+        assert row.ref_mean == pytest.approx(b.mean(), rel=1e-5) and row["mean"] == pytest.approx(a.mean(), rel=1e-5)
+        assert row.improvement_pct == pytest.approx(100 * (a.mean() - b.mean()) / b.mean(), rel=1e-5)
+        assert row.statistic == pytest.approx(t, rel=1e-5) and row.p_value == pytest.approx(p, rel=1e-4)
+
+
+def test_a_missing_seed_is_set_aside_for_means_improvement_and_p_alike(tmp_path):
+    runs = fixed_runs()
+    runs = runs[~((runs.plugin == "proex") & (runs.seed == 2024) & (runs.model == "gccf"))]  # one failed run
+    files, cmp = report.write_report(runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS)), title="missing")
+    row = cmp[(cmp.dataset == "amazon") & (cmp.model == "gccf") & (cmp.metric == "recall@20")].iloc[0]
+    sub = runs[(runs.dataset == "amazon") & (runs.model == "gccf") & (runs.seed != 2024)].sort_values("seed")
+    a, b = sub[sub.plugin == "proex"]["recall@20"].to_numpy(), sub[sub.plugin == "base"]["recall@20"].to_numpy()
+    assert row.n == 2 and row.ref_mean == pytest.approx(b.mean()) and row["mean"] == pytest.approx(a.mean())
+    summary = pd.read_csv(files["summary.csv"])
+    base = summary[(summary.dataset == "amazon") & (summary.model == "gccf") & (summary.plugin == "base")
+                   & (summary.metric == "recall@20")].iloc[0]
+    assert base.n == 2 and base["mean"] == pytest.approx(b.mean(), rel=1e-5)  # the table's mean: the same seeds
+    md = open(files["report.md"]).read()
+    assert f"{b.mean():.4f}" in md and "Runs set aside" in md
+    assert "| amazon | gccf | base |  | 2024 |" in md and "| yelp | gccf | base |  | 2024 |" in md
+
+
+def test_a_constant_difference_has_no_p_value_and_says_why(tmp_path):
+    runs = fixed_runs()
+    base = runs[runs.plugin == "base"]
+    runs = pd.concat([base, base.assign(plugin="proex", **{m: base[m] + 0.01 for m in METRICS})])
+    files, cmp = report.write_report(runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS)), title="constant")
+    assert cmp.p_value.map(math.isnan).all() and cmp.statistic.map(math.isnan).all()
+    assert cmp.note.str.startswith("no p-value: zero variance of the differences").all()
+    md = open(files["report.md"]).read()
+    assert "e-3" not in md.split("## Paired tests")[1].split("## Mean")[0].replace("1.00e-02", "")
+    assert "(p=n/a)" in md and "zero variance of the differences (all +0.01)" in md
+
+
+def test_wilcoxon_option_matches_the_exact_signed_rank_p():
+    cmp = report.compare(fixed_runs(), METRICS, test="wilcoxon")
+    # 3 pairs, all differences of one sign: the exact two-sided p is 2 · (1/2)³ = 0.25
+    lift = cmp[(cmp.model == "gccf") & (cmp.metric == "recall@20")]
+    assert (lift.test == "wilcoxon").all() and lift.p_value.tolist() == pytest.approx([0.25, 0.25])
+    with pytest.raises(ValueError, match="unknown test"):
+        report.compare(fixed_runs(), METRICS, test="sign")
+
+
 def test_unpaired_seeds_are_dropped_and_single_pairs_have_no_p_value():
     runs = fixed_runs()
     runs = runs[~((runs.plugin == "proex") & (runs.seed != 2023))]  # proex ran one seed only
     cmp = report.compare(runs, METRICS)
     assert (cmp.n == 1).all() and cmp.p_value.map(math.isnan).all()
+    assert (cmp.note == "fewer than 2 matched seeds").all()
     assert "n/a" in report.comparison_view(cmp).p_value.tolist()
 
 

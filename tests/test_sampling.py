@@ -4,8 +4,9 @@ import torch
 
 import pytest
 
-from proex.data.sampling import bpr_batches, epoch_distinct, sample_negatives, user_batches
-from proex.models.base import Distinct, PairBatch
+from proex.data.sampling import bpr_batches, sample_negatives, user_batches
+from proex.kernels import epoch_distinct
+from proex.data.batches import Distinct, PairBatch
 from proex.data.tensors import TrainData
 from conftest import random_interactions
 
@@ -73,3 +74,20 @@ def test_bpr_batches_attach_distinct_rows_on_request(tiny):
         assert b.precomputed is not None
         assert torch.equal(b.distinct().users, torch.unique(b.users))
         assert torch.equal(b.distinct().items[b.distinct().item_inv], b.items)
+
+
+def test_reference_kernels_switch_runs_torch_unique_per_batch(tiny):
+    """Under `reference_kernels()` the sampler precomputes nothing and each batch computes its own rows with
+    `Distinct.of` (torch.unique); the rows are the same."""
+    from proex.kernels import reference_kernels
+
+    data = TrainData(tiny)
+    torch.manual_seed(3)
+    fast = list(bpr_batches(data, 32, distinct=True))
+    torch.manual_seed(3)
+    with reference_kernels():
+        ref = list(bpr_batches(data, 32, distinct=True))
+    assert all(b.precomputed is not None for b in fast) and all(b.precomputed is None for b in ref)
+    for a, b in zip(fast, ref):
+        da, db = a.distinct(), b.distinct()
+        assert all(torch.equal(getattr(da, f), getattr(db, f)) for f in ("users", "user_inv", "items", "item_inv", "pos"))

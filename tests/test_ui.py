@@ -126,7 +126,7 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
 
             # The grid run's page: its description is the report (tables, p-values) with the curves figure.
             page.goto(report.group(2))
-            page.get_by_text("Paired t-tests").first.wait_for(timeout=60_000)
+            page.get_by_text("Paired tests").first.wait_for(timeout=60_000)
             more = page.get_by_text("Show more")
             if more.count():
                 more.first.click()

@@ -1,7 +1,7 @@
 """The in-memory dataset every stage of proex consumes: three binary interaction splits plus optional text.
 
 All loaders (RLMRec pickles, CSV/Parquet tables, the synthetic generator) return an `Interactions`.
-Its checks follow reference-spec section 1.1: one shape for all splits, binary values, disjoint splits,
+Its checks follow the RLMRec data format (HKUDS/RLMRec data_handler_general_cf.py): one shape for all splits, binary values, disjoint splits,
 every index in range, and every user with at least one training interaction.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Interactions:
 
 
 def to_binary_csr(m: sp.spmatrix) -> sp.csr_matrix:
-    """Binarise (x != 0) to float32 CSR with sorted indices and no explicit zeros (reference-spec 1.1)."""
+    """Binarise (x != 0) to float32 CSR with sorted indices and no explicit zeros (the RLMRec data format)."""
     m = sp.csr_matrix(m)
     m.eliminate_zeros()
     m.sum_duplicates()

@@ -1,11 +1,11 @@
-"""Loader for RLMRec-format datasets: `trn_mat.pkl`, `val_mat.pkl`, `tst_mat.pkl` (reference-spec sec. 1.1).
+"""Loader for RLMRec-format datasets: `trn_mat.pkl`, `val_mat.pkl`, `tst_mat.pkl` (HKUDS/RLMRec encoder/data_utils/data_handler_general_cf.py).
 
 Each file is a pickled scipy.sparse matrix [n_users, n_items] (float64 1.0 values in the originals). As in
 the reference loader, values are binarised (`x != 0`) to float32 CSR. Before that, each file is checked and
 any problem raises a `DataError` naming the file and the fix: not a 2-D sparse matrix, NaN/inf or negative
 values, indices outside the shape, splits of different shapes, overlapping splits, users without training.
 
-Optional id mappers (sec. 1.1, last bullet) fill `user_ids` / `item_ids`. Searched, first hit wins:
+Optional id mappers (RLMRec data format, last bullet) fill `user_ids` / `item_ids`. Searched, first hit wins:
 `<dir>/mapper/<name>_{user,item}.json`, `<dir>/../mapper/<name>_{user,item}.json` (the RLMRec `data/mapper`
 layout), `<dir>/{user,item}_mapper.json`. Accepted shapes:
 * JSON lines, one object per line with a dense-id field and an original-id field, e.g.

@@ -1,8 +1,8 @@
 """Load the pickles that RLMRec-format datasets ship, without letting a pickle run code.
 
 The split matrices (`trn_mat.pkl`, `val_mat.pkl`, `tst_mat.pkl`: pickled `scipy.sparse.coo_matrix`,
-reference-spec sec. 1.1) and the profile embeddings (`usr_emb_np*.pkl`, `itm_emb_np*.pkl`: pickled numpy
-arrays [n, 1536], sec. 1.1 and 7) are pickles downloaded from third parties. `pickle.load` would import
+HKUDS/RLMRec data_handler_general_cf.py) and the profile embeddings (`usr_emb_np*.pkl`, `itm_emb_np*.pkl`: pickled numpy
+arrays [n, 1536], RLMRec and ProRec data) are pickles downloaded from third parties. `pickle.load` would import
 and call any global the file names (`os.system`, ...). `safe_load` resolves globals from a fixed allowlist
 instead, so the file can only build:
 

@@ -8,8 +8,8 @@ Generative story (all numpy, one seeded Generator, so one seed gives identical m
   Gumbel-top-k on the logits, then the interactions are split 3:1:1 per user (`tables.split_per_user`).
 * text: each word comes, with probability `text_signal`, from the word list of a topic drawn from the entity's
   mixture (so mostly its dominant topics), else from generic filler words. Items get `title`, `description`;
-  users get `reviews` (four short reviews concatenated). This is the stand-in for the LLM profiles of
-  reference-spec sec. 1.1 / 3.3: text that carries part of the collaborative signal.
+  users get `reviews` (four short reviews concatenated). This is the stand-in for the LLM profiles and
+  side text of the RLMRec data: text that carries part of the collaborative signal.
 The latent factors and mixtures are kept in `extras` so later stages can build profile embeddings from them.
 """
 from __future__ import annotations

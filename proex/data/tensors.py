@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .batches import UserBatch
 from .interactions import Interactions
 
 
@@ -78,10 +79,8 @@ class TrainData:
         cols = indices[first + torch.arange(row_ids.numel(), device=users.device)]
         return row_ids, cols
 
-    def user_batch(self, users: torch.Tensor, dense: bool = True):
+    def user_batch(self, users: torch.Tensor, dense: bool = True) -> UserBatch:
         """A `UserBatch` for `users` [B]: dense rows (if `dense`) and the nonzeros of the training rows."""
-        from ..models.base import UserBatch
-
         nz = self.gather(users)
         rows = None
         if dense:

@@ -1,10 +1,12 @@
-"""The profile job on Ray (issue #4 item 3): worker actors batching LLM calls under ONE shared rate limiter.
+"""The profile job on Ray: worker actors batching LLM calls under ONE shared rate limiter.
 
     RateLimiterActor   a named actor holding the `BucketState` (requests/min + tokens/min buckets, 429 pause)
                        for every worker on every node; `get_if_exists` lets several jobs with the same key share
                        it (name it per key; `detached=True` keeps it alive between jobs)
     CacheActor         owns the SQLite call cache on the driver's node (SQLite must not be opened over NFS from
                        several nodes); a worker awaits its `put` before a call counts as done
+    ProgressActor      counts finished entities as workers report them, one by one, so the driver's progress
+                       bar moves per entity rather than per chunk
     ProfileWorker      an async actor running `pipeline.run_entities` (the same per-entity code as the
                        in-process job) on chunks of entities, `cfg.concurrency` entities at a time
     generate_ray       the driver: chunks out entities (at most 2 chunks queued per worker), updates the
@@ -27,9 +29,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..config import build
 from ..data.interactions import Interactions
 from ..profiles.cache import CallCache
-from ..profiles.client import LLMClient, ProfileAPIError
+from ..profiles.chain import OnlineAnswerer
+from ..profiles.client import ProfileAPIError
 from ..profiles.limiter import BucketState
-from ..profiles.pipeline import Progress, ProfileJobConfig, Totals, entity_inputs, run_entities, write_outputs
+from ..profiles.pipeline import (Progress, ProfileJobConfig, Totals, entity_inputs, make_client, run_entities,
+                                 write_outputs)
 from ..profiles.prompts import EntityInput
 
 NAMESPACE = "proex"
@@ -39,14 +43,17 @@ NAMESPACE = "proex"
 class RateLimiterActor:
     """One BucketState for all workers; a plain (threaded=1) actor, so its methods never interleave."""
 
-    def __init__(self, rpm: float, tpm: float, burst_s: float = 1.0):
-        self.state = BucketState(rpm, tpm, burst_s)
+    def __init__(self, rpm: float, tpm: float, burst_s: float = 1.0, headroom: float = 0.97):
+        self.state = BucketState(rpm, tpm, burst_s, headroom=headroom)
 
-    def reserve(self, tokens: float, epoch: int | None = None) -> tuple[float, int]:
-        return self.state.reserve(tokens, epoch)
+    def reserve(self, tokens: float, front: bool = False) -> tuple[float, tuple[float, float]]:
+        return self.state.reserve(tokens, front)
 
-    def feedback(self, headers: dict, status: int = 200) -> None:
-        self.state.feedback(headers, status)
+    def confirm(self, ticket: tuple[float, float]) -> float:
+        return self.state.confirm(ticket)
+
+    def feedback(self, headers: dict, status: int = 200) -> float:
+        return self.state.feedback(headers, status)
 
     def refund(self, tokens: float) -> None:
         self.state.refund(tokens)
@@ -61,14 +68,15 @@ class RemoteLimiter:
     def __init__(self, handle):
         self.handle = handle
 
-    async def acquire(self, tokens: float) -> None:
-        wait, epoch = await self.handle.reserve.remote(tokens)
+    async def acquire(self, tokens: float, front: bool = False) -> None:
+        """Charged once at the actor; after the wait the ticket is confirmed (a 429 meanwhile moves it)."""
+        wait, ticket = await self.handle.reserve.remote(tokens, front)
         while wait > 0:
             await asyncio.sleep(wait)
-            wait, epoch = await self.handle.reserve.remote(tokens, epoch)
+            wait = await self.handle.confirm.remote(ticket)
 
-    async def feedback(self, headers, status: int = 200) -> None:
-        await self.handle.feedback.remote(dict(headers or {}), status)
+    async def feedback(self, headers, status: int = 200) -> float:
+        return await self.handle.feedback.remote(dict(headers or {}), status)
 
     async def refund(self, tokens: float) -> None:
         await self.handle.refund.remote(tokens)
@@ -101,23 +109,40 @@ class RemoteCache:
         await self.handle.put.remote(key, row)
 
 
+@ray.remote(num_cpus=0)
+class ProgressActor:
+    """Finished entities as the workers report them (done, failed); the driver reads the counts."""
+
+    def __init__(self):
+        self.done, self.failed = 0, 0
+
+    def report(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+
+    def counts(self) -> tuple[int, int]:
+        return self.done, self.failed
+
+
 @ray.remote
 class ProfileWorker:
-    """Runs chunks of entities through the four steps; an async actor, so chunks overlap."""
+    """Runs chunks of entities through the four steps; an async actor, so chunks overlap. Reports each
+    finished entity to the progress actor (fire and forget: the report is not awaited)."""
 
-    def __init__(self, cfg: dict, limiter, cache):
+    def __init__(self, cfg: dict, limiter, cache, progress=None):
         self.cfg = build(ProfileJobConfig, cfg, where="ProfileWorker")
         self.limiter, self.cache, self.llm = RemoteLimiter(limiter), RemoteCache(cache), None
+        self.progress = progress
 
     async def run(self, entities: list[dict]) -> dict:
         if self.llm is None:  # created inside the actor's event loop, reading the key from this process's env
-            c = self.cfg
             try:
-                self.llm = LLMClient(c.base_url, c.model, c.api_key_env, self.limiter, c.timeout_s, c.max_attempts,
-                                     c.backoff_s, c.max_tokens, c.temperature, c.json_mode)
+                self.llm = make_client(self.cfg, self.limiter)
             except ProfileAPIError as exc:  # e.g. the key variable is not set on this node
                 return {"records": [], "failures": [], "totals": {}, "fatal": exc, "worker": os.getpid()}
-        out = await run_entities([EntityInput(**e) for e in entities], self.cfg, self.llm, self.cache)
+        report = None if self.progress is None else (lambda r: self.progress.report.remote("kind" in r))
+        out = await run_entities([EntityInput(**e) for e in entities], self.cfg, OnlineAnswerer(self.llm),
+                                 self.cache, report)
         return {**out, "worker": os.getpid()}
 
 
@@ -126,7 +151,7 @@ def start_limiter(cfg: ProfileJobConfig, name: str = "proex-llm-limiter", detach
     opts = {"name": name, "namespace": NAMESPACE, "get_if_exists": True}
     if detached:
         opts["lifetime"] = "detached"
-    return RateLimiterActor.options(**opts).remote(cfg.rpm, cfg.tpm, cfg.burst_s)
+    return RateLimiterActor.options(**opts).remote(cfg.rpm, cfg.tpm, cfg.burst_s, cfg.headroom)
 
 
 def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, worker_cpus: float = 0.25,
@@ -134,6 +159,10 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
     """The profile job on the connected Ray cluster (`ray.init` first); same outputs and errors as
     `pipeline.generate`."""
     cfg.check()
+    if cfg.batch:  # the Batch API path needs no workers: the provider runs the calls
+        from ..profiles.pipeline import generate
+
+        return generate(cfg, inter)
     if not ray.is_initialized():
         raise RuntimeError("call ray.init(...) before generate_ray (ray_jobs/profiles.py does)")
     entities = [e for side in cfg.sides for e in entity_inputs(inter, side, cfg)]
@@ -141,7 +170,8 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     limiter = start_limiter(cfg, limiter_name, detached_limiter)
     cache = CacheActor.options(scheduling_strategy=here).remote(cfg.cache_file)
-    pool = [ProfileWorker.options(num_cpus=worker_cpus).remote(dataclasses.asdict(cfg), limiter, cache)
+    progress = ProgressActor.options(scheduling_strategy=here).remote()
+    pool = [ProfileWorker.options(num_cpus=worker_cpus).remote(dataclasses.asdict(cfg), limiter, cache, progress)
             for _ in range(workers)]
     chunks = [entities[i:i + cfg.concurrency] for i in range(0, len(entities), cfg.concurrency)][::-1]
     running: dict = {}  # ObjectRef -> (worker index, chunk)
@@ -164,9 +194,13 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
             if not running:  # every worker died: report what is left
                 fail([e for c in chunks for e in c], "worker_error", "all Ray workers died; rerun to resume")
                 break
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            shown = (bar.done, bar.failed)
+            now = ray.get(progress.counts.remote())
+            bar.update(now[0] - shown[0], failed=now[1] - shown[1])
+            if not done:
+                continue
             w, chunk = running.pop(done[0])
-            bar.update(len(chunk))
             try:
                 out = ray.get(done[0])
             except ray.exceptions.RayError as exc:  # worker crashed or node lost: report, go on with the rest
@@ -187,10 +221,11 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
                     ray.cancel(ref)
                 fail([e for _, c in running.values() for e in c] + [e for c in chunks for e in c], "stopped", why)
                 running, chunks = {}, []
+        bar.update(len(entities) - bar.done, failed=max(0, len(merged["failures"]) - bar.failed))  # crashed chunks
         merged["limiter"] = ray.get(limiter.snapshot.remote())
     finally:
         bar.close()
-        for actor in pool + [cache] + ([] if detached_limiter else [limiter]):
+        for actor in pool + [cache, progress] + ([] if detached_limiter else [limiter]):
             ray.kill(actor)
     merged["totals"] = dataclasses.asdict(merged["totals"])
     fatal = merged["fatal"]

@@ -163,8 +163,8 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             trial = study.ask()
             trial.set_user_attr("heartbeat", time.time())
             params = suggest(trial, spec.space)
-            cell = apply_params(gc.cell, params)
             key = f"{name}#{trial.number}"
+            cell = apply_params(gc.cell, params, f"study trial: {key}")
             ref = task.remote(dataclasses.asdict(cell), params, {**ctx, "key": key,
                                                                  "tags": {**ctx["tags"], "trial": trial.number}})
             inflight[ref] = trial

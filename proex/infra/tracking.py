@@ -147,10 +147,15 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name or key)
         if params:
-            items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items()]
-            for i in range(0, len(items), 100):
-                self.client.log_batch(run.info.run_id, params=items[i:i + 100])
+            self.log_params(run.info.run_id, params)
         return self.client.get_run(run.info.run_id), True
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        """Nested params, flattened; values not known yet (None) are left for a later call to fill."""
+        logged = self.client.get_run(run_id).data.params
+        items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items() if v != "None" and k[:250] not in logged]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
 
     def finished(self, kind: str = "cell") -> dict[str, Any]:
         """key -> run for runs of `kind` that finished with their results logged (tag done=1)."""
@@ -212,12 +217,13 @@ class CellRecorder:
                         profile_bank=result.get("profile_bank"))
         meta = {"cell_id": cell_id, "config_hash": result["config_hash"], "dataset_name": result["dataset_name"],
                 "profile_bank": result.get("profile_bank"), "config": result["config"]}
-        paths = {"config.json": meta, "result.json": result}
+        paths = {"config.json": meta, "result.json": result, "config_sources.json": result["config_sources"]}
         for name, body in paths.items():
             with open(os.path.join(workdir, name), "w") as f:
                 json.dump(body, f, indent=1, default=str)
         self.tracker.log_files(self.run_id, [ckpt, os.path.join(workdir, "config.json")], "checkpoint")
-        self.tracker.log_files(self.run_id, [os.path.join(workdir, "result.json")])
+        self.tracker.log_files(self.run_id, [os.path.join(workdir, n) for n in ("result.json", "config_sources.json")])
+        self.tracker.log_params(self.run_id, result["config"])  # the widths derived once the bank was loaded
         final = {**{f"test_{k}": v for k, v in result["test"].items()},
                  **{f"best_val_{k}": v for k, v in result["val"].items()},
                  **{k: result[k] for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds", "wall_seconds")}}

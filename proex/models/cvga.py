@@ -1,4 +1,4 @@
-"""CVGA (Zhang et al., TOIS'23), the paper's third generative base (reference-spec sec. 2.6 and 4.3).
+"""CVGA (Zhang et al., TOIS'23), the paper's third generative base (BlueGhostYi/ID-GRec models/CVGA.py).
 
 A VAE whose encoder is one light graph convolution: [μ ‖ logσ²] = dropout(R̃ Wᵀ + b) with
 R̃ = D_u^{-1/2} R D_i^{-1/2} the user-item normalised training matrix (U × I, no user-user / item-item
@@ -29,7 +29,7 @@ from .graph import user_item_adjacency
 
 @dataclass
 class CVGAConfig:
-    latent_dim: int = 64  # d, width of μ and logσ² (ID-GRec configure/CVGA.txt embedding_size; sec. 2.6 [inferred])
+    latent_dim: int = 64  # d, width of μ and logσ² (ID-GRec configure/CVGA.txt embedding_size; ID-GRec CVGA.py [inferred])
     dropout: float = 0.3  # dropout on the encoder OUTPUT (ID-GRec CVGA.txt; paper A.2.3 "as in Mult-VAE")
     xavier_init: bool = False  # Xavier-normal weights / zero biases; False = PyTorch default init (ID-GRec, ProRec)
 
@@ -69,7 +69,7 @@ class CVGA(VAEModel):
         return batch.rows * self.du_isqrt[batch.users].unsqueeze(1) * self.di_isqrt
 
     def _heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        h = F.dropout(h, self.cfg.dropout, self.training)  # on the output, both halves (sec. 2.6)
+        h = F.dropout(h, self.cfg.dropout, self.training)  # on the output, both halves (ID-GRec CVGA.py)
         mu, logvar = h.chunk(2, dim=-1)
         return mu, logvar
 

@@ -1,4 +1,4 @@
-"""LightGCN-style GCCF (Chen et al., AAAI'20) as run in RLMRec (reference-spec sec. 2.1).
+"""LightGCN-style GCCF (Chen et al., AAAI'20) as run in RLMRec (HKUDS/RLMRec encoder/models/general_cf/gccf.py).
 
 Propagation over Â WITH self-loops, no non-linearity; each layer owns a d x d weight that the forward pass
 never uses (RLMRec comments that it works better without) but that still counts in Σ‖θ‖², so we keep it
@@ -34,9 +34,9 @@ class GCCF(PairwiseModel):
             nn.Parameter(nn.init.xavier_uniform_(torch.empty(cfg.dim, cfg.dim))) for _ in range(cfg.layers)
         )
 
-    @property
-    def side_dim(self) -> int:
-        return (self.cfg.layers + 1) * self.cfg.dim
+    @classmethod
+    def side_width(cls, cfg: GCCFConfig) -> int:
+        return (cfg.layers + 1) * cfg.dim
 
     def encode(self, batch=None, ego: Tensor | None = None) -> Encoded:
         h = self.embedding if ego is None else ego

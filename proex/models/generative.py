@@ -1,14 +1,17 @@
 """Shared parts of the generative recommenders (Mult-VAE, CVGA; L-DiffRec reuses the helpers).
 
 Fusion point: additive on the posterior parameters, μ = μ_src + μ_side and logσ² = logσ²_src + logσ²_side
-(DMRec, reference-spec sec. 4.1; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
+(DMRec, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
 a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor
 
+from ..data.sampling import user_batches
 from .base import BaseModel, LatentState, Side, UserBatch
 
 
@@ -74,11 +77,13 @@ class VAEModel(BaseModel):
     `decode(z) -> logits [B, n_items]` and optionally `kl_weight()`."""
 
     family = "generative"
-    train_defaults = {**BaseModel.train_defaults, "batch_size": 1024, "patience": 20, "seed": 2024, "epochs": 1000}
 
-    @property
-    def side_dim(self) -> int:
-        return 2 * self.cfg.latent_dim
+    @classmethod
+    def side_width(cls, cfg) -> int:
+        return 2 * cfg.latent_dim
+
+    def training_batches(self, data, batch_size: int, distinct: bool = False) -> Iterable[UserBatch]:
+        return user_batches(data, batch_size)
 
     def decode(self, z: Tensor) -> Tensor:
         raise NotImplementedError

@@ -91,7 +91,7 @@ class SparseAdj:
 
     def dropout(self, keep_rate: float) -> "SparseAdj":
         """A copy whose nonzeros are each kept with probability keep_rate, NOT rescaled and NOT renormalised
-        (RLMRec LightGCN edge dropout, reference-spec sec. 2.2)."""
+        (RLMRec LightGCN edge dropout, HKUDS/RLMRec encoder/models/general_cf/lightgcn.py)."""
         if keep_rate >= 1.0:
             return self
         keep = (torch.rand(self.values.shape, device=self.device) < keep_rate).to(self.values.dtype)
@@ -105,7 +105,7 @@ class SparseAdj:
 def bipartite_adjacency(train: sp.csr_matrix, self_loops: bool, device: torch.device) -> SparseAdj:
     """D^{-1/2} (A [+ I]) D^{-1/2} with A = [[0, R], [Rᵀ, 0]] over users then items; zero-degree rows get 0.
 
-    Shape [(U + I), (U + I)]. Self-loops only for plain GCCF (reference-spec sec. 1.8).
+    Shape [(U + I), (U + I)]. Self-loops only for plain GCCF (HKUDS/RLMRec data_handler_general_cf.py, model name "gccf").
     """
     n_users, n_items = train.shape
     r = sp.csr_matrix(train, dtype=np.float32)
@@ -121,7 +121,7 @@ def bipartite_adjacency(train: sp.csr_matrix, self_loops: bool, device: torch.de
 
 
 def user_item_adjacency(train: sp.csr_matrix, device: torch.device) -> SparseAdj:
-    """R̃ = D_u^{-1/2} R D_i^{-1/2}, shape [U, I] (CVGA's one-hop graph, reference-spec sec. 2.6)."""
+    """R̃ = D_u^{-1/2} R D_i^{-1/2}, shape [U, I] (CVGA's one-hop graph, BlueGhostYi/ID-GRec models/CVGA.py)."""
     r = sp.csr_matrix(train, dtype=np.float32)
     du = np.asarray(r.sum(axis=1)).ravel()
     di = np.asarray(r.sum(axis=0)).ravel()
@@ -132,7 +132,7 @@ def user_item_adjacency(train: sp.csr_matrix, device: torch.device) -> SparseAdj
 
 
 def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-    """Mean over the batch of softplus(s_neg - s_pos) with inner-product scores (reference-spec sec. 1.8).
+    """Mean over the batch of softplus(s_neg - s_pos) with inner-product scores (HKUDS/RLMRec encoder/models/loss_utils.py).
 
     user, pos, neg: [..., B, D] -> [...] (a scalar for [B, D]; [E] for E environments at once).
     """

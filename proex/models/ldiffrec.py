@@ -1,5 +1,5 @@
 """L-DiffRec (Wang et al., SIGIR'23) with n_cate = 1, the paper's second generative base
-(reference-spec sec. 2.5, pitfall 8.7; paper A.2.3; official code YiyanXu/DiffRec:L-DiffRec).
+(paper A.2.3; official code YiyanXu/DiffRec:L-DiffRec).
 
 A VAE compressor plus a Gaussian diffusion on its latent:
   * AE encoder: dropout_0.1(x) -> Linear(I -> 2·300) -> tanh -> (μ, logσ²) [B, 300] each (both tanh-bounded);
@@ -19,8 +19,8 @@ Counters (buffers, so checkpoints carry them): `vae_updates` counts batches (adv
 batch even when a plug-in calls `risk` per environment); `epochs_done` counts epochs (`on_epoch_end`);
 `lt_history`/`lt_count` hold the last 10 losses per step for importance sampling (updated by every training
 `risk` call). Departures from the official code: reweight=False runs the "elbo + λ·vae" branch with unit
-weights (the official branch crashes, sec. 2.5); batches are 1024 users (protocol sec. 1.3), not 400;
-evaluation masks train items only (sec. 1.4). noise_scale must be > 0 (the official no-noise path is not kept).
+weights (the official branch crashes, DiffRec L-DiffRec); batches are 1024 users (protocol ProRec generative trainer), not 400;
+evaluation masks train items only (RLMRec trainer/metrics.py). noise_scale must be > 0 (the official no-noise path is not kept).
 """
 from __future__ import annotations
 
@@ -106,10 +106,6 @@ class Denoiser(nn.Module):
 class LDiffRec(VAEModel):
     name = "ldiffrec"
     Config = LDiffRecConfig
-    dataset_defaults = {
-        "amazon": {},  # the plain defaults are amazon-book's (inference.py)
-        "yelp": {"lamda": 0.03, "noise_scale": 0.01, "noise_min": 0.005, "noise_max": 0.01},  # inference.py yelp
-    }
 
     def __init__(self, cfg: LDiffRecConfig, data: TrainData):
         super().__init__(cfg, data)
@@ -158,7 +154,7 @@ class LDiffRec(VAEModel):
         self.epochs_done.fill_(epoch + 1)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """AE (encoder + decoder) at cfg.lr1, denoiser at cfg.lr2; `lr` is not used (two optimisers, sec. 2.5)."""
+        """AE (encoder + decoder) at cfg.lr1, denoiser at cfg.lr2; `lr` is not used (two optimisers, DiffRec L-DiffRec)."""
         ae = [p for n, p in self.named_parameters() if not n.startswith("dnn.")]
         return [{"params": ae, "lr": self.cfg.lr1}, {"params": list(self.dnn.parameters()), "lr": self.cfg.lr2}]
 

@@ -1,33 +1,40 @@
 """Shared parts of the pairwise (BPR) graph recommenders: GCCF, LightGCN, SimGCL.
 
-Their fusion point is additive on the final representations (official ProEx code, reference-spec
-sec. 3.4 (2); paper Eq. 12 with element-wise addition): h_u = e_u + side_u, h_i = e_i + side_i.
+Their fusion point is additive on the final representations (official ProEx code, BlueGhostYi/ProRec
+encoder/models/general_cf/lightgcn_proex.py; paper Eq. 12 with element-wise addition): h_u = e_u + side_u, h_i = e_i + side_i.
 """
 from __future__ import annotations
+
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
 
+from ..data.sampling import bpr_batches
 from ..data.tensors import TrainData
 from .base import BaseModel, GraphState, PairBatch, Side, UserBatch
 from .graph import bipartite_adjacency, bpr_loss
 
 
 class PairwiseModel(BaseModel):
-    """A user/item ID embedding table [U + I, d] (xavier_uniform, reference-spec sec. 1.8) propagated over the
+    """A user/item ID embedding table [U + I, d] (xavier_uniform, HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py) propagated over the
     normalised bipartite graph. Subclasses implement `encode`; risk and score are shared."""
 
     family = "pairwise"
-    train_defaults = {**BaseModel.train_defaults, "batch_size": 4096, "patience": 5, "seed": 2023, "epochs": 3000}
+    scores_need_rows = False  # scores come from the propagated tables: user ids suffice
+    state_covers_all_rows = True
 
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)
         self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users + self.n_items, cfg.dim)))
         self.adj = bipartite_adjacency(data.train_csr, self_loops=bool(getattr(cfg, "self_loops", False)), device=data.device)
 
-    @property
-    def side_dim(self) -> int:
-        return self.cfg.dim
+    @classmethod
+    def side_width(cls, cfg) -> int:
+        return cfg.dim
+
+    def training_batches(self, data: TrainData, batch_size: int, distinct: bool = False) -> Iterable[PairBatch]:
+        return bpr_batches(data, batch_size, distinct=distinct or self.uses_distinct)
 
     def split(self, h: Tensor) -> GraphState:
         """[(U + I), D] -> GraphState(users [U, D], items [I, D])."""

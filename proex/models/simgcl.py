@@ -1,4 +1,4 @@
-"""SimGCL (Yu et al., SIGIR'22) on RLMRec's LightGCN (reference-spec sec. 2.3).
+"""SimGCL (Yu et al., SIGIR'22) on RLMRec's LightGCN (HKUDS/RLMRec encoder/models/general_cf/simgcl.py).
 
 Clean view: LightGCN without edge dropout, sum of layers 0..L. Two perturbed views add, at every layer,
 Δ = eps · normalize(U(0,1)) ⊙ sign(E^l). The contrastive loss is RLMRec's InfoNCE of view 1 against view 2
@@ -57,7 +57,6 @@ class SimGCL(PairwiseModel):
     name = "simgcl"
     Config = SimGCLConfig
     uses_distinct = True
-    dataset_defaults = {"steam": {"temperature": 0.5, "eps": 0.2}}
 
     def encode(self, batch: PairBatch | None = None, ego: Tensor | None = None) -> Encoded:
         ego = self.embedding if ego is None else ego

@@ -1,5 +1,5 @@
 """AlphaRec (Sheng et al., ICLR'25, "Language representations can be what recommenders need"), a sibling
-plug-in on LightGCN (reference-spec sec. 6; official `LehengTHU/AlphaRec:models/General/AlphaRec.py`).
+plug-in on LightGCN (official code: `LehengTHU/AlphaRec:models/General/AlphaRec.py`).
 
 AlphaRec has no ID embeddings: its node inputs are language representations mapped by an MLP,
   items: f(c_i), users: f(mean of c_i over the user's training items)   (c = profile `profile` of the bank),
@@ -9,10 +9,10 @@ after the L2 normalisation below). Loss: sampled-softmax InfoNCE on L2-normalise
 `negatives` uniformly drawn items per (user, positive) pair; scores are cosines. Adam lr 5e-4 without weight
 decay (the official `--weight_decay` never reaches the optimiser).
 
-`model_defaults` set LightGCN to what AlphaRec runs (64-d, 2 layers, layers 0..L, no edge dropout, no L2
-penalty); the model's own ID table then goes unused. `user_input="profile"` gives AlphaRec* of the DMRec paper
-(the user's own profile instead of the item mean). The official patience (20 evaluations every 5 epochs) is
-replaced by this project's protocol (validation every 3 epochs, the model's patience).
+The reference configuration (`proex.reference`) sets LightGCN to what AlphaRec runs (64-d, 2 layers, layers
+0..L, no edge dropout, no L2 penalty; the model's own ID table then goes unused) and the official training
+protocol (lr 5e-4, at most 500 epochs, validation every 5 epochs, patience 20 validations). `user_input="profile"`
+gives AlphaRec* of the DMRec paper (the user's own profile instead of the item mean).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from .rlmrec import single_profile
 class AlphaRecConfig:
     profile: int = 0  # which profile of the bank (0 = original profile)
     hidden_mult: float = 2.0  # MLP hidden width = hidden_mult · d_text (official, ada-002 'v2': 2)
-    temperature: float = 0.15  # τ (books/movies 0.15; games 0.2)
+    temperature: float = 0.15  # τ (books/movies 0.15; games 0.2: per dataset in proex.reference)
     negatives: int = 256  # uniformly sampled negative items per (user, positive) pair
     user_input: str = "items_mean"  # "items_mean" (AlphaRec) | "profile" (AlphaRec*, the user's own profile)
 
@@ -43,8 +43,6 @@ class AlphaRec(Plugin):
     name = "alpharec"
     Config = AlphaRecConfig
     needs_profiles = True
-    model_defaults = {"lightgcn": {"dim": 64, "layers": 2, "include_ego": True, "keep_rate": 1.0, "reg_weight": 0.0}}
-    train_defaults = {"lr": 5e-4}
 
     def __init__(self, model, cfg: AlphaRecConfig, bank: ProfileBank):
         super().__init__(model)

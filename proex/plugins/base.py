@@ -2,29 +2,34 @@
 the model's own loss and scores. ProEx, RLMRec and DMRec are siblings that override these two methods.
 
 Plug-ins own the model (`self.model`), so one `nn.Module` holds every trainable parameter of a run and the
-Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (reference-spec sec. 1.8: reg_params runs
+Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py: reg_params runs
 over all parameters, the profile MLP included).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import ClassVar
 
 from torch import Tensor, nn
 
-from ..models.base import BaseModel, UserBatch
-
-Scorer = Callable[[UserBatch], Tensor]
+from ..metrics import Scorer
+from ..models.base import BaseModel
 
 
 class Plugin(nn.Module):
     """Interface: `loss_terms(batch) -> {name: scalar}` (summed by the trainer) and `scorer() -> Scorer`,
     called once per evaluation pass so work shared by all users (propagation, mapped profiles) runs once."""
 
-    name = "plugin"
+    name: ClassVar[str] = "plugin"
+    # Its settings dataclass, or None for a plug-in without settings; official values: `proex.reference`.
+    Config: ClassVar[type | None] = None
+    # True when the plug-in reads a ProfileBank (a cell must then name `profiles`).
+    needs_profiles: ClassVar[bool] = False
     # True when loss_terms reads batch.distinct(): the sampler then computes it for the whole epoch at once.
-    uses_distinct = False
+    uses_distinct: ClassVar[bool] = False
 
-    def __init__(self, model: BaseModel):
+    def __init__(self, model: BaseModel, cfg=None, bank=None):
+        """Every plug-in is built as cls(model, cfg, bank): cfg an instance of `Config` (None without one),
+        bank a ProfileBank (None unless `needs_profiles`)."""
         super().__init__()
         self.model = model
 
@@ -46,7 +51,7 @@ class Base(Plugin):
 
     def scorer(self) -> Scorer:
         model = self.model
-        if model.family == "pairwise":  # the state covers every user and item: compute it once
+        if model.state_covers_all_rows:  # pairwise: propagate every user and item once per evaluation
             state = model.encode(None).state
             return lambda batch: model.score(batch, state, None)
         return lambda batch: model.score(batch, model.encode(batch).state, None)

@@ -1,7 +1,7 @@
-"""DMRec (GODM / CPDM / MDDM) as single-profile plug-ins for the generative bases, reference-spec sec. 4
+"""DMRec (GODM / CPDM / MDDM) as single-profile plug-ins for the generative bases
 (official code: BlueGhostYi/ProRec encoder/models/general_cf/{mult_vae,cvga}_{godm,cpdm,mddm}.py).
 
-Per training batch of users (sec. 4.1):
+Per training batch of users (ProRec mult_vae_*.py):
   1. the model's collaborative posterior (μ_src, logσ²_src) [B, d] (`encode`);
   2. the probabilistic meta-network over ONE profile (config `profile`, default 0 = original): g = x̃ W_I + w_u
      [B, d_text] with x̃ the dropout-masked binary rows (×1/(1−p) like nn.Dropout), W_I the item profiles and
@@ -9,7 +9,7 @@ Per training batch of users (sec. 4.1):
      (`AggregateMap` with K = 1, default PyTorch init as in the code);
   3. fusion at the posterior via the model's `risk(batch, state, Side(user=[μ_llm ‖ logσ²_llm]))`:
      μ = μ_src + μ_llm, logσ² = logσ²_src + logσ²_llm, giving {"rec": NLL, "kl": KL₀ of the FUSED posterior};
-  4. the matching term of the variant (sec. 4.2), with KL(N(a, e^A) ‖ N(b, e^B)) computed as coded:
+  4. the matching term of the variant (ProRec mult_vae_*.py), with KL(N(a, e^A) ‖ N(b, e^B)) computed as coded:
      −½ mean_B Σ_d [1 + log(e^A/(e^B+ε) + ε) − (a−b)²/(e^B+ε) − e^A/(e^B+ε)], ε = 1e-7:
        GODM: + β · mean_B sqrt(‖μ_src − μ_llm‖² + ‖σ_src − σ_llm‖² + ε)   (UNFUSED pair, 2-Wasserstein);
        CPDM: + β · [KL(N(μ, σ²) ‖ N_mix) + KL(N(μ_llm, σ²_llm) ‖ N_mix)],  N_mix = ((μ+μ_llm)/2, (logσ²+logσ²_llm)/2),
@@ -23,7 +23,7 @@ meta-network. Our Mult-VAE draws its mask inside `encode`, so for multvae the pl
 For CVGA (and L-DiffRec) the code's meta-network drops the batch rows separately from the encoder (which
 drops its output), so an independent mask with the model's `dropout` is drawn.
 
-Bases: Mult-VAE and CVGA as in the code. Mult-VAE's own defaults are the DMRec-code variant (sec. 2.4: no
+Bases: Mult-VAE and CVGA as in the code. Mult-VAE's own defaults are the DMRec-code variant (ProRec mult_vae_*.py: no
 input normalisation, KL weight fixed at 1, default init, dropout 0.3, steam 0.2), so DMRec changes none.
 L-DiffRec [inferred, no reference code]: accepted, with its own risk ({"elbo", "rec", "kl"}); "KL₀" is then
 its annealed KL as the model weights it. A generative model whose risk has no "kl" entry raises for MDDM.
@@ -63,7 +63,7 @@ def wasserstein2(mu_a: Tensor, logvar_a: Tensor, mu_b: Tensor, logvar_b: Tensor,
 @dataclass
 class DMRecConfig:
     variant: str = "godm"  # matching term: "godm" | "cpdm" | "mddm" (fixed by the registered name)
-    beta: float = 0.4  # β of the matching term (DMRec beta.md; GODM amazon; per variant/dataset in dataset_defaults)
+    beta: float = 0.4  # β of the matching term (GODM amazon; per variant and dataset in proex.reference)
     profile: int = 0  # which profile of the bank (0 = original RLMRec/DMRec profile)
     hidden_dim: int = 600  # meta-network width (code: 600)
     eps: float = 1e-7  # ε of the KL and W2 terms (code: 10e-8)
@@ -165,18 +165,15 @@ class DMRecG(DMRec):
     """GODM: 2-Wasserstein matching of the unfused collaborative and language posteriors."""
 
     name, Config = "dmrec_g", GODMConfig
-    dataset_defaults = {"yelp": {"beta": 0.8}, "steam": {"beta": 1.0}}
 
 
 class DMRecC(DMRec):
     """CPDM: both posteriors matched to their common (geometric-mean) Gaussian."""
 
     name, Config = "dmrec_c", CPDMConfig
-    dataset_defaults = {"yelp": {"beta": 0.9}, "steam": {"beta": 0.6}}
 
 
 class DMRecM(DMRec):
     """MDDM: β·KL(q ‖ N(0, I)) + (1 − β)·KL(q ‖ language posterior)."""
 
     name, Config = "dmrec_m", MDDMConfig
-    dataset_defaults = {"yelp": {"beta": 0.4}, "steam": {"beta": 0.5}}

@@ -1,4 +1,4 @@
-"""KAR (Xi et al., RecSys'24) as a single-profile sibling plug-in for the pairwise bases (reference-spec sec. 6).
+"""KAR (Xi et al., RecSys'24) as a single-profile sibling plug-in for the pairwise bases.
 
 KAR encodes the LLM's knowledge (the user's preferences, the item's facts) with a text encoder and maps it
 with a hybrid-expert adaptor (HEA) into augmented vectors for the backbone. KAR's code targets CTR models

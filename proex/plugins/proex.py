@@ -2,8 +2,8 @@
 
 Per training batch:
   1. map the K profiles of the batch's entities only (the official code maps every user and item for every
-     profile at every batch; restricting to the rows the loss touches gives identical gradients, sec. 3.3);
-  2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, sec. 3.4);
+     profile at every batch; restricting to the rows the loss touches gives identical gradients, ProRec lightgcn_proex.py);
+  2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, ProRec lightgcn_proex.py);
   3. mix the mapped profiles per environment (Eq. 8 discriminative, Eq. 9 generative) and call the model's
      `risk` ONCE with all E mixtures at its fusion point (Eq. 12: addition; the risk broadcasts over a leading
      environment dimension and returns [E]), plus λ1·alignment;
@@ -16,13 +16,13 @@ Where the official LightGCN code and the paper differ, both are options and the 
     good "in most cases", used for the generative bases, which have no official code (chosen on the synthetic
     VALIDATION split over {1, 10}, docs/results/synthetic_proex.md);
   * reg_form "official": Ω = Σ_k [U(p^k of the batch's unique users) + U(p^k of its unique positive items)],
-    U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (sec. 3.4 (6)),
+    U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (ProRec lightgcn_proex.py),
     vs "paper": Eq. 7, Σ_k log(1 + e^{1/τ} Σ_{k'≠k} e^{c̃_k·c̃_k'/τ}) across each entity's own K profiles
     (L2-normalised, averaged over the batch's unique users and positive items);
-  * the LightGCN encoder: the code drops the ego layer and edge dropout; `model_defaults` applies that to
-    lightgcn under ProEx (override with --set include_ego=true keep_rate=0.8);
+  * the LightGCN encoder: the code drops the ego layer and edge dropout; the reference configuration of
+    lightgcn under ProEx (`proex.reference`) does the same (override with --set include_ego=true keep_rate=0.8);
   * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
-    of the first upload (sec. 3.5). For generative bases Eq. 11 is on (weight λ1 = 1). The paper calls it the
+    of the first upload (ProRec lightgcn_proex.py, first upload). For generative bases Eq. 11 is on (weight λ1 = 1). The paper calls it the
     reverse-KL distribution matching of DMRec, with N(0, I) and each environment's distribution as the
     model's priors; there is no official generative ProEx code, so `align_form="mddm"` (default) computes it
     as DMRec-M's code does: on the FUSED posterior q, the model's own KL to N(0, I) is reweighted to β and
@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import uniformity
 from ..models.base import PairBatch, Side, UserBatch
 from ..models.generative import fuse
 from ..profiles.bank import ProfileBank
@@ -49,77 +50,23 @@ from .profile_maps import AggregateMap, DirectMap, ProfileTables
 
 @dataclass
 class ProExConfig:
-    num_envs: int = 3  # E, environments per batch (yml: amazon 4 but its logged run used 3; yelp 3; steam 2)
-    alpha: float = 0.1  # Dirichlet concentration α (all datasets)
-    inv_weight: float | None = None  # λ3 on Var_e(L_e); None = 10 pairwise (code), 1 generative; 0 = "w/o inv"
-    reg_weight: float = 0.4  # λ2 on Ω (ex_weight: amazon/yelp 0.4, steam 2.0); 0 = "w/o reg"
+    # Field defaults are the official LightGCN-ProEx amazon values; per base and dataset: `proex.reference`.
+    num_envs: int = 3  # E, environments per batch
+    alpha: float = 0.1  # Dirichlet concentration α
+    inv_weight: float = 10.0  # λ3 on Var_e(L_e) (code 10; paper A.2.3 1.0, used for generative bases); 0 = "w/o inv"
+    reg_weight: float = 0.4  # λ2 on Ω (the yml's ex_weight); 0 = "w/o reg"
     reg_form: str = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
     reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
     env_reduce: str = "sum"  # "sum" of environment risks (code) | "mean"
     mixing: bool = True  # False = ablation "w/o mixing": mean-pooled profiles in training too
-    align_weight: float | None = None  # λ1; None = 0 for pairwise bases (code), 1.0 for generative (Eq. 11)
+    align_weight: float = 0.0  # λ1 (0 in the pairwise code; 1.0 for generative bases, Eq. 11)
     align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
     align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
     align_form: str = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
-    hidden_dim: int | None = None  # mapping width; None = (d_text + side_dim) // 2 pairwise, 600 generative
+    hidden_dim: int | None = None  # mapping width; None = profile_maps.mapping_width(d_text, side_dim), set by
+    #                                resolve once the bank is known (generative bases: 600, DMRec's meta-network)
     agg: str = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
-    profiles: tuple[int, ...] | None = None  # profile subset (ablation: K = 1..all; (0,) = original only)
-
-
-def uniformity(x: Tensor, temperature: float) -> Tensor:
-    """Official Ω term: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) for one profile x [n, D] -> scalar,
-    or summed over profiles for x [K, n, D] (one batched product instead of K).
-
-    Eager, its gradient is written out (`_Uniformity`): the derivative autograd would take, in about half the
-    operators and one [n, n] product instead of two, because this term was most of an eager ProEx step's
-    operators (docs/results/speed.md). Under torch.compile (TrainConfig.compile) the autograd form below runs
-    instead: TorchInductor derives and fuses its backward itself, and dynamo (torch 2.13, dynamic shapes)
-    fails on two calls of one autograd.Function that carry Python floats."""
-    if torch.compiler.is_compiling():
-        return uniformity_autograd(x, temperature)
-    return _Uniformity.apply(x, temperature)
-
-
-def uniformity_autograd(x: Tensor, temperature: float) -> Tensor:
-    """`uniformity` written for autograd: the definition as the official code computes it."""
-    x = F.normalize(x, dim=-1) * temperature ** -0.5  # 1/τ folded into the [n, D] rows, not the [n, n] logits
-    denom = torch.exp(x @ x.transpose(-1, -2)).sum(-1)  # [(K,) n]
-    return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
-
-
-class _Uniformity(torch.autograd.Function):
-    """Forward as in `uniformity`; z = x̂·τ^{-1/2} ([(K,) n, D], 1/τ folded into the rows, not the [n, n]
-    logits), P = exp(z zᵀ) ([(K,) n, n], symmetric), d_i = Σ_j P_ij, L = Σ_k mean_i −log(c/d_i + ε), c = e^{1/τ}.
-
-    Backward: ∂L/∂d_i = c / (n·d_i·(c + ε·d_i)) =: g_i; ∂L/∂z_i = Σ_j (g_i + g_j) P_ij z_j (P symmetric)
-    = g_i (P z)_i + (P (g∘z))_i;
-    then through z = x·s/max(‖x‖, 1e-12), s = τ^{-1/2} (F.normalize's clamp): ∂L/∂x = s/‖x‖·(∂z − x̂(x̂·∂z)),
-    the projection dropped where the norm is clamped (there the map is linear)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, temperature: float) -> Tensor:
-        clamped = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        z = x / (clamped * temperature ** 0.5)
-        p = (z @ z.transpose(-1, -2)).exp_()  # in place: one [(K,) n, n] buffer instead of two
-        d = p.sum(-1)
-        c = math.exp(1.0 / temperature)
-        ctx.save_for_backward(z, clamped, p, d)
-        ctx.c, ctx.scale = c, temperature ** -0.5
-        return -torch.log(c / d + 1e-5).mean(-1).sum()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        z, clamped, p, d = ctx.saved_tensors
-        unclamped = clamped > 1e-12  # where ‖x‖ > 1e-12
-        c, n = ctx.c, d.shape[-1]
-        g = (grad * c / (n * d * (c + 1e-5 * d))).unsqueeze(-1)  # [(K,) n, 1]
-        # Σ_j (g_i + g_j) P_ij z_j = g_i (P z)_i + (P (g∘z))_i: one product with [z, g∘z] ([(K,) n, 2D]) instead
-        # of forming (g_i + g_j) P_ij, two element-wise passes over the [n, n] matrix (the bulk of Ω's time).
-        pz, pgz = (p @ torch.cat([z, g * z], -1)).chunk(2, dim=-1)
-        dz = g * pz + pgz  # [(K,) n, D]
-        x_hat = z / ctx.scale
-        dz = dz - x_hat * ((x_hat * dz).sum(-1, keepdim=True) * unclamped)
-        return dz * (ctx.scale / clamped), None
+    profiles: tuple[int, ...] | None = None  # profile subset (ablation: (0,) = original only); None = all K
 
 
 def profile_spread(p: Tensor, temperature: float) -> Tensor:
@@ -147,9 +94,6 @@ class ProEx(Plugin):
     Config = ProExConfig
     needs_profiles = True
     uses_distinct = True
-    # The official ProEx LightGCN encoder (reference-spec sec. 3.2): no ego layer, no edge dropout.
-    model_defaults = {"lightgcn": {"include_ego": False, "keep_rate": 1.0}}
-    dataset_defaults = {"steam": {"num_envs": 2, "reg_weight": 2.0}}
 
     def __init__(self, model, cfg: ProExConfig, bank: ProfileBank):
         super().__init__(model)
@@ -169,8 +113,7 @@ class ProEx(Plugin):
             self.map = AggregateMap(self.tables.dim, model.side_dim, cfg.hidden_dim, cfg.agg)
         else:
             self.map = DirectMap(self.tables.dim, model.side_dim, cfg.hidden_dim)
-        self.align_weight = cfg.align_weight if cfg.align_weight is not None else (1.0 if self.generative else 0.0)
-        self.inv_weight = cfg.inv_weight if cfg.inv_weight is not None else (1.0 if self.generative else 10.0)
+        self.align_weight, self.inv_weight = cfg.align_weight, cfg.inv_weight
 
     # --- environments ----------------------------------------------------------------------------------
     def env_weights(self) -> Tensor:

@@ -3,11 +3,11 @@
 * `ProfileTables`: the bank's [K, n, d_text] arrays as one non-persistent device buffer (data, not weights:
   checkpoints record the bank id instead of copying hundreds of MB).
 * `DirectMap` (discriminative, "direct alignment"): c̃ = f(c) with f = Linear(d_text -> h) -> LeakyReLU(0.01)
-  -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, reference-spec
-  sec. 3.3; the RLMRec-Con MLP has the same shape, sec. 5.1).
+  -> Linear(h -> side_dim), h = (d_text + side_dim) // 2, xavier_uniform weights (official ProEx, BlueGhostYi/ProRec
+  lightgcn_proex.py; the RLMRec-Con MLP has the same shape, HKUDS/RLMRec lightgcn_plus.py).
 * `AggregateMap` (generative, "aggregation alignment"): for user u and profile k, g = agg_{i ∈ M(u)} c_{i,k}
   + c_{u,k}, then f = Linear(d_text -> h) -> tanh -> Linear(h -> 2d) gives [μ ‖ logσ²] (the DMRec
-  meta-network, sec. 4.1, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
+  meta-network, ProRec mult_vae_*.py, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
 """
 from __future__ import annotations
 
@@ -49,12 +49,21 @@ class ProfileTables(nn.Module):
         return self.rows.shape[2]
 
 
+META_WIDTH = 600  # hidden width of DMRec's meta-network (ProRec mult_vae_*.py)
+
+
+def mapping_width(d_text: int, out_dim: int) -> int:
+    """The hidden width of the official profile MLP: (d_text + out_dim) // 2 (RLMRec *_plus.py, ProRec
+    lightgcn_proex.py): 784 for 1536-d profiles into a 32-d space."""
+    return (d_text + out_dim) // 2
+
+
 class DirectMap(nn.Module):
     """[..., d_text] -> [..., out_dim]."""
 
     def __init__(self, d_text: int, out_dim: int, hidden: int | None = None):
         super().__init__()
-        hidden = hidden or (d_text + out_dim) // 2
+        hidden = hidden or mapping_width(d_text, out_dim)
         self.net = nn.Sequential(nn.Linear(d_text, hidden), nn.LeakyReLU(0.01), nn.Linear(hidden, out_dim))
         for layer in (self.net[0], self.net[2]):
             nn.init.xavier_uniform_(layer.weight)
@@ -71,7 +80,8 @@ class AggregateMap(nn.Module):
         if agg not in ("sum", "mean"):
             raise ValueError(f"agg must be 'sum' or 'mean', got {agg!r}")
         self.agg = agg
-        self.net = nn.Sequential(nn.Linear(d_text, hidden or 600), nn.Tanh(), nn.Linear(hidden or 600, out_dim))
+        hidden = hidden or META_WIDTH
+        self.net = nn.Sequential(nn.Linear(d_text, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
 
     def inputs(self, tables: ProfileTables, batch: UserBatch) -> Tensor:
         """g: [K, B, d_text], the aggregated item profiles of each user's training items plus the user's own."""

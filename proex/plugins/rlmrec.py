@@ -1,41 +1,30 @@
 """RLMRec-Con (`*_plus`) and RLMRec-Gen (`*_gene`) as single-profile plug-ins for the pairwise bases
-(GCCF, LightGCN, SimGCL), reference-spec sec. 5 (official code: HKUDS/RLMRec encoder/models/general_cf).
+(GCCF, LightGCN, SimGCL) (official code: HKUDS/RLMRec encoder/models/general_cf/*_plus.py and *_gene.py).
 
 Both read ONE profile of the bank (config `profile`, default 0 = the original RLMRec profile), which is what
 makes them the paper's "single-profile" baselines; the other K-1 profiles are never touched.
 
-* RLMRec-Con (sec. 5.1): s = MLP(profile), MLP = Linear(d_text -> (d_text + D)//2) -> LeakyReLU(0.01) ->
+* RLMRec-Con (RLMRec *_plus.py): s = MLP(profile), MLP = Linear(d_text -> (d_text + D)//2) -> LeakyReLU(0.01) ->
   Linear(-> D) (xavier_uniform weights; `DirectMap`), D = the model's final width (32, or (L+1)·32 for GCCF).
   kd = kd_weight / B · [NCE(e_u -> s_u; candidates: ALL users' s) + NCE(e_i -> s_i; candidates: the batch's
   positive-item s) + NCE(e_j -> s_j; candidates: the batch's negative-item s)], NCE = RLMRec
-  `cal_infonce_loss` (sec. 1.8, `graph.infonce`: a SUM over rows), e the collaborative final embedding
+  `cal_infonce_loss` (RLMRec loss_utils.py, `graph.infonce`: a SUM over rows), e the collaborative final embedding
   (SimGCL: the clean view). Profiles are NOT added to the representation; inference = the base model.
   Cost: the official code maps every user and item every step; the user term needs all users' s as
   candidates, so they are mapped once per step, but only the batch's items are mapped (the loss touches no
   other item row, so the gradients are identical).
-* RLMRec-Gen (sec. 5.2): NodeMask draws S, max(⌊mask_ratio·(U+I)⌋, 1) distinct nodes (redrawn every batch;
+* RLMRec-Gen (RLMRec *_gene.py): NodeMask draws S, max(⌊mask_ratio·(U+I)⌋, 1) distinct nodes (redrawn every batch;
   torch's RNG instead of np.random.choice), whose ego embeddings are replaced by a learnable zero-initialised
   mask token [1, d]. The masked table is propagated by the model (`encode(batch, ego=...)`: LightGCN with its
   edge dropout, GCCF concat, SimGCL's three views) and the SAME masked forward feeds the BPR (and SimGCL's cl).
   recon = recon_weight · ssl_con_loss(MLP(final emb of S), profile of S, re_temperature), MLP = Linear(D ->
   (d_text + D)//2) -> LeakyReLU -> Linear(-> d_text). Inference: the base model on the unmasked table.
 
-The Σ‖θ‖² penalty over all parameters (MLP and mask token included) is added by the Trainer (sec. 1.8).
+The Σ‖θ‖² penalty over all parameters (MLP and mask token included) is added by the Trainer (RLMRec loss_utils.py).
 
-Hyper-parameters (sec. 5.1 / 5.2 tables). Plug-in config defaults are per dataset only (`dataset_defaults`),
-so they follow the LightGCN rows; for GCCF/SimGCL set the others with plugin_config (--set):
-  Con  kd_weight / kd_temperature   amazon      yelp        steam
-       gccf_plus                    1e-3 / 0.1  1e-3 / 0.2  1e-2 / 0.5
-       lightgcn_plus  (defaults)    1e-2 / 0.2  1e-2 / 0.2  1e-3 / 0.1
-       simgcl_plus                  1e-2 / 0.2  1e-2 / 0.1  1e-2 / 0.2
-  Gen  mask_ratio / recon_weight / re_temperature
-       gccf_gene                    .10/.01/0.1  .05/.01/1.0  .10/.01/0.1
-       lightgcn_gene  (defaults)    .15/.1/0.5   .05/.01/0.1  .15/.1/0.5
-       simgcl_gene                  .05/.1/0.2   .01/.01/.05  .05/.01/0.1
-Model settings (`model_defaults`, not per dataset either): GCCF runs without self-loops under both (sec. 1.8);
-LightGCN keeps RLMRec's encoder (keep_rate 0.8, ego included) with reg 1e-7, and 3 layers under Con (also on
-steam, where plain LightGCN has 2) and 2 under Gen.
-Not covered, set by hand: lightgcn_plus steam reg 1e-8; gccf_gene amazon reg 1e-7; lightgcn_gene steam reg 1e-6.
+Hyper-parameters: the `*_plus.yml` / `*_gene.yml` dataset blocks of each base, GCCF without self-loops and
+LightGCN with RLMRec's encoder (edge dropout, ego layer) under both, are rows of `proex.reference`; the
+Config field defaults below are the lightgcn amazon values.
 """
 from __future__ import annotations
 
@@ -53,7 +42,7 @@ from .profile_maps import DirectMap, ProfileTables
 
 
 def ssl_con_loss(x: Tensor, y: Tensor, temperature: float) -> Tensor:
-    """RLMRec `ssl_con_loss` (sec. 1.8): rows L2-normalised, then
+    """RLMRec `ssl_con_loss` (RLMRec loss_utils.py): rows L2-normalised, then
     mean_i −log( exp(x̂_i·ŷ_i/τ) / (Σ_j exp(x̂_i·ŷ_j/τ) + 1e-8) + 1e-8 ), in-set negatives. x, y: [n, D]."""
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
     num = torch.exp((x * y).sum(-1) / temperature)
@@ -88,17 +77,15 @@ class RLMRecConConfig:
     kd_weight: float = 1e-2  # weight of the kd (InfoNCE) loss (lightgcn_plus amazon; table in the module doc)
     kd_temperature: float = 0.2  # τ of the three InfoNCE terms (lightgcn_plus amazon)
     profile: int = 0  # which profile of the bank (0 = original RLMRec profile)
-    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec
+    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec (set by resolve)
 
 
 class RLMRecCon(_PairwiseOnly):
-    """RLMRec-Con: contrastive alignment of collaborative embeddings with mapped profiles (sec. 5.1)."""
+    """RLMRec-Con: contrastive alignment of collaborative embeddings with mapped profiles (RLMRec *_plus.py)."""
 
     name = "rlmrec_con"
     uses_distinct = True
     Config = RLMRecConConfig
-    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 3, "reg_weight": 1e-7}}
-    dataset_defaults = {"steam": {"kd_weight": 1e-3, "kd_temperature": 0.1}}
 
     def __init__(self, model, cfg: RLMRecConConfig, bank: ProfileBank):
         super().__init__(model, cfg, bank)
@@ -129,16 +116,14 @@ class RLMRecGenConfig:
     recon_weight: float = 0.1  # weight of the reconstruction loss (lightgcn_gene amazon)
     re_temperature: float = 0.5  # τ of ssl_con_loss (lightgcn_gene amazon)
     profile: int = 0  # which profile of the bank (0 = original RLMRec profile)
-    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec
+    hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec (set by resolve)
 
 
 class RLMRecGen(_PairwiseOnly):
-    """RLMRec-Gen: masked-node reconstruction of the profile embeddings (sec. 5.2)."""
+    """RLMRec-Gen: masked-node reconstruction of the profile embeddings (RLMRec *_gene.py)."""
 
     name = "rlmrec_gen"
     Config = RLMRecGenConfig
-    model_defaults = {"gccf": {"self_loops": False}, "lightgcn": {"layers": 2, "reg_weight": 1e-7}}
-    dataset_defaults = {"yelp": {"mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1}}
 
     def __init__(self, model, cfg: RLMRecGenConfig, bank: ProfileBank):
         super().__init__(model, cfg, bank)

@@ -1,11 +1,13 @@
 """Durable cache of completed LLM and embedding calls: what makes the profile stage impossible to pay for twice.
 
 One SQLite file in WAL mode (many readers and one writer at a time, across processes on one machine), one row
-per completed call, keyed by `call_key` = sha256 of (prompt version, model, side, entity id, step, input hash).
+per completed call, keyed by `call_key` = sha256 of (prompt version, model, side, entity id, call name, input
+hash); the call name holds the step, the attempt and the repair round ("F2", "F2.repair1", "F2@2").
 The pipeline looks a key up before sending and writes the answer, committed with `synchronous=FULL`, before
 the call counts as done; so a crash, a `kill -9` or a rerun resumes without re-sending any completed call.
 Only successful HTTP answers are stored (also answers whose content later fails validation: they were paid
-for, and the repair call that follows has its own key); errors are never stored, so a rerun retries them.
+for, and the repair call that follows has its own key, as has a later run's new attempt at that step); errors
+are never stored, so a rerun retries them. Each row records the seed and response format its request carried.
 
 On a multi-node Ray cluster, do not open the file from several nodes (SQLite over NFS is unsafe): the Ray path
 puts one `CallCache` in a cache actor (`proex.infra.profile_actors`) and workers reach it through that actor.
@@ -23,10 +25,13 @@ import numpy as np
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, prompt_version TEXT, model TEXT, side TEXT, entity INTEGER, step TEXT,
-    input_hash TEXT, response TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL);
+    input_hash TEXT, response TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL,
+    seed INTEGER, response_format TEXT, via TEXT);
 CREATE TABLE IF NOT EXISTS embeddings (
     key TEXT PRIMARY KEY, model TEXT, dim INTEGER, vector BLOB NOT NULL, tokens INTEGER, created REAL);
 """
+
+_ADDED_COLUMNS = (("seed", "INTEGER"), ("response_format", "TEXT"), ("via", "TEXT"))
 
 
 def input_hash(messages: list[dict]) -> str:
@@ -35,7 +40,7 @@ def input_hash(messages: list[dict]) -> str:
 
 
 def call_key(prompt_version: str, model: str, side: str, entity: int, step: str, in_hash: str) -> str:
-    """The content key of one chat call (issue #4 item 4)."""
+    """The content key of one chat call."""
     return hashlib.sha256(json.dumps([prompt_version, model, side, int(entity), step, in_hash]).encode()).hexdigest()
 
 
@@ -56,21 +61,30 @@ class CallCache:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=60000")
         self.db.executescript(_SCHEMA)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(calls)")}
+        for column, kind in _ADDED_COLUMNS:  # files written before these columns existed
+            if column not in have:
+                self.db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
 
     def get(self, key: str) -> dict | None:
         """The stored row of a completed call, or None."""
-        cur = self.db.execute("SELECT response, prompt_tokens, completion_tokens FROM calls WHERE key = ?", (key,))
+        cur = self.db.execute("SELECT response, prompt_tokens, completion_tokens, created FROM calls WHERE key = ?",
+                              (key,))
         row = cur.fetchone()
         return None if row is None else {"response": row[0], "prompt_tokens": row[1] or 0,
-                                         "completion_tokens": row[2] or 0}
+                                         "completion_tokens": row[2] or 0, "created": row[3] or 0.0}
 
     def put(self, key: str, *, prompt_version: str, model: str, side: str, entity: int, step: str,
-            input_hash: str, response: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Store one completed call durably (returns after the commit). A key already present is kept as is."""
+            input_hash: str, response: str, prompt_tokens: int, completion_tokens: int, seed: int | None = None,
+            response_format: str | None = None, via: str = "online") -> None:
+        """Store one completed call durably (returns after the commit). A key already present is kept as is.
+        seed, response_format: what the request carried; via: "online" or "batch:<batch id>"."""
         self.db.execute(
-            "INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO calls (key, prompt_version, model, side, entity, step, input_hash, response, "
+            "prompt_tokens, completion_tokens, created, seed, response_format, via) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (key, prompt_version, model, side, int(entity), step, input_hash, response, int(prompt_tokens),
-             int(completion_tokens), time.time()))
+             int(completion_tokens), time.time(), seed, response_format, via))
 
     def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Stored embedding vectors of those keys that are present (float32 [dim] each)."""

@@ -1,10 +1,14 @@
 """The one HTTP client of the profile stage: `openai.AsyncOpenAI` against any OpenAI-compatible endpoint
-(OpenAI, vLLM, Ollama, a proxy), with the only retry layer of the job (issue #4 items 2-3).
+(OpenAI, vLLM, Ollama, a proxy), with the only retry layer of the job.
 
 * The client's own retries are off (`max_retries=0`), so retries never stack: `LLMClient._send` retries
-  429s, 5xx, timeouts, broken connections and unparsable bodies with exponential backoff and full jitter,
-  honouring `Retry-After`/`retry-after-ms` and `x-ratelimit-reset-*`, and feeds every answer's headers back
-  to the shared limiter (`limiter.AsyncLimiter` in process, a Ray actor across nodes).
+  429s, 5xx, timeouts, broken connections and unparsable bodies, and feeds every answer's headers back to the
+  shared limiter (`limiter.AsyncLimiter` in process, a Ray actor across nodes). A 429's pause
+  (`Retry-After`/`retry-after-ms`, else `x-ratelimit-reset-*`) is held by that limiter for the whole job;
+  other transient errors back off exponentially with full jitter.
+* Answers are asked as strict structured outputs (`response_format` with the step's JSON schema) where the
+  endpoint accepts them, else in JSON mode; a `seed` is sent where accepted. A 400 that names either field
+  downgrades the client for the rest of the job (json_schema -> json_object -> none; seed dropped).
 * Errors that retrying cannot fix become `ProfileAPIError`s with a message that says what to do: `fatal`
   ones (401 wrong key, endpoint unreachable, model not found, quota exhausted, key variable unset) stop the
   job; the others (context overflow, a rejected request, retries exhausted) fail one entity, which the
@@ -22,12 +26,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .limiter import MAX_RESET_PAUSE_S, parse_duration, retry_after_seconds
 
 # USD per 1M tokens (input, output), list prices when written; pass prices_path for current or other models.
 PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
           "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "text-embedding-ada-002": (0.10, 0.0),
           "text-embedding-3-small": (0.02, 0.0), "text-embedding-3-large": (0.13, 0.0)}
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 MAX_RATE_WAIT_S = 600.0  # a 429 asking to wait longer than this stops the job instead
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
 
@@ -78,6 +82,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 1
+    seed: int | None = None          # the seed sent with the request (None: not sent or not supported)
+    response_format: str = "none"    # json_schema | json_object | none: what the request asked for
 
 
 _ENCODING: list = []  # [tiktoken encoding or None], filled on first use
@@ -94,6 +100,46 @@ def estimate_tokens(text: str) -> int:
     return len(_ENCODING[0].encode(text)) if _ENCODING[0] is not None else len(text) // 4 + 1
 
 
+class RequestOptions:
+    """The optional fields of a chat request, as far as the endpoint accepts them (shared by the online client
+    and the Batch API path): response_format (a strict JSON schema, else JSON mode, else none) and seed."""
+
+    def __init__(self, response_format: str = "json_schema", seed: int | None = None):
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
+        self.response_format, self.seed = response_format, seed
+
+    def fields(self, schema: dict | None, name: str, seed: int | None) -> dict:
+        """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on)."""
+        extra: dict = {}
+        if self.response_format == "json_schema" and schema is not None:
+            extra["response_format"] = {"type": "json_schema",
+                                        "json_schema": {"name": name, "schema": schema, "strict": True}}
+        elif self.response_format in ("json_schema", "json_object"):
+            extra["response_format"] = {"type": "json_object"}
+        if self.seed is not None and seed is not None:
+            extra["seed"] = int(seed)
+        return extra
+
+    def downgrade(self, message: str, sent: dict) -> bool:
+        """After a 400 that names an optional field that was sent: stop sending it (json_schema -> JSON mode ->
+        none; seed dropped). True if something was dropped, so the call may be retried at once."""
+        text = message.lower()
+        if "response_format" in sent and ("response_format" in text or "json_schema" in text):
+            kind = sent["response_format"]["type"]
+            if kind == "json_schema" and self.response_format == "json_schema":
+                self.response_format = "json_object"
+                return True
+            if kind == "json_object" and self.response_format != "none":
+                self.response_format = "none"
+                return True
+            return kind != self.response_format  # already downgraded by a concurrent call
+        if "seed" in sent and "seed" in text:
+            self.seed = None
+            return True
+        return False
+
+
 class LLMClient:
     """Chat and embedding calls through one AsyncOpenAI client, the shared limiter and one retry layer.
 
@@ -102,7 +148,7 @@ class LLMClient:
 
     def __init__(self, base_url: str, model: str, api_key_env: str, limiter: Any, timeout_s: float = 60.0,
                  max_attempts: int = 6, backoff_s: float = 1.0, max_tokens: int = 800, temperature: float = 0.7,
-                 json_mode: bool = True):
+                 response_format: str = "json_schema", seed: int | None = None):
         import openai  # the `llm` extra; imported here so the offline profiler runs without it
 
         self._openai = openai
@@ -110,18 +156,24 @@ class LLMClient:
         self.redact = Redactor(key)
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.limiter, self.timeout_s, self.max_attempts = limiter, timeout_s, max(1, max_attempts)
-        self.backoff_s, self.max_tokens, self.temperature, self.json_mode = backoff_s, max_tokens, temperature, json_mode
+        self.backoff_s, self.max_tokens, self.temperature = backoff_s, max_tokens, temperature
+        self.options = RequestOptions(response_format, seed)
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
-    async def chat(self, messages: list[dict], what: str = "call") -> Answer:
-        """One chat completion (JSON mode if enabled); `what` names the call in error messages."""
-        extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
+    async def chat(self, messages: list[dict], what: str = "call", schema: dict | None = None,
+                   schema_name: str = "answer", seed: int | None = None) -> Answer:
+        """One chat completion; `schema` is the answer's JSON schema (sent as a strict structured output where
+        the endpoint supports it), `seed` sent where supported; `what` names the call in error messages. The
+        Answer records the seed and response format actually sent."""
         est = sum(estimate_tokens(m["content"]) + 4 for m in messages) + self.max_tokens
+        sent: dict = {}
 
         def send() -> Awaitable:
+            sent.clear()
+            sent.update(self.options.fields(schema, schema_name, seed))
             return self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature,
-                timeout=self.timeout_s, **extra)
+                timeout=self.timeout_s, **sent)
 
         def unpack(parsed: Any) -> Answer:
             usage = parsed.usage
@@ -129,9 +181,10 @@ class LLMClient:
             if text is None:
                 raise ValueError("the answer has no message content")
             return Answer(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0, seed=sent.get("seed"),
+                          response_format=sent.get("response_format", {}).get("type", "none"))
 
-        return await self._send(send, unpack, est, what, model=self.model)
+        return await self._send(send, unpack, est, what, model=self.model, optional=sent)
 
     async def embed(self, texts: list[str], model: str, what: str = "embedding batch") -> Answer:
         """Embedding vectors of `texts` (one request), in input order."""
@@ -150,13 +203,16 @@ class LLMClient:
         return await self._send(send, unpack, est, what, model=model)
 
     async def _send(self, send: Callable[[], Awaitable], unpack: Callable[[Any], Answer], est: int, what: str,
-                    model: str) -> Answer:
-        """The retry layer. Returns the first good answer; raises ProfileAPIError (redacted, unchained)."""
+                    model: str, optional: dict | None = None) -> Answer:
+        """The retry layer. Returns the first good answer; raises ProfileAPIError (redacted, unchained).
+
+        A 429 costs no sleep here: the limiter holds the pause for the whole job, and the retry is queued first
+        after it (`acquire(front=True)`), charged once like any request."""
         oa = self._openai
-        last, connect_failures = "", 0
+        last, connect_failures, front = "", 0, False
         for attempt in range(1, self.max_attempts + 1):
-            await self.limiter.acquire(est)
-            delay = self._backoff(attempt)
+            await self.limiter.acquire(est, front)
+            front, delay = False, self._backoff(attempt)
             try:
                 raw = await send()
                 await self.limiter.feedback(dict(raw.headers), raw.status_code)
@@ -171,25 +227,26 @@ class LLMClient:
                     "auth", fatal=True) from None
             except oa.RateLimitError as exc:
                 headers = dict(exc.response.headers)
-                await self.limiter.feedback(headers, 429)
+                pause = await self.limiter.feedback(headers, 429)
                 if _code(exc) == "insufficient_quota":
                     raise ProfileAPIError(f"{self.base_url}: quota exhausted (429 insufficient_quota): "
                                           f"{self.redact(_message(exc))}. Add credit or use another key.",
                                           "quota", fatal=True) from None
-                delay = self._rate_delay(headers, attempt)
-                if delay > MAX_RATE_WAIT_S:  # a daily quota or similar: do not sleep for hours in silence
-                    raise ProfileAPIError(f"{self.base_url}: rate limited for {delay:.0f} s (Retry-After); a daily "
+                if (pause or 0) > MAX_RATE_WAIT_S:  # a daily quota or similar: do not sleep for hours in silence
+                    raise ProfileAPIError(f"{self.base_url}: rate limited for {pause:.0f} s (Retry-After); a daily "
                                           "or org-wide limit? Rerun later: completed calls are cached.",
                                           "rate_limited_long", fatal=True) from None
-                last = f"429 rate limited: {_message(exc)}"
+                last, front, delay = f"429 rate limited: {_message(exc)}", True, 0.0
             except oa.BadRequestError as exc:
                 if _code(exc) == "context_length_exceeded" or "context length" in _message(exc).lower():
                     raise ProfileAPIError(
                         f"{what}: the prompt is longer than the context of model {model} "
                         f"({self.redact(_message(exc))}). Lower max_input_chars or use a model with a longer "
                         "context; this entity is skipped and reported.", "context_overflow") from None
-                raise ProfileAPIError(f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}",
-                                      "bad_request") from None
+                if not (optional and self.options.downgrade(_message(exc), optional)):
+                    raise ProfileAPIError(f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}",
+                                          "bad_request") from None
+                last, delay = f"HTTP 400 for an optional field: {_message(exc)}", 0.0
             except (oa.NotFoundError, oa.PermissionDeniedError) as exc:
                 raise ProfileAPIError(
                     f"{self.base_url} answered HTTP {exc.status_code} for model {model}: "
@@ -208,7 +265,7 @@ class LLMClient:
                                           "bad_request") from None
             except (ValueError, TypeError, AttributeError, IndexError, oa.APIResponseValidationError) as exc:
                 last = f"unparsable answer ({type(exc).__name__}: {str(exc)[:200]})"
-            if attempt < self.max_attempts:
+            if attempt < self.max_attempts and delay > 0:
                 await asyncio.sleep(delay)
         if connect_failures == self.max_attempts:
             raise ProfileAPIError(
@@ -221,17 +278,6 @@ class LLMClient:
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, backoff_s * 2^(attempt-1)), at most 60 s."""
         return random.uniform(0, min(60.0, self.backoff_s * 2 ** (attempt - 1)))
-
-    def _rate_delay(self, headers: dict, attempt: int) -> float:
-        """After a 429: Retry-After, else the shortest x-ratelimit-reset-*, else backoff; plus a little jitter."""
-        h = {k.lower(): v for k, v in headers.items()}
-        hint = retry_after_seconds(h)
-        if hint is None:
-            resets = [parse_duration(h.get(f"x-ratelimit-reset-{kind}")) for kind in ("requests", "tokens")]
-            resets = [r for r in resets if r]
-            hint = min(min(resets), MAX_RESET_PAUSE_S) if resets else None
-        base = self._backoff(attempt) if hint is None else hint
-        return base + random.uniform(0, 0.1 + 0.1 * base)
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,4 +1,4 @@
-"""Client-side rate limiting for the LLM profile stage (issue #4): token buckets for requests/min and tokens/min.
+"""Client-side rate limiting for the LLM profile stage: token buckets for requests/min and tokens/min.
 
 Why: the paper's profiles (sec. 2.3.1) cost 4 chat calls per entity; at 20k+ entities the job lives or dies by
 the provider's limits. Sending only what the buckets allow keeps a job at the limit without a 429 storm, and
@@ -7,11 +7,11 @@ real limits are lower than configured or the key is shared with other jobs.
 
 Design: `BucketState` is plain, synchronous and clock-driven (no asyncio, no Ray) so one implementation serves
 the in-process `AsyncLimiter` and the Ray limiter actor (`proex.infra.profile_actors`). It works by
-*reservation*: `reserve(tokens)` takes one request and `tokens` tokens from the buckets at once, letting the
-level go negative, and returns how long the caller must wait before sending. Callers are therefore served in
-arrival order and the long-run rate is exactly the bucket rate. A 429 sets a global pause (`blocked_until`)
-and starts a new epoch: a caller whose reservation predates the 429 reserves again after the pause instead of
-firing with everyone else the moment it ends (which would just provoke the next 429).
+*reservation*: `reserve(tokens)` charges one request and `tokens` tokens at once, letting the level go negative,
+and returns how long the caller must wait and a ticket. Callers are served in arrival order at the bucket rate,
+which aims a little below the limit (`headroom`). A 429 charges nothing again: it moves every ticket not yet
+sent, and the buckets, by the pause the server asked for (Retry-After), so the job resumes as soon as the
+server allows, at the same rate, with the rejected request first.
 """
 from __future__ import annotations
 
@@ -78,18 +78,30 @@ class BucketState:
 
     rpm, tpm: the configured limits (<= 0 disables that bucket). burst_s: how many seconds of traffic may be
     sent at once from a full bucket (small = smooth; the provider's own bucket holds a full minute).
+    headroom: the fraction of a limit the buckets aim at (configured or advertised): a strict sliding-window
+    server answers 429 to a client that runs at exactly its limit plus a burst, so aim a little below it.
+
+    Every request is charged exactly once, by `reserve`, which hands out a ticket (send time, shift at
+    reservation). A 429 does not re-charge the queue: it shifts every ticket not yet sent by the pause the
+    server asked for (`shift` grows by the part of the pause not already covered), and the buckets by the same
+    time, so the queue resumes when the server allows, in order, at the bucket rate. The rejected request's
+    retry takes the first slot after the pause (`reserve(front=True)`), pushing the queue back by one slot.
     """
 
     rpm: float
     tpm: float
     burst_s: float = 1.0
     clock: Callable[[], float] = time.monotonic
+    headroom: float = 0.97
     blocked_until: float = 0.0
-    epoch: int = 0
+    shift: float = 0.0
+    front_next: float = 0.0
     stats: dict = field(default_factory=lambda: {"reserved": 0, "throttled_429": 0, "header_syncs": 0,
-                                                 "rate_cuts": 0})
+                                                 "rate_cuts": 0, "paused_s": 0.0})
 
     def __post_init__(self) -> None:
+        if not 0 < self.headroom <= 1:
+            raise ValueError(f"headroom must be in (0, 1], got {self.headroom}")
         now = self.clock()
         self.requests = self._bucket(self.rpm, now, minimum=1.0)
         self.tokens = self._bucket(self.tpm, now, minimum=1.0)
@@ -97,26 +109,43 @@ class BucketState:
     def _bucket(self, per_min: float, now: float, minimum: float) -> Bucket | None:
         if per_min <= 0:
             return None
-        cap = max(minimum, per_min * self.burst_s / 60.0)
-        return Bucket(per_min / 60.0, cap, cap, now, per_min / 60.0)
+        rate = self.headroom * per_min / 60.0
+        cap = max(minimum, rate * self.burst_s)
+        return Bucket(rate, cap, cap, now, rate)
 
-    def reserve(self, tokens: float, epoch: int | None = None) -> tuple[float, int]:
-        """Take 1 request and `tokens` tokens; return (seconds to wait before sending, epoch of the reservation).
+    def _buckets(self, tokens: float):
+        return [(b, a) for b, a in ((self.requests, 1.0), (self.tokens, float(tokens))) if b is not None]
 
-        Called again with the epoch of an earlier reservation after its wait: (0, epoch) if no 429 came in
-        between (send now), else a fresh reservation behind the pause.
+    def _slot(self, tokens: float) -> float:
+        """Seconds one request of `tokens` tokens occupies at the current rates."""
+        return max([a / b.rate for b, a in self._buckets(tokens)] or [0.0])
+
+    def reserve(self, tokens: float, front: bool = False) -> tuple[float, tuple[float, float]]:
+        """Charge one request and `tokens` tokens; return (seconds to wait, ticket). Pass the ticket to
+        `confirm` after the wait: a 429 in between may have moved it (without charging anything again).
+
+        front=True: the retry of a request a 429 just rejected; it is sent first once the pause ends (in the
+        order of the rejections), and the queue behind it moves back by one slot.
         """
-        if epoch is not None and epoch == self.epoch:
-            return 0.0, epoch
         now = self.clock()
         self.stats["reserved"] += 1
-        wait = max(0.0, self.blocked_until - now)
-        for bucket, amount in ((self.requests, 1.0), (self.tokens, float(tokens))):
-            if bucket is not None:
-                bucket.refill(now)
-                bucket.level -= amount
-                wait = max(wait, bucket.wait_for_debt())
-        return wait, self.epoch
+        slot = self._slot(tokens)
+        for bucket, amount in self._buckets(tokens):
+            bucket.refill(now)
+            bucket.level -= amount
+        if front:
+            at = max(now, self.blocked_until, self.front_next)
+            self.front_next = at + slot
+            self.shift += slot  # the tickets already handed out move behind this one
+            return at - now, (at, self.shift)
+        wait = max([self.blocked_until - now] + [b.wait_for_debt() for b, _ in self._buckets(tokens)])
+        at = now + max(0.0, wait)
+        return at - now, (at, self.shift)
+
+    def confirm(self, ticket: tuple[float, float]) -> float:
+        """Seconds still to wait for a ticket of `reserve` (0: send now). Never charges."""
+        at, shift_then = ticket
+        return max(0.0, at + (self.shift - shift_then) - self.clock())
 
     def blocked_for(self) -> float:
         """Seconds left of a 429 pause (0 when none)."""
@@ -128,16 +157,18 @@ class BucketState:
             self.tokens.refill(self.clock())
             self.tokens.level = min(self.tokens.capacity, self.tokens.level + tokens)
 
-    def feedback(self, headers: Mapping[str, str] | None, status: int = 200) -> None:
-        """Correct the buckets from a response: 429 pauses everyone for Retry-After (else the shortest
-        `x-ratelimit-reset-*`, at most MAX_RESET_PAUSE_S, else 1 s); `x-ratelimit-limit-*` lowers a limit the
-        provider enforces below ours; `x-ratelimit-remaining-*` lowers our level to what the provider says is left
-        minus one (another job may share the key; the spare unit absorbs arrival jitter at a nearly empty
-        bucket). A reset time is the time to a *full* bucket, so remaining 0 alone does not pause: a level at 0
-        already spaces the next requests at the bucket rate.
+    def feedback(self, headers: Mapping[str, str] | None, status: int = 200) -> float:
+        """Correct the buckets from a response; returns the 429 pause in seconds (0 otherwise).
 
-        For servers that throttle without sending limit headers, rates also adapt AIMD-style: x0.8 per 429 (never below
-        5% of the ceiling), x1.01 per success up to the ceiling (the configured or advertised limit).
+        A 429 pauses everyone for Retry-After (else the shortest `x-ratelimit-reset-*`, at most
+        MAX_RESET_PAUSE_S, else 1 s): every ticket not yet sent and the buckets move by the part of that pause
+        not already covered by an earlier one (several 429s of one burst do not stack). `x-ratelimit-limit-*`
+        sets the ceiling to headroom x the advertised limit; `x-ratelimit-remaining-*` lowers our level to what
+        the provider says is left minus one (another job may share the key). A reset time is the time to a
+        *full* bucket, so remaining 0 alone does not pause: a level at 0 already spaces requests at the rate.
+
+        For servers that throttle without sending limit headers, rates also adapt AIMD-style: x0.8 per 429
+        that advertises no limit (never below 5% of the ceiling), x1.01 per success up to the ceiling.
         """
         h = {k.lower(): v for k, v in (headers or {}).items()}
         now = self.clock()
@@ -146,12 +177,12 @@ class BucketState:
             self.stats["throttled_429"] += 1
             resets = [parse_duration(h.get(f"x-ratelimit-reset-{kind}")) for kind in ("requests", "tokens")]
             pause = retry_after_seconds(h) or min(min([r for r in resets if r] or [1.0]), MAX_RESET_PAUSE_S)
-            for bucket in (self.requests, self.tokens):
-                if bucket is not None:
-                    bucket.refill(now)
-                    bucket.level = min(bucket.level, 0.0)
-                    bucket.rate = max(0.05 * bucket.ceiling, 0.8 * bucket.rate)
-            self.stats["rate_cuts"] += 1
+            if not any(f"x-ratelimit-limit-{kind}" in h for kind in ("requests", "tokens")):
+                for bucket in (self.requests, self.tokens):  # no advertised limit: find it from the 429s
+                    if bucket is not None:
+                        bucket.refill(now)
+                        bucket.rate = max(0.05 * bucket.ceiling, 0.8 * bucket.rate)
+                self.stats["rate_cuts"] += 1
         elif status < 400:
             for bucket in (self.requests, self.tokens):
                 if bucket is not None:
@@ -161,29 +192,39 @@ class BucketState:
             if bucket is None:
                 continue
             limit = _number(h.get(f"x-ratelimit-limit-{kind}"))
-            if limit and limit / 60.0 < bucket.ceiling:
+            target = self.headroom * limit / 60.0 if limit else None
+            if target and target < bucket.ceiling:
                 bucket.refill(now)
-                bucket.ceiling = limit / 60.0
+                bucket.ceiling = target
                 bucket.rate = min(bucket.rate, bucket.ceiling)
-            if limit and status < 400:  # an advertised limit is authoritative: no need to probe back up
+            if target and status < 400:  # an advertised limit is authoritative: no need to probe back up
                 bucket.rate = bucket.ceiling
-                bucket.capacity = max(1.0, min(bucket.capacity, limit * self.burst_s / 60.0))
+                bucket.capacity = max(1.0, min(bucket.capacity, bucket.ceiling * self.burst_s))
                 bucket.level = min(bucket.level, bucket.capacity)
             remaining = _number(h.get(f"x-ratelimit-remaining-{kind}"))
-            if remaining is not None:  # keep one unit of slack at the server: arrival jitter then costs no 429
+            if remaining is not None and status != 429:  # one unit of slack at the server absorbs jitter
                 bucket.refill(now)
                 if remaining - 1 < bucket.level:
                     bucket.level = remaining - 1
                     self.stats["header_syncs"] += 1
-        if pause > 0 and now + pause > self.blocked_until:
-            self.blocked_until = now + pause
-            self.epoch += 1
+        if pause > 0:
+            extra = now + pause - max(now, self.blocked_until)
+            if extra > 0:  # the part of this pause not already covered by an earlier 429
+                self.blocked_until = now + pause
+                self.shift += extra
+                self.stats["paused_s"] += extra
+                for bucket in (self.requests, self.tokens):
+                    if bucket is not None:  # no credit accrues during the pause: the queue moves, not grows
+                        bucket.refill(now)
+                        bucket.level = min(bucket.level, 0.0) - extra * bucket.rate
+        return pause
 
     def snapshot(self) -> dict:
         """Current limits and counters (for the summary and tests)."""
         return {"rpm": self.requests.rate * 60 if self.requests else None,
                 "tpm": self.tokens.rate * 60 if self.tokens else None,
-                "blocked_for_s": round(self.blocked_for(), 3), **self.stats}
+                "blocked_for_s": round(self.blocked_for(), 3), **{**self.stats,
+                                                                  "paused_s": round(self.stats["paused_s"], 3)}}
 
 
 def _number(value: str | None) -> float | None:
@@ -196,21 +237,22 @@ def _number(value: str | None) -> float | None:
 class AsyncLimiter:
     """The in-process limiter shared by all async workers of one job (one event loop).
 
-    The Ray path exposes the same three coroutines from a limiter actor, so `client.LLMClient` accepts either.
+    The Ray path exposes the same coroutines from a limiter actor, so `client.LLMClient` accepts either.
     """
 
-    def __init__(self, rpm: float, tpm: float, burst_s: float = 1.0):
-        self.state = BucketState(rpm, tpm, burst_s)
+    def __init__(self, rpm: float, tpm: float, burst_s: float = 1.0, headroom: float = 0.97):
+        self.state = BucketState(rpm, tpm, burst_s, headroom=headroom)
 
-    async def acquire(self, tokens: float) -> None:
-        """Wait until one request of `tokens` tokens may be sent (FIFO), then until any 429 pause is over."""
-        wait, epoch = self.state.reserve(tokens)
+    async def acquire(self, tokens: float, front: bool = False) -> None:
+        """Wait until one request of `tokens` tokens may be sent: charged once, in arrival order (front=True:
+        the retry of a request a 429 rejected, first after the pause); a 429 meanwhile moves the wait."""
+        wait, ticket = self.state.reserve(tokens, front)
         while wait > 0:
             await asyncio.sleep(wait)
-            wait, epoch = self.state.reserve(tokens, epoch)
+            wait = self.state.confirm(ticket)
 
-    async def feedback(self, headers: Mapping[str, str] | None, status: int = 200) -> None:
-        self.state.feedback(headers, status)
+    async def feedback(self, headers: Mapping[str, str] | None, status: int = 200) -> float:
+        return self.state.feedback(headers, status)
 
     async def refund(self, tokens: float) -> None:
         self.state.refund(tokens)

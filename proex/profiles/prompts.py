@@ -64,6 +64,19 @@ SCHEMAS = {
     "F4": '{"profiles": ["<new profile 1>", ...], "reasoning": "<...>"}',
 }
 
+
+def json_schema(step: str) -> dict:
+    """The strict JSON schema of a step's answer (`SCHEMAS` as a structured-output schema). The number of F4
+    profiles and their distinctness are not expressible there for every endpoint: `parse_answer` checks them."""
+    strings = {"type": "array", "items": {"type": "string"}}
+    props = {"F1": {"summarization": {"type": "string"}},
+             "F2": {"positive_aspects": strings, "negative_aspects": strings},
+             "F3": {"latent_preferences": strings},
+             "F4": {"profiles": strings}}[step]
+    props = {**props, "reasoning": {"type": "string"}}
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
 _USER = {
     "F1": "You will serve as an assistant to help me determine which types of {items} a {user} is likely to enjoy. "
           "I will give you the titles of {items} the {user} has {verb} and the {user}'s own text (such as reviews). "
