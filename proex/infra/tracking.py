@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
@@ -308,6 +309,15 @@ def stop_server(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
             proc.wait(timeout_s)
 
 
+def describe_run(tracker: Tracker, run_id: str, report_md: str, figures: list[str]) -> None:
+    """The run's description (tag mlflow.note.content, rendered as Markdown on its page): the report's
+    text, then its figures as images served by the tracking server (`get-artifact`, relative to the UI)."""
+    images = [f"![{os.path.splitext(f)[0]}](get-artifact?"
+              f"{urllib.parse.urlencode({'path': f'report/{f}', 'run_uuid': run_id})})" for f in figures]
+    body = report_md + ("\n## Figures\n\n" + "\n\n".join(images) + "\n" if images else "")
+    tracker.set_tags(run_id, {"mlflow.note.content": body[:60000]})  # the UI's own limit on descriptions
+
+
 def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = None, log: bool = True) -> dict[str, str]:
     """Read the grid's finished runs back, write the report (proex.report) to `out_dir` and, with `log`, put
     its files on the grid's parent run (artifacts under report/) with p-values and improvements as metrics
@@ -322,8 +332,6 @@ def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = No
     if log and parents:
         run_id = parents[0].info.run_id
         tracker.log_files(run_id, files.values(), "report")
-        from .ui import describe_run
-
         with open(files["report.md"]) as f:
             describe_run(tracker, run_id, f.read(), [n for n in files if n.endswith(".png")])
         stats = {}

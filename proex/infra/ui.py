@@ -9,8 +9,8 @@
   (`runsExpanded` is not part of a shared view, so a nested parent would stay collapsed).
 * `links` builds the URL that opens that view (`?viewStateShareKey=<key>&workflowType=machine_learning`; the
   second parameter overrides a browser that last used the GenAI side of the UI) and the parent run's report.
-* `describe_run` puts report.md (tables, p-values) and its figures in the parent run's description, which
-  the run page renders as Markdown; the files stay under the run's artifacts (report/).
+* `tracking.describe_run` (called by `publish_report`) puts report.md (tables, p-values) and its figures in
+  the parent run's description, which the run page renders as Markdown; the files stay under artifacts report/.
 * `log_dataset` logs the cell's interactions as an MLflow dataset input (name, digest, counts), which fills
   the runs table's Dataset column and the run page's dataset panel.
 """
@@ -63,15 +63,6 @@ def links(tracker: Tracker, parent_run_id: str | None = None, port: int = 5000,
         out["report"] = f"{exp}/runs/{parent_run_id}?workflowType=machine_learning"
         out["artifacts"] = f"{exp}/runs/{parent_run_id}/artifacts/report/report.md"
     return out
-
-
-def describe_run(tracker: Tracker, run_id: str, report_md: str, figures: list[str]) -> None:
-    """The run's description (tag mlflow.note.content, rendered as Markdown on its page): the report's
-    text, then its figures as images served by the tracking server (`get-artifact`, relative to the UI)."""
-    images = [f"![{os.path.splitext(f)[0]}](get-artifact?"
-              f"{urllib.parse.urlencode({'path': f'report/{f}', 'run_uuid': run_id})})" for f in figures]
-    body = report_md + ("\n## Figures\n\n" + "\n\n".join(images) + "\n" if images else "")
-    tracker.set_tags(run_id, {"mlflow.note.content": body[:60000]})  # the UI's own limit on descriptions
 
 
 def dataset_entity(inter, label: str) -> DatasetEntity:
