@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from ..experiment import CellConfig, dataset_key, resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
+from . import devices
 from .tracking import CellRecorder, Tracker, git_commit, local_root
 
 log = logging.getLogger("proex.infra.studies")
@@ -106,6 +107,16 @@ def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = No
     return failed
 
 
+def over_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Whether trial `number`, just asked, would exceed the budget: `n_trials` trials that are COMPLETE,
+    RUNNING or WAITING (re-queued) already have lower numbers. Several drivers (workers) may share a study
+    (an RDB storage such as PostgreSQL); each counts before asking, but two can count at once. The storage
+    numbers trials in order, so ranking by number after the ask lets exactly one of them go on."""
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=live) if t.number < number)
+    return ahead >= n_trials
+
+
 def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
     """One study trial (a Ray task): train the cell with `params`, log it as an MLflow run, return the
     best validation value of the selection metric."""
@@ -121,8 +132,11 @@ def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
                              resolve(gc.cell).to_dict(), name=ctx["key"])
     if run.info.status == "FINISHED" and "best_val_" + ctx["select_key"] in run.data.metrics:
         return run.data.metrics["best_val_" + ctx["select_key"]]  # a retried task whose first run finished
+    device, tags = devices.assign(gc.cell.train.get("device", "auto"), f"study trial {ctx['key']}")
+    tracker.set_tags(run.info.run_id, tags)
     recorder = CellRecorder(tracker, run.info.run_id, ctx["select"])
     runnable = gc.runnable()
+    runnable = dataclasses.replace(runnable, train={**runnable.train, "device": device})
     inter = load_dataset(runnable.dataset)
     work = os.path.join(ctx["workdir"], ctx["key"].replace("/", "_").replace("#", "_"))
     os.makedirs(work, exist_ok=True)
@@ -161,6 +175,12 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             break
         while len(inflight) < spec.concurrency and complete + len(inflight) + len(others) < spec.n_trials:
             trial = study.ask()
+            if over_budget(study, trial.number, spec.n_trials):  # another driver asked in the meantime
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=TrialState.FAIL)
+                log.info("study %s: trial %d is over the budget of %d (another worker asked first): not run",
+                         name, trial.number, spec.n_trials)
+                break
             trial.set_user_attr("heartbeat", time.time())
             params = suggest(trial, spec.space)
             cell = apply_params(gc.cell, params)

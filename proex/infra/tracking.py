@@ -140,6 +140,10 @@ class Tracker:
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name or key)
+        found = self.find(kind=kind, key=key)  # several workers of one study start at once: keep the oldest
+        if found and found[0].info.run_id != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            return found[0], False
         if params:
             items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items()]
             for i in range(0, len(items), 100):
@@ -261,18 +265,21 @@ def ui_hint(tracker: Tracker, run_id: str | None = None, port: int = 5000) -> tu
 
 
 def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000, log_path: str | None = None,
-                 timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start `mlflow server` on `host:port` with the sqlite store and proxied artifacts under `root`.
+                 timeout_s: float = 120.0, backend_uri: str | None = None, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` on `host:port` with proxied artifacts under `root`/artifacts (`--serve-artifacts`:
+    clients upload and download through the server, so workers need no shared disk) and the run database at
+    `backend_uri`: a cluster's PostgreSQL (`postgresql://user@dbhost/mlflow`, needs psycopg2), else the sqlite
+    store `root`/mlflow.db (one machine).
 
     Returns (process, tracking URI). The process runs in its own session; stop it with `stop_server`. For a
-    cluster, bind `host` to an address the workers reach and prefer a PostgreSQL backend (see docs/cluster.md).
+    cluster, bind `host` to an address the workers reach (see docs/cluster.md).
     """
     root_p = Path(root).resolve()
     (root_p / "artifacts").mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri", f"sqlite:///{root_p}/mlflow.db",
-           "--artifacts-destination", str(root_p / "artifacts"), "--serve-artifacts",
-           "--host", host, "--port", str(port), "--workers", "1"]
+    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri",
+           backend_uri or f"sqlite:///{root_p}/mlflow.db", "--artifacts-destination", str(root_p / "artifacts"),
+           "--serve-artifacts", "--host", host, "--port", str(port), "--workers", str(workers)]
     log = open(log_path or root_p / "server.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"

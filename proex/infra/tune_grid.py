@@ -28,6 +28,7 @@ from ray import tune
 
 from ..experiment import CellConfig, resolve
 from ..grid import GridCell, GridSpec, grid_digest
+from . import devices
 from .tracking import CellRecorder, Tracker, git_commit, local_root, metric_key, publish_report
 
 log = logging.getLogger("proex.infra.tune_grid")
@@ -109,7 +110,14 @@ def _trial(config: dict, ctx: dict) -> None:
         resumes += 1
     if not created:
         tracker.reopen(run_id)
-    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
+    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid()})
+    try:
+        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"cell {gc.cell_id} ({ctx['grid']})")
+    except devices.DeviceError as exc:
+        tracker.set_tags(run_id, {"error": str(exc)[:5000]})
+        tracker.finish(run_id, "FAILED")
+        raise
+    tracker.set_tags(run_id, device_tags)
     recorder = CellRecorder(tracker, run_id, ctx["select"])
 
     def on_validation(report) -> None:
@@ -118,8 +126,14 @@ def _trial(config: dict, ctx: dict) -> None:
         tune.report({**metrics, "epoch": report.epoch}, checkpoint=tune.Checkpoint.from_directory(state_dir))
 
     cell = gc.runnable()
+    cell = dataclasses.replace(cell, train={**cell.train, "device": device})
     inter = load_dataset(cell.dataset)
-    result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
+    try:
+        result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
+    except Exception as exc:  # a retry reopens the run; a worker killed outright is swept by run_grid
+        tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.finish(run_id, "FAILED")
+        raise
     recorder.final(gc.cell_id, result, system, inter, os.path.join(work, "out"))
     tune.report({"done": 1, **{metric_key(f"test_{k}"): v for k, v in result["test"].items()}})
     shutil.rmtree(work, ignore_errors=True)
@@ -127,6 +141,15 @@ def _trial(config: dict, ctx: dict) -> None:
 
 def _trial_dirname(trial) -> str:
     return f"cell-{trial.config['cell']['id']}"
+
+
+def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
+    """Mark FAILED the runs of cells whose trials are over without finishing (retries exhausted, a worker
+    killed outright, a node lost for good), so that no run stays RUNNING after its grid has returned."""
+    for cid in cell_ids:
+        for run in tracker.find(kind="cell", key=cid):
+            if run.info.status == "RUNNING":
+                tracker.finish(run.info.run_id, "FAILED")
 
 
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
@@ -170,6 +193,7 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
         tuner.fit()
     finished = tracker.finished("cell")
     failed = [c.cell_id for c in cells if c.cell_id not in finished]
+    close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, cells=cells)
     tracker.finish(parent_id, "FINISHED" if not failed else "FAILED")
