@@ -46,7 +46,7 @@ DRIVER = textwrap.dedent("""
     def remove_worker_mid_trial():  # once a trial on the worker node has logged a validation
         tracker = Tracker(args["uri"], experiment_name(grid))
         while True:
-            for run in tracker.find(kind="cell", node=worker.unique_id):
+            for run in tracker.find(kind="cell", node=worker.node_id):
                 if run.info.status == "RUNNING" and tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20"):
                     cluster.remove_node(worker)
                     removed.append(run.data.tags["cell_id"])
@@ -57,7 +57,7 @@ DRIVER = textwrap.dedent("""
         threading.Thread(target=remove_worker_mid_trial, daemon=True).start()
     out = run_grid(grid, args["uri"], args["tune"], args["tune"] + "/rep", verbose=0)
     print("OUTCOME", json.dumps({"finished": out.finished, "failed": out.failed, "removed": removed,
-                                 "head": cluster.head_node.unique_id, "worker": worker.unique_id}), flush=True)
+                                 "head": cluster.head_node.node_id, "worker": worker.node_id}), flush=True)
     ray.shutdown()
     cluster.shutdown()
 """)

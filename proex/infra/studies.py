@@ -155,7 +155,7 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                                 sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
     srun, _ = tracker.run_for("study", name, parent_run_id, {**gc.labels, "study": name, "storage": storage},
                               {"space": {k: dataclasses.asdict(v) for k, v in spec.space.items()},
-                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name)
+                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name, shared=True)
     tracker.reopen(srun.info.run_id)
     task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
     root = local_root(tracker.uri)
@@ -238,7 +238,7 @@ def run_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str | 
         raise ValueError(f"{grid.path}: axes.seed: a study tunes on one seed; give exactly one")
     tracker = Tracker(tracking_uri, f"proex-{grid.name}")
     storage = storage or grid.study.storage or f"sqlite:///{(local_root(tracker.uri) or Path('mlruns').resolve()) / 'optuna.db'}"
-    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name}, name=grid.name)
+    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name}, name=grid.name, shared=True)
     tracker.reopen(parent.info.run_id)
     out = [run_study(grid, gc, tracker, storage, parent.info.run_id) for gc in grid.expand()]
     tracker.finish(parent.info.run_id)

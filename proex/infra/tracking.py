@@ -31,6 +31,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+SHARED_SETTLE_S = 2.0  # longer than a create_run request takes; see Tracker.run_for(shared=True)
 CANONICAL = re.compile(r"(recall|ndcg)@(\d+)")
 
 
@@ -131,8 +132,12 @@ class Tracker:
                 return runs
 
     def run_for(self, kind: str, key: str, parent_id: str | None = None, tags: dict | None = None,
-                params: dict | None = None, name: str | None = None) -> tuple[Any, bool]:
-        """The run with tags kind=`kind`, key=`key`, created (with params) if missing. Returns (run, created)."""
+                params: dict | None = None, name: str | None = None, shared: bool = False) -> tuple[Any, bool]:
+        """The run with tags kind=`kind`, key=`key`, created (with params) if missing. Returns (run, created).
+
+        shared: several processes may ask for this run at once (the workers of one study). After creating it,
+        wait SHARED_SETTLE_S for creations racing with ours to land, then keep the oldest (by start time) and
+        delete ours if it is not that one, so all of them end up with the same run."""
         found = self.find(kind=kind, key=key)
         if found:
             return found[0], False
@@ -140,10 +145,12 @@ class Tracker:
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name or key)
-        found = self.find(kind=kind, key=key)  # several workers of one study start at once: keep the oldest
-        if found and found[0].info.run_id != run.info.run_id:
-            self.client.delete_run(run.info.run_id)
-            return found[0], False
+        if shared:
+            time.sleep(SHARED_SETTLE_S)
+            found = self.find(kind=kind, key=key)
+            if found and found[0].info.run_id != run.info.run_id:
+                self.client.delete_run(run.info.run_id)
+                return found[0], False
         if params:
             items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items()]
             for i in range(0, len(items), 100):
