@@ -5,9 +5,12 @@ record per cell: id, CellConfig, labels), wrapped in `tune.with_resources` ({"cp
 fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial:
   1. finds or creates its MLflow child run by cell id; a run already finished -> reports it and returns;
   2. restores the trainer state from its Tune checkpoint if it has one (a retry after a crash, or a restored
-     experiment), i.e. run_cell's `state_path` lives in the directory it checkpoints;
+     experiment), i.e. run_cell's `state_path` lives in the directory it checkpoints; picks the device from
+     what Ray assigned (proex.infra.devices) and tags the run with it (device, ray_gpu_ids, node);
   3. at every validation logs the metrics to MLflow and reports them to Tune with that directory as checkpoint;
-  4. at the end logs test metrics, the best checkpoint and its config, and marks the run finished.
+  4. at the end logs test metrics, the best checkpoint and its config, and marks the run finished; a trial
+     that raises marks its run FAILED (a retry reopens it), and `close_orphans` fails the runs of cells whose
+     retries ran out, so no run is left RUNNING after the grid returns.
 Rerunning the same grid: if Tune's experiment folder exists, `Tuner.restore(..., resume_errored=True)`
 continues it (finished trials are not started again, interrupted ones continue from their last checkpoint);
 otherwise a fresh Tuner starts and each trial's MLflow check skips finished cells. The experiment folder is
