@@ -1,34 +1,21 @@
 #!/usr/bin/env bash
-# The short GPU check of issue #3's speed criterion: LightGCN+ProEx (K=4, E=3, real-shape 1536-d random
-# profiles) on amazon, eager and with the compiled loss, each in exact fp32 and with TF32 matmuls, plus base
-# LightGCN on the same warm GPU for scale and an operator profile. Every line prints its ratio to the official
-# LightGCN-ProEx's 2.39 s per epoch on one H100 (target: 10x).
+# The short GPU check, one call of at most WALL seconds (about 8 minutes): benchmarks/gpu_check.py prints
+# LightGCN+ProEx (K=4, E=3, 1536-d random profiles of the dataset's shape) s/epoch eager, TF32 and compiled,
+# each as a ratio to the official LightGCN-ProEx's 2.39 s on one H100 (target: 10x); the six bases' s/epoch;
+# JOBS `proex train` processes sharing the GPU against one alone; and an estimate of the paper's Table 2 grid
+# on one GPU with its assumptions. No Ray needed.
 #
-#   OUT=gpu_out PROEX_DATA_DIR=../shared/data WALL=540 bash scripts/gpu_proex_speed.sh   # about 4-6 minutes
+#   OUT=gpu_out PROEX_DATA_DIR=../shared/data WALL=470 bash scripts/gpu_proex_speed.sh   # on a lent GPU
+#   DRY=1 OUT=/tmp/gpu_dry bash scripts/gpu_proex_speed.sh          # every step on the CPU, tiny (the tests)
 #
-# WALL: seconds the script may take in all; a run gets at most what is left (minus 10 s), so the most
-# informative runs come first and the later ones are cut short rather than the whole call.
+# WALL: seconds the script may take in all; each step gets at most what is left, the most informative first.
 set -u
-OUT=${OUT:-gpu_out}; DEVICE=${DEVICE:-cuda}; PY=${PY:-python3}; EPOCHS=${EPOCHS:-5}; WALL=${WALL:-540}
-PROFILES=${PROFILES:-random:k=4,dim=1536}
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_out}; DEVICE=${DEVICE:-cuda}; PY=${PY:-python3}; EPOCHS=${EPOCHS:-5}; WALL=${WALL:-470}; JOBS=${JOBS:-8}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 t0=$(date +%s)
-{ date; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
-run() {  # run CAP_SECONDS JSON_NAME ARGS...: one benchmark process, capped by the time left
-  local left=$(( WALL - 10 - ($(date +%s) - t0) )) cap=$1 json=$2
-  [ "$left" -lt "$cap" ] && cap=$left
-  [ "$cap" -gt 20 ] || { echo "skipped (no time left): ${*:3}"; return; }
-  echo "== ${*:3}"
-  timeout "$cap" $PY benchmarks/speed.py --device "$DEVICE" --epochs "$EPOCHS" --models lightgcn ${json:+--json "$OUT/$json"} "${@:3}" 2>&1
-}
-PROEX=(--plugin proex --profiles "$PROFILES" --plugin-set num_envs=3)
-{
-  run 120 speed_proex.json "${PROEX[@]}"
-  run 120 speed_proex_tf32.json "${PROEX[@]}" --tf32
-  run 240 speed_proex_compiled_tf32.json "${PROEX[@]}" --compile --tf32
-  run 60 speed_lightgcn.json --validations 2
-  run 240 speed_proex_compiled.json "${PROEX[@]}" --compile
-  run 90 "" "${PROEX[@]}" --epochs 1 --profile-ops
-  echo "done in $(( $(date +%s) - t0 )) s"
-} | tee "$OUT/speed_proex.txt"
+{ date; command -v nvidia-smi >/dev/null && nvidia-smi 2>&1 | head -15
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
+$PY benchmarks/gpu_check.py --device "$DEVICE" --epochs "$EPOCHS" --jobs "$JOBS" --out "$OUT" \
+    --wall $(( WALL - ($(date +%s) - t0) )) ${DRY:+--dry} 2>&1 | tee "$OUT/gpu_check.txt"

@@ -79,3 +79,30 @@ def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 2
     result, _ = run_cell(cell, inter)
     assert result["config"]["plugin"] == plugin and 0.0 <= result["test"]["recall@20"] <= 1.0
     assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throw-away PostgreSQL on 127.0.0.1 for the whole session (tests/pg_service.py), stopped at the end."""
+    from infra_services import free_ports
+    from pg_service import Postgres
+
+    server = Postgres(free_ports(1)[0])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_mlflow(postgres, tmp_path_factory):
+    """(tracking URI, artifact folder) of an MLflow server whose runs live in that PostgreSQL and whose
+    artifacts are proxied (`--serve-artifacts`): what a cluster's nodes share."""
+    pytest.importorskip("mlflow")
+    from infra_services import free_ports
+
+    from proex.infra.tracking import start_server, stop_server
+
+    root = tmp_path_factory.mktemp("pg-mlflow")
+    proc, uri = start_server(str(root), "127.0.0.1", free_ports(1)[0], backend_uri=postgres.create_database("mlflow"),
+                             workers=2, timeout_s=240)
+    yield uri, root / "artifacts"
+    stop_server(proc)

@@ -63,6 +63,7 @@ class RayHead:
         self.temp = tempfile.mkdtemp(prefix="pxr", dir="/tmp")  # short: Ray's socket paths have a length limit
         p = free_ports(9)
         self.dashboard = f"http://127.0.0.1:{p[1]}"
+        self.address = f"127.0.0.1:{p[0]}"  # for drivers that attach with ray.init(address=...)
         cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(p[0]),
                "--num-cpus", str(num_cpus), "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
                "--dashboard-port", str(p[1]), "--dashboard-agent-listen-port", str(p[2]),

@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from ..experiment import CellConfig, dataset_key, resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
+from . import devices
 from .tracking import CellRecorder, Tracker, git_commit, local_root
 
 log = logging.getLogger("proex.infra.studies")
@@ -106,6 +107,16 @@ def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = No
     return failed
 
 
+def over_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Whether trial `number`, just asked, would exceed the budget: `n_trials` trials that are COMPLETE,
+    RUNNING or WAITING (re-queued) already have lower numbers. Several drivers (workers) may share a study
+    (an RDB storage such as PostgreSQL); each counts before asking, but two can count at once. The storage
+    numbers trials in order, so ranking by number after the ask lets exactly one of them go on."""
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=live) if t.number < number)
+    return ahead >= n_trials
+
+
 def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
     """One study trial (a Ray task): train the cell with `params`, log it as an MLflow run, return the
     best validation value of the selection metric."""
@@ -121,8 +132,11 @@ def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
                              resolve(gc.cell).to_dict(), name=ctx["key"])
     if run.info.status == "FINISHED" and "best_val_" + ctx["select_key"] in run.data.metrics:
         return run.data.metrics["best_val_" + ctx["select_key"]]  # a retried task whose first run finished
+    device, tags = devices.assign(gc.cell.train.get("device", "auto"), f"study trial {ctx['key']}")
+    tracker.set_tags(run.info.run_id, tags)
     recorder = CellRecorder(tracker, run.info.run_id, ctx["select"])
     runnable = gc.runnable()
+    runnable = dataclasses.replace(runnable, train={**runnable.train, "device": device})
     inter = load_dataset(runnable.dataset)
     work = os.path.join(ctx["workdir"], ctx["key"].replace("/", "_").replace("#", "_"))
     os.makedirs(work, exist_ok=True)
@@ -141,7 +155,7 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                                 sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
     srun, _ = tracker.run_for("study", name, parent_run_id, {**gc.labels, "study": name, "storage": storage},
                               {"space": {k: dataclasses.asdict(v) for k, v in spec.space.items()},
-                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name)
+                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name, shared=True)
     tracker.reopen(srun.info.run_id)
     task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
     root = local_root(tracker.uri)
@@ -161,6 +175,12 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             break
         while len(inflight) < spec.concurrency and complete + len(inflight) + len(others) < spec.n_trials:
             trial = study.ask()
+            if over_budget(study, trial.number, spec.n_trials):  # another driver asked in the meantime
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=TrialState.FAIL)
+                log.info("study %s: trial %d is over the budget of %d (another worker asked first): not run",
+                         name, trial.number, spec.n_trials)
+                break
             trial.set_user_attr("heartbeat", time.time())
             params = suggest(trial, spec.space)
             key = f"{name}#{trial.number}"
@@ -218,7 +238,7 @@ def run_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str | 
         raise ValueError(f"{grid.path}: axes.seed: a study tunes on one seed; give exactly one")
     tracker = Tracker(tracking_uri, f"proex-{grid.name}")
     storage = storage or grid.study.storage or f"sqlite:///{(local_root(tracker.uri) or Path('mlruns').resolve()) / 'optuna.db'}"
-    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name}, name=grid.name)
+    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name}, name=grid.name, shared=True)
     tracker.reopen(parent.info.run_id)
     out = [run_study(grid, gc, tracker, storage, parent.info.run_id) for gc in grid.expand()]
     tracker.finish(parent.info.run_id)

@@ -32,6 +32,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+SHARED_SETTLE_S = 2.0  # longer than a create_run request takes; see Tracker.run_for(shared=True)
 CANONICAL = re.compile(r"(recall|ndcg)@(\d+)")
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, evaluation runs); with it,
 # in the model-training runs table. Same tag and value the UI's own "experiment type" chooser sets.
@@ -138,8 +139,12 @@ class Tracker:
                 return runs
 
     def run_for(self, kind: str, key: str, parent_id: str | None = None, tags: dict | None = None,
-                params: dict | None = None, name: str | None = None) -> tuple[Any, bool]:
-        """The run with tags kind=`kind`, key=`key`, created (with params) if missing. Returns (run, created)."""
+                params: dict | None = None, name: str | None = None, shared: bool = False) -> tuple[Any, bool]:
+        """The run with tags kind=`kind`, key=`key`, created (with params) if missing. Returns (run, created).
+
+        shared: several processes may ask for this run at once (the workers of one study). After creating it,
+        wait SHARED_SETTLE_S for creations racing with ours to land, then keep the oldest (by start time) and
+        delete ours if it is not that one, so all of them end up with the same run."""
         found = self.find(kind=kind, key=key)
         if found:
             return found[0], False
@@ -147,6 +152,12 @@ class Tracker:
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name or key)
+        if shared:
+            time.sleep(SHARED_SETTLE_S)
+            found = self.find(kind=kind, key=key)
+            if found and found[0].info.run_id != run.info.run_id:
+                self.client.delete_run(run.info.run_id)
+                return found[0], False
         if params:
             self.log_params(run.info.run_id, params)
         return self.client.get_run(run.info.run_id), True
@@ -267,18 +278,21 @@ def curves_frame(tracker: Tracker, runs: pd.DataFrame, metric: str = "val_recall
 
 
 def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000, log_path: str | None = None,
-                 timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start `mlflow server` on `host:port` with the sqlite store and proxied artifacts under `root`.
+                 timeout_s: float = 120.0, backend_uri: str | None = None, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` on `host:port` with proxied artifacts under `root`/artifacts (`--serve-artifacts`:
+    clients upload and download through the server, so workers need no shared disk) and the run database at
+    `backend_uri`: a cluster's PostgreSQL (`postgresql://user@dbhost/mlflow`, needs psycopg2), else the sqlite
+    store `root`/mlflow.db (one machine).
 
     Returns (process, tracking URI). The process runs in its own session; stop it with `stop_server`. For a
-    cluster, bind `host` to an address the workers reach and prefer a PostgreSQL backend (see docs/cluster.md).
+    cluster, bind `host` to an address the workers reach (see docs/cluster.md).
     """
     root_p = Path(root).resolve()
     (root_p / "artifacts").mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri", f"sqlite:///{root_p}/mlflow.db",
-           "--artifacts-destination", str(root_p / "artifacts"), "--serve-artifacts",
-           "--host", host, "--port", str(port), "--workers", "1"]
+    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri",
+           backend_uri or f"sqlite:///{root_p}/mlflow.db", "--artifacts-destination", str(root_p / "artifacts"),
+           "--serve-artifacts", "--host", host, "--port", str(port), "--workers", str(workers)]
     log = open(log_path or root_p / "server.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"

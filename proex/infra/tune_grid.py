@@ -5,9 +5,12 @@ record per cell: id, CellConfig, labels), wrapped in `tune.with_resources` ({"cp
 fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial:
   1. finds or creates its MLflow child run by cell id; a run already finished -> reports it and returns;
   2. restores the trainer state from its Tune checkpoint if it has one (a retry after a crash, or a restored
-     experiment), i.e. run_cell's `state_path` lives in the directory it checkpoints;
+     experiment), i.e. run_cell's `state_path` lives in the directory it checkpoints; picks the device from
+     what Ray assigned (proex.infra.devices) and tags the run with it (device, ray_gpu_ids, node);
   3. at every validation logs the metrics to MLflow and reports them to Tune with that directory as checkpoint;
-  4. at the end logs test metrics, the best checkpoint and its config, and marks the run finished.
+  4. at the end logs test metrics, the best checkpoint and its config, and marks the run finished; a trial
+     that raises marks its run FAILED (a retry reopens it), and `close_orphans` fails the runs of cells whose
+     retries ran out, so no run is left RUNNING after the grid returns.
 Rerunning the same grid: if Tune's experiment folder exists, `Tuner.restore(..., resume_errored=True)`
 continues it (finished trials are not started again, interrupted ones continue from their last checkpoint);
 otherwise a fresh Tuner starts and each trial's MLflow check skips finished cells. The experiment folder is
@@ -28,6 +31,7 @@ from ray import tune
 
 from ..experiment import CellConfig, resolve
 from ..grid import GridCell, GridSpec, grid_digest
+from . import devices
 from .tracking import CellRecorder, Tracker, git_commit, local_root, metric_key, publish_report
 from .ui import log_dataset, save_comparison_view
 
@@ -115,7 +119,14 @@ def _trial(config: dict, ctx: dict) -> None:
         resumes += 1
     if not created:
         tracker.reopen(run_id)
-    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()})
+    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid()})
+    try:
+        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"cell {gc.cell_id} ({ctx['grid']})")
+    except devices.DeviceError as exc:
+        tracker.set_tags(run_id, {"error": str(exc)[:5000]})
+        tracker.finish(run_id, "FAILED")
+        raise
+    tracker.set_tags(run_id, device_tags)
     recorder = CellRecorder(tracker, run_id, ctx["select"])
 
     def on_validation(report) -> None:
@@ -124,10 +135,16 @@ def _trial(config: dict, ctx: dict) -> None:
         tune.report({**metrics, "epoch": report.epoch}, checkpoint=tune.Checkpoint.from_directory(state_dir))
 
     cell = gc.runnable()
+    cell = dataclasses.replace(cell, train={**cell.train, "device": device})
     inter = load_dataset(cell.dataset)
     if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
         log_dataset(tracker, run_id, inter, tags["dataset"])
-    result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
+    try:
+        result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
+    except Exception as exc:  # a retry reopens the run; a worker killed outright is swept by run_grid
+        tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.finish(run_id, "FAILED")
+        raise
     recorder.final(gc.cell_id, result, system, inter, os.path.join(work, "out"))
     tune.report({"done": 1, "first_dip": result["first_dip"], **{metric_key(f"test_{k}"): v for k, v in result["test"].items()}})
     shutil.rmtree(work, ignore_errors=True)
@@ -166,6 +183,15 @@ class CellProgress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.ended += 1
         self._line(trial, f"FAILED after its retries (error: {trial.error_file or 'see the Tune folder'})")
+
+
+def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
+    """Mark FAILED the runs of cells whose trials are over without finishing (retries exhausted, a worker
+    killed outright, a node lost for good), so that no run stays RUNNING after its grid has returned."""
+    for cid in cell_ids:
+        for run in tracker.find(kind="cell", key=cid):
+            if run.info.status == "RUNNING":
+                tracker.finish(run.info.run_id, "FAILED")
 
 
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
@@ -212,6 +238,7 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
         tuner.fit()
     finished = tracker.finished("cell")
     failed = [c.cell_id for c in cells if c.cell_id not in finished]
+    close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, cells=cells)
     tracker.finish(parent_id, "FINISHED" if not failed else "FAILED")
