@@ -15,6 +15,7 @@ import json
 
 
 def main(argv: list[str] | None = None) -> int:
+    from proex.cli_dataset import dataset_spec
     from proex.cli_profiles import JOB_ERRORS, add_job_args, error_exit, job_config
     from proex.data.registry import load_dataset
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = job_config(args)
-        inter = load_dataset(args.dataset)
+        inter = load_dataset(dataset_spec(args))
         if args.no_ray:
             from proex.profiles.pipeline import generate
 
