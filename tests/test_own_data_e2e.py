@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,10 @@ pytestmark = pytest.mark.slow
 
 
 def run(args: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    t0 = time.time()
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    print(f"{time.time() - t0:6.1f} s  {' '.join(Path(a).name if '/' in a and a.startswith('/') else a for a in args)}")
+    return done
 
 
 def test_movielens_files_to_report_without_renaming_or_python(tmp_path):

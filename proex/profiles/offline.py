@@ -12,11 +12,13 @@ The views, in the order they are used (empty ones are skipped; profile 0 is the 
            interactions  what users wrote about it (tags, reviews) in TRAINING interactions only
            co-liked      titles of the items its training users liked most (cosine of co-occurrence)
            audience      the categories its training users like beyond its own
+           who liked it  the first words of its training users' own text (user table)
            more co-liked the next co-liked titles
     user   own text      its own text columns, if the user table has any
            history       titles of its most popular training items
            categories    its favourite categories over its training items, with counts
            interactions  what it wrote (tags, reviews) in TRAINING interactions only
+           liked texts   the first words of its most popular training items' descriptions
            niche         titles of its least popular training items
            more history  further titles, until K profiles exist
 Interaction text reaches the profiler only through `user_text`/`item_text`, which `proex.data.cards` fills from
@@ -46,6 +48,11 @@ _TITLE_NAMES = ("title", "name", "product_title", "item_name")
 def _clip(text: str, n: int = 80) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[:n].rsplit(" ", 1)[0] + "..."
+
+
+def _first_words(text: str, n: int = 12) -> str:
+    words = str(text).split()
+    return " ".join(words[:n]).rstrip(".,;:") + ("..." if len(words) > n else "")
 
 
 def _listing(values: list[str]) -> str:
@@ -104,6 +111,9 @@ class _Views:
         mine = set(self.item_cats.getrow(i).indices)
         top = [self.cats[c] for c in aud.indices[np.lexsort((aud.indices, -aud.data))] if c not in mine][:4]
         views.append(f"Its {d.user}s also like {', '.join(top)} {d.item}s." if top else "")
+        users = self.by_item.indices[self.by_item.indptr[i]:self.by_item.indptr[i + 1]]
+        said = [_first_words(t) for u in users[:3] for _, t in _texts(self.user_own, int(u))][:3]
+        views.append(f"What its {d.user}s say about themselves: {_listing(said)}." if said else "")
         views.append(f"Also popular with its {d.user}s: {_listing(co[5:])}." if co[5:] else "")
         return views
 
@@ -122,6 +132,9 @@ class _Views:
                                                                for c in order) + "." if len(order) else "")
         for col, text in _texts(self.user_inter, u):
             views.append(f"What this {d.user} wrote ({col}): {_clip(text.replace(chr(10), ', '), 300)}.")
+        about = [_first_words(t) for j in items[:3] for c, t in _texts(self.item_own, int(j))
+                 if c != self.title_col and c not in self.list_cols][:3]
+        views.append(f"About the {d.item}s it {d.verb}: {_listing(about)}." if about else "")
         niche = titled[5:][-5:][::-1]
         views.append(f"Less common picks: {_listing(niche)}." if niche else "")
         rest = titled[5:-5] if len(titled) > 10 else []
