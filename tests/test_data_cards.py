@@ -16,6 +16,7 @@ from proex.data.cards import card_from_spec, load_spec
 from proex.data.interactions import DataError
 from proex.data.registry import load_dataset
 from proex.experiment import dataset_key
+from proex.grid import load_grid
 from proex.profiles.offline import offline_records
 from proex.profiles.prompts import entity_inputs, render_input
 
@@ -107,3 +108,22 @@ def test_interaction_text_of_held_out_pairs_never_reaches_a_profile(ml):
 
 class _Knobs:
     limit, max_history, max_snippets = 0, 10**6, 10**6
+
+
+def test_train_grid_and_profile_commands_take_the_card(ml, tmp_path, capsys):
+    assert main(["-q", "train", "--card", "data/mine.yaml", "--min-rating", "3", "--model", "lightgcn",
+                 "--train", "epochs=1", "--out", "runs/a"]) == 0
+    result = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
+    assert result["config"]["dataset"] == "data/mine.yaml?min_rating=3"  # the cell reloads it the same way
+    card = result["dataset_card"]  # every key that ran, with the card's paths resolved
+    assert card["user_col"] == "userId" and card["min_rating"] == 3.0 and card["item_text"] == "data/movies.csv"
+    capsys.readouterr()
+    assert main(["-q", "profiles", "estimate", "--card", "data/mine.yaml", "--out", "prof/est", "--model", "m"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    mine = load_dataset("data/mine.yaml")
+    assert est["entities"] == mine.n_users + mine.n_items and est["calls"] > 0, est
+    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
+                                     "dataset: [data/mine.yaml], seed: [0]}\nfixed:\n  profiles: prof/{dataset}/bank\n")
+    cells = load_grid(tmp_path / "g.yaml").expand()
+    assert {c.labels["dataset"] for c in cells} == {"mine"}
+    assert [c.runnable().profiles for c in cells if c.cell.plugin == "proex"] == ["prof/mine/bank"]
