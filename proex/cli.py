@@ -4,6 +4,7 @@
     proex data synth --out data/synth --set n_users=2000
     proex data inspect amazon
     proex data fetch --dest ../shared/data
+    proex data fetch movielens-small --dest data    # a public dataset as a card (data/movielens-small/*.yaml)
     proex profiles estimate|generate|embed|offline ...   (LLM profile stage)
     proex report grids/table2.yaml
     proex recommend --run <mlflow run id> --users 0 1 2 --k 10
@@ -52,7 +53,10 @@ def _add_data(sub) -> None:
                    help="SyntheticConfig overrides, e.g. n_users=2000 seed=3")
     i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
     add_dataset_args(i, positional=True)
-    f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam)")
+    f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam), or a public "
+                        "dataset as a card: movielens-small, movielens-1m")
+    f.add_argument("name", nargs="?", default=None, help="a public dataset (movielens-small, movielens-1m); "
+                   "none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
     f.add_argument("--url", default=None, help="archive URL (default: the RLMRec archive)")
 
@@ -190,6 +194,13 @@ def _data(args) -> int:
         print(json.dumps({"out": args.out, "files": written, **inter.summary()}, indent=2, default=str))
         return 0
     if args.data_cmd == "fetch":
+        if args.name:
+            from .data.public import fetch_public
+
+            card = fetch_public(args.name, args.dest, url=args.url)
+            print(json.dumps({"fetched": args.name, "card": str(card),
+                              "next": f"proex data inspect --card {card}"}, indent=2))
+            return 0
         from .data.fetch import RLMREC_URL, fetch_rlmrec
 
         done = fetch_rlmrec(args.dest, url=args.url or RLMREC_URL)
