@@ -92,7 +92,7 @@ def test_interaction_text_of_held_out_pairs_never_reaches_a_profile(ml):
     train, held = pairs(inter.train, inter), pairs(inter.val, inter) | pairs(inter.test, inter)
     assert train and held
     found = lambda text: {tuple(m) for m in re.findall(r"mk(\d+)x(\d+)", text)}  # noqa: E731
-    tables = inter.user_text.to_string() + inter.item_text.to_string()
+    tables = all_text(inter)
     assert found(tables) == train  # all training tags are there, and nothing else
     for side in ("user", "item"):
         recs = offline_records(inter, side, k=6, domain="movies")
@@ -104,6 +104,10 @@ def test_interaction_text_of_held_out_pairs_never_reaches_a_profile(ml):
     assert counts["dropped_val_test"] == inter.val.nnz + inter.test.nnz and counts["kept_train"] == inter.train.nnz
     some_user = next(iter(held))
     assert marker(*some_user) not in tables
+
+
+def all_text(inter) -> str:
+    return "\n".join(str(v) for t in (inter.user_text, inter.item_text) for v in t.to_numpy().ravel())
 
 
 class _Knobs:
@@ -127,3 +131,13 @@ def test_train_grid_and_profile_commands_take_the_card(ml, tmp_path, capsys):
     cells = load_grid(tmp_path / "g.yaml").expand()
     assert {c.labels["dataset"] for c in cells} == {"mine"}
     assert [c.runnable().profiles for c in cells if c.cell.plugin == "proex"] == ["prof/mine/bank"]
+
+
+def test_review_text_in_the_interaction_table_is_kept_for_training_pairs_only(tmp_path):
+    """Amazon-style: the review is a column of the interaction table itself (no interaction_text file)."""
+    rows = [(u, i, f"review mk{u}x{i}") for u in range(1, 30) for i in range(100, 140) if (u * 7 + i) % 3 == 0]
+    pd.DataFrame(rows, columns=["reviewerID", "asin", "reviewText"]).to_csv(tmp_path / "reviews.csv", index=False)
+    inter = load_dataset(f"{tmp_path}/reviews.csv?user_col=reviewerID&item_col=asin&interaction_text_cols=reviewText")
+    train, held = pairs(inter.train, inter), pairs(inter.val, inter) | pairs(inter.test, inter)
+    found = {tuple(m) for m in re.findall(r"mk(\d+)x(\d+)", all_text(inter))}
+    assert held and found == train
