@@ -58,7 +58,8 @@ def _add_data(sub) -> None:
     f.add_argument("name", nargs="?", default=None, help="a public dataset (movielens-small, movielens-1m); "
                    "none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
-    f.add_argument("--url", default=None, help="archive URL (default: the RLMRec archive)")
+    f.add_argument("--url", default=None, help="archive URL (default: the official one; a public dataset's "
+                   "checksum is read from <url>.md5)")
 
 
 def _add_profiles(sub) -> None:
@@ -68,7 +69,7 @@ def _add_profiles(sub) -> None:
     i = psub.add_parser("import-rlmrec", help="stack usr/itm_emb_np[_k].pkl of RLMRec/ProEx into a bank")
     i.add_argument("source", help="folder holding usr_emb_np.pkl, itm_emb_np.pkl and optionally *_np_1..K-1.pkl")
     i.add_argument("--out", required=True, help="bank folder to write")
-    add_dataset_args(i)  # the dataset to check row counts against (recommended)
+    add_dataset_args(i, default="none; name one to check the row counts against")
     s = psub.add_parser("synth", help="write a bank of latent views for a synthetic dataset (labelled synthetic)")
     add_dataset_args(s)
     s.add_argument("--spec", default="synthetic-latent", help="e.g. synthetic-latent:k=4,dim=64,noise_profiles=0")

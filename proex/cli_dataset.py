@@ -44,14 +44,15 @@ _HELP = {
 }
 
 
-def add_dataset_args(p: argparse.ArgumentParser, positional: bool = False) -> None:
-    """Add `--dataset` (or a positional `dataset`), `--card` and one flag per card key to `p`."""
+def add_dataset_args(p: argparse.ArgumentParser, positional: bool = False, default: str = "synthetic") -> None:
+    """Add `--dataset` (or a positional `dataset`), `--card` and one flag per card key to `p`; `default` is
+    what the help says is used without them."""
     if positional:
         p.add_argument("dataset", nargs="?", default=None, help="registry name, path, table or dataset card")
     else:
         p.add_argument("--dataset", default=None, help="registry name (amazon, yelp, steam), synthetic[:key=value,"
-                       "...], an RLMRec folder, a .csv/.tsv/.parquet table or a dataset card .yaml "
-                       "(default synthetic)")
+                       f"...], an RLMRec folder, a .csv/.tsv/.parquet table or a dataset card .yaml "
+                       f"(default: {default})")
     g = p.add_argument_group("dataset card (a table's columns, filters, split and text; see proex.data.cards)")
     g.add_argument("--card", default=None, metavar="FILE", help="a dataset card YAML (the flags below override it)")
     for key in card_keys():

@@ -36,7 +36,7 @@ def register(sub) -> None:
     c.add_argument("--k", type=int, default=20, help="list length (default 20)")
     from .cli_dataset import add_dataset_args
 
-    add_dataset_args(c)  # default: the dataset the model was trained on
+    add_dataset_args(c, default="the dataset the model was trained on")
     c.add_argument("--profiles", default=None, help="profile bank (default: the one the model was trained with)")
     c.add_argument("--device", default="cpu")
     c.add_argument("--tracking-uri", default=None, help="MLflow URI for --run")
