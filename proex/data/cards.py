@@ -127,10 +127,10 @@ def load_card_file(path: str | Path) -> DatasetCard:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a dataset card is a mapping of keys (interactions, user_col, item_col, ...)")
     for key in PATH_KEYS:
-        if raw.get(key) and not Path(str(raw[key])).expanduser().is_absolute():
-            raw[key] = str(path.parent / str(raw[key]))
-    card = build(DatasetCard, raw, str(path))
-    return card
+        if raw.get(key):
+            given = Path(str(raw[key])).expanduser()
+            raw[key] = str(given if given.is_absolute() else path.parent / given)
+    return build(DatasetCard, raw, str(path))
 
 
 def card_from_spec(name: str) -> DatasetCard:
