@@ -4,6 +4,7 @@
     proex data synth --out data/synth --set n_users=2000
     proex data inspect amazon
     proex data fetch --dest ../shared/data
+    proex data fetch movielens-small --dest data    # a public dataset as a card (data/movielens-small/*.yaml)
     proex profiles estimate|generate|embed|offline ...   (LLM profile stage)
     proex config --model lightgcn --plugin proex --dataset steam --sources
     proex report grids/table2.yaml
@@ -20,14 +21,14 @@ import os
 import sys
 
 from . import checkpoint, cli_config, cli_grid
+from .cli_dataset import add_dataset_args, dataset_spec
 from .config import ConfigError, parse_overrides
 from .data.interactions import DataError
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train and evaluate one model on one dataset")
-    p.add_argument("--dataset", default="synthetic", help="registry name (amazon, yelp, steam, synthetic), "
-                   "a directory with trn/val/tst_mat.pkl, or a .csv/.parquet interaction table")
+    add_dataset_args(p)
     p.add_argument("--model", default="lightgcn", help="gccf, lightgcn, simgcl, multvae, ldiffrec, cvga")
     p.add_argument("--plugin", default="base", help="base (the model alone), proex, rlmrec_con, rlmrec_gen, "
                    "kar (pairwise bases), alpharec (lightgcn), dmrec_g|c|m (generative bases)")
@@ -52,10 +53,14 @@ def _add_data(sub) -> None:
     s.add_argument("--set", dest="synth_set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="SyntheticConfig overrides, e.g. n_users=2000 seed=3")
     i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
-    i.add_argument("dataset")
-    f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam)")
+    add_dataset_args(i, positional=True)
+    f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam), or a public "
+                        "dataset as a card: movielens-small, movielens-1m")
+    f.add_argument("name", nargs="?", default=None, help="a public dataset (movielens-small, movielens-1m); "
+                   "none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
-    f.add_argument("--url", default=None, help="archive URL (default: the RLMRec archive)")
+    f.add_argument("--url", default=None, help="archive URL (default: the official one; a public dataset's "
+                   "checksum is read from <url>.md5)")
 
 
 def _add_profiles(sub) -> None:
@@ -65,9 +70,9 @@ def _add_profiles(sub) -> None:
     i = psub.add_parser("import-rlmrec", help="stack usr/itm_emb_np[_k].pkl of RLMRec/ProEx into a bank")
     i.add_argument("source", help="folder holding usr_emb_np.pkl, itm_emb_np.pkl and optionally *_np_1..K-1.pkl")
     i.add_argument("--out", required=True, help="bank folder to write")
-    i.add_argument("--dataset", default=None, help="dataset to check row counts against (recommended)")
+    add_dataset_args(i, default="none; name one to check the row counts against")
     s = psub.add_parser("synth", help="write a bank of latent views for a synthetic dataset (labelled synthetic)")
-    s.add_argument("--dataset", default="synthetic")
+    add_dataset_args(s)
     s.add_argument("--spec", default="synthetic-latent", help="e.g. synthetic-latent:k=4,dim=64,noise_profiles=0")
     s.add_argument("--out", required=True)
     n = psub.add_parser("inspect", help="print a bank's manifest and shapes")
@@ -108,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args) -> int:
     from .data.registry import load_dataset
-    from .experiment import resolve, run_cell
+    from .experiment import dataset_key, resolve, run_cell
 
-    cell = cli_config.cell_from_args(args)
+    cell = cli_config.cell_from_args(args, dataset_spec(args))
     resolved = resolve(cell, where="command line")
-    out = args.out or os.path.join("runs", f"{cell.model}-{cell.plugin}-{os.path.basename(cell.dataset.rstrip('/'))}"
+    out = args.out or os.path.join("runs", f"{cell.model}-{cell.plugin}-{dataset_key(cell.dataset)}"
                                           f"-s{resolved.train_cfg.seed}-{resolved.config_hash()}")
     os.makedirs(out, exist_ok=True)
     inter = load_dataset(cell.dataset)
@@ -123,6 +128,8 @@ def _train(args) -> int:
     checkpoint.save(os.path.join(out, "checkpoint.pt"), system, result["config"], inter,
                     {"val": result["val"], "test": result["test"], "best_epoch": result["best_epoch"]},
                     profile_bank=result.get("profile_bank"))
+    if inter.extras.get("card"):  # every dataset key that ran, not only those the command named
+        result["dataset_card"] = inter.extras["card"]
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     os.remove(state_path)
@@ -145,13 +152,14 @@ def _profiles(args) -> int:
     if args.profiles_cmd == "import-rlmrec":
         from .profiles.importers import import_rlmrec
 
-        inter = load_dataset(args.dataset) if args.dataset else None
+        spec = dataset_spec(args, default=None)
+        inter = load_dataset(spec) if spec else None
         bank = import_rlmrec(args.source, inter.n_users if inter else None, inter.n_items if inter else None)
         bank = bank.save(args.out)
     elif args.profiles_cmd == "synth":
         from .profiles.load import load_profiles
 
-        bank = load_profiles(args.spec, load_dataset(args.dataset)).save(args.out)
+        bank = load_profiles(args.spec, load_dataset(dataset_spec(args))).save(args.out)
     else:
         bank = load_bank(args.bank, verify=args.verify)
     print(json.dumps({"path": bank.path, "bank_id": bank.bank_id, "user": list(bank.user.shape),
@@ -163,9 +171,16 @@ def _data(args) -> int:
     from .data import registry
 
     if args.data_cmd == "inspect":
-        inter = registry.load_dataset(args.dataset)
+        spec = dataset_spec(args, default=None)
+        if spec is None:
+            raise ConfigError("data inspect: name a dataset (a registry name, a path or a table) or --card FILE")
+        inter = registry.load_dataset(spec)
         info = inter.summary()
         info["expected_mismatches"] = registry.check_expected(inter)
+        if inter.extras.get("card"):
+            info.update(dataset=spec, counts=inter.extras.get("counts"), card=inter.extras["card"],
+                        text_columns={s: list(t.columns) for s, t in (("user", inter.user_text),
+                                                                        ("item", inter.item_text)) if t is not None})
         print(json.dumps(info, indent=2, default=str))
         return 0
     if args.data_cmd == "synth":
@@ -178,6 +193,13 @@ def _data(args) -> int:
         print(json.dumps({"out": args.out, "files": written, **inter.summary()}, indent=2, default=str))
         return 0
     if args.data_cmd == "fetch":
+        if args.name:
+            from .data.public import fetch_public
+
+            card = fetch_public(args.name, args.dest, url=args.url)
+            print(json.dumps({"fetched": args.name, "card": str(card),
+                              "next": f"proex data inspect --card {card}"}, indent=2))
+            return 0
         from .data.fetch import RLMREC_URL, fetch_rlmrec
 
         done = fetch_rlmrec(args.dest, url=args.url or RLMREC_URL)

@@ -29,11 +29,12 @@ def register(sub) -> None:
     p.add_argument("--sources", action="store_true", help="print {value, source} for every setting")
 
 
-def cell_from_args(args):
-    """The CellConfig of `proex train`/`proex config` flags, each override's source recorded as its flag."""
+def cell_from_args(args, dataset: str | None = None):
+    """The CellConfig of `proex train`/`proex config` flags, each override's source recorded as its flag.
+    dataset: the dataset string the card flags make (`cli_dataset.dataset_spec`); default `--dataset`."""
     from .experiment import CellConfig, with_overrides
 
-    cell = CellConfig(dataset=args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles)
+    cell = CellConfig(dataset=dataset or args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles)
     for section, flag, items in (("model_config", "--set", args.model_set),
                                  ("plugin_config", "--plugin-set", args.plugin_set),
                                  ("train", "--train", args.train_set)):

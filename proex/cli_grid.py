@@ -2,6 +2,7 @@
 
     proex report grids/table2.yaml                        # tables, p-values, figures; logged on the parent run
     proex report grids/smoke.yaml --tracking-uri http://127.0.0.1:5000 --out reports/smoke --no-log
+    proex report runs/ --out reports/mine                 # the same files for a folder of `proex train` outputs
     proex recommend --run 3f2c...e1 --users 0 1 2 --k 10  # top-10 lists from a run's best checkpoint
     proex recommend --checkpoint runs/x/checkpoint.pt --users-file users.txt --out recs.csv
 
@@ -18,10 +19,13 @@ from pathlib import Path
 
 def register(sub) -> None:
     """Add the `report` and `recommend` subparsers to proex.cli's subparsers object."""
-    r = sub.add_parser("report", help="write a grid's tables, p-values and figures from its MLflow runs")
-    r.add_argument("grid", help="the grid YAML file the runs came from")
+    r = sub.add_parser("report", help="tables, paired t-tests and figures: of a grid (from its MLflow runs) or of "
+                       "a folder of `proex train` outputs")
+    r.add_argument("grid", help="the grid YAML file the runs came from, or a folder of `proex train --out` folders")
+    r.add_argument("--reference", default="base", help="folder reports: the plug-in the others are compared with")
     r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
-    r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>)")
+    r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>; for a folder of "
+                   "runs <folder>/report)")
     r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
     r.add_argument("--test", choices=("ttest", "wilcoxon"), default=None,
                    help="paired test over matched seeds (default: the grid's report.test, else ttest)")
@@ -33,7 +37,9 @@ def register(sub) -> None:
     who.add_argument("--users", nargs="+", type=int, help="dense user indices")
     who.add_argument("--users-file", help="a file with one dense user index per line")
     c.add_argument("--k", type=int, default=20, help="list length (default 20)")
-    c.add_argument("--dataset", default=None, help="dataset to load (default: the one the model was trained on)")
+    from .cli_dataset import add_dataset_args
+
+    add_dataset_args(c, default="the dataset the model was trained on")
     c.add_argument("--profiles", default=None, help="profile bank (default: the one the model was trained with)")
     c.add_argument("--device", default="cpu")
     c.add_argument("--tracking-uri", default=None, help="MLflow URI for --run")
@@ -50,6 +56,12 @@ def run(args) -> int | None:
 
 
 def _report(args) -> int:
+    if Path(args.grid).is_dir():  # ad-hoc `proex train` outputs: no MLflow
+        from .report_runs import report_folder
+
+        files = report_folder(args.grid, args.out, args.reference)
+        print(json.dumps({"runs": args.grid, "files": files}, indent=2))
+        return 0
     from .grid import load_grid
     from .infra.tracking import Tracker, local_root, publish_report
 
@@ -64,6 +76,7 @@ def _report(args) -> int:
 
 
 def _recommend(args) -> int:
+    from .cli_dataset import dataset_spec
     from .recommend import recommend
 
     users = args.users
@@ -77,7 +90,7 @@ def _recommend(args) -> int:
 
             tracker = Tracker(args.tracking_uri, experiment=None)
             path = tracker.download(args.run, "checkpoint/checkpoint.pt", tmp)
-        table = recommend(path, users, args.k, args.dataset, args.device, args.profiles)
+        table = recommend(path, users, args.k, dataset_spec(args, default=None), args.device, args.profiles)
     if args.out:
         if args.out.endswith(".json"):
             table.to_json(args.out, orient="records", indent=1)

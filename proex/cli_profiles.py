@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+from .cli_dataset import add_dataset_args, dataset_spec
 from .config import ConfigError, build, parse_overrides
 from .data.interactions import DataError
 from .profiles.client import ProfileAPIError
@@ -39,7 +40,7 @@ _JOB_FLAGS = ("base_url", "model", "api_key_env", "k", "domain", "rpm", "tpm", "
 
 def add_job_args(p: argparse.ArgumentParser) -> None:
     """Flags of a generation job (shared with ray_jobs/profiles.py); any other field goes through --set."""
-    p.add_argument("--dataset", default="synthetic", help="registry name, path or synthetic[:key=value,...]")
+    add_dataset_args(p)
     p.add_argument("--out", required=True, help="output folder: <side>/profiles.jsonl, failures.jsonl, summary.json, "
                                                 "cache.sqlite")
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default OpenAI)")
@@ -105,11 +106,11 @@ def register(psub) -> None:
     add_job_args(g)
     m = psub.add_parser("embed", help="embed profiles.jsonl of both sides into a ProfileBank")
     m.add_argument("--profiles", required=True, help="folder written by generate or offline")
-    m.add_argument("--dataset", default="synthetic", help="the dataset the profiles were made for")
+    add_dataset_args(m)  # the dataset the profiles were made for
     m.add_argument("--out", required=True, help="bank folder to write")
     _add_embed_args(m)
     o = psub.add_parser("offline", help="offline profiles (no LLM) -> embeddings -> ProfileBank in one command")
-    o.add_argument("--dataset", default="synthetic")
+    add_dataset_args(o)
     o.add_argument("--out", required=True, help="folder for profiles; the bank goes to <out>/bank unless --bank")
     o.add_argument("--bank", default=None, help="bank folder (default <out>/bank)")
     o.add_argument("--k", type=int, default=4, help="profiles per entity incl. the original")
@@ -143,7 +144,7 @@ def run(args) -> int:
             from .profiles import pipeline
 
             cfg = job_config(args)
-            inter = load_dataset(args.dataset)
+            inter = load_dataset(dataset_spec(args))
             if cmd == "estimate":
                 print(json.dumps(pipeline.estimate(cfg, inter), indent=1))
                 return 0
@@ -156,14 +157,14 @@ def run(args) -> int:
         if cmd == "embed":
             from .profiles.embed import embed_profiles
 
-            bank = embed_profiles(args.profiles, load_dataset(args.dataset), _embed_config(args), args.out)
+            bank = embed_profiles(args.profiles, load_dataset(dataset_spec(args)), _embed_config(args), args.out)
             print(json.dumps(_bank_info(bank), indent=1))
             return 0
         if cmd == "offline":
             from .profiles.embed import embed_profiles
             from .profiles.offline import write_offline_profiles
 
-            inter = load_dataset(args.dataset)
+            inter = load_dataset(dataset_spec(args))
             summary = write_offline_profiles(inter, args.out, k=args.k, domain=args.domain)
             result = {"profiles": args.out, "profiler": summary["profiler"], "sides": summary["sides"]}
             if not args.no_embed:

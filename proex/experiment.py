@@ -77,8 +77,10 @@ class Resolved:
 
 
 def dataset_key(dataset: str) -> str:
-    """The registry name used for per-dataset defaults ("amazon" for "amazon" or ".../amazon")."""
-    return dataset.rstrip("/").split("/")[-1].split(":")[0]
+    """The registry name used for per-dataset defaults ("amazon" for "amazon" or ".../amazon"); a dataset card
+    is named by its file stem ("movielens" for "cards/movielens.yaml?min_rating=4")."""
+    key = dataset.partition("?")[0].rstrip("/").split("/")[-1].split(":")[0]
+    return key[: -len(".yaml")] if key.endswith(".yaml") else key[: -len(".yml")] if key.endswith(".yml") else key
 
 
 def _layered(cls: type, ref: dict[str, tuple[Any, str]], overrides: dict, cell: CellConfig, section: str,

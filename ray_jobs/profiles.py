@@ -16,6 +16,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from proex.cli_dataset import dataset_spec
     from proex.cli_profiles import JOB_ERRORS, add_job_args, error_exit, job_config
     from proex.data.registry import load_dataset
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         cfg = job_config(args)
-        inter = load_dataset(args.dataset)
+        inter = load_dataset(dataset_spec(args))
         if args.no_ray or cfg.batch:  # the Batch API path runs in this process: the provider does the work
             from proex.profiles.pipeline import generate
 

@@ -4,9 +4,11 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fake_openai_server import FakeConfig, FakeOpenAI
+from movielens_files import CARD, write_movielens
 from proex.cli_profiles import main as profiles_main
 from proex.data.interactions import DataError
 from proex.data.registry import load_dataset
@@ -37,7 +39,7 @@ def test_offline_command_builds_a_loadable_labelled_bank(tmp_path, capsys):
         recs = [json.loads(x) for x in (tmp_path / side / "profiles.jsonl").read_text().splitlines()]
         assert [r["id"] for r in recs] == list(range(60 if side == "user" else 40))
         assert all(r["profiler"] == LABEL and len({r["original"], *r["new"]}) == 4 for r in recs)
-        assert all(r["original"].startswith("Offline profile (no LLM)") for r in recs)
+        assert all(r["original"] and not r["original"].startswith("No further evidence") for r in recs)
     # the text carries the collaborative signal: a user's original profile is closer to its items' profiles
     u, i = np.asarray(bank.user[0]), np.asarray(bank.item[0])
     sims = u @ i.T  # unit vectors: cosine [U, I]
@@ -56,6 +58,43 @@ def test_offline_profiles_are_deterministic_and_handle_empty_entities():
     recs = offline_records(inter, "item", k=6)
     assert recs[2]["no_input"] and len(set([recs[2]["original"], *recs[2]["new"]])) == 6
     assert all(len(set([r["original"], *r["new"]])) == 6 for r in recs)
+
+
+def test_offline_profiles_of_real_shaped_text_quote_the_entity_and_differ(tmp_path):
+    """MovieLens-shaped files: an item's original profile is its own title and genres; its other profiles are
+    other views of it (genres, training tags, co-liked titles, audience genres), all different; a user's are
+    its training history (titles, genre counts, tags, niche picks)."""
+    write_movielens(tmp_path)
+    (tmp_path / "mine.yaml").write_text(CARD)
+    inter = load_dataset(str(tmp_path / "mine.yaml"))
+    movies = pd.read_csv(tmp_path / "movies.csv").set_index("movieId")
+    items = offline_records(inter, "item", k=4, domain="movies")
+    titled = 0
+    for rec in items:
+        profiles = [rec["original"], *rec["new"]]
+        assert len(set(profiles)) == 4 and rec["profiler"] == LABEL
+        assert not any(p.startswith("No further evidence") for p in profiles)  # four real views of every item
+        movie = int(inter.item_ids[rec["id"]])
+        if movie in movies.index:
+            titled += 1
+            title, genres = movies.loc[movie, "title"], movies.loc[movie, "genres"].split("|")
+            assert rec["original"].startswith(title) and all(g in rec["original"] for g in genres)
+            assert rec["new"][0] == f"A movie in {', '.join(genres)}."
+            assert rec["new"][1].startswith("What viewers wrote about it (tag): ")
+            assert rec["new"][2].startswith("Viewers who watched it also watched: ")
+        else:  # no text row: the views that remain, still four different ones
+            assert rec["original"].startswith("What viewers wrote about it")
+    assert titled == inter.n_items - 1
+    train = inter.train.tocsr()
+    titles = dict(zip(movies.index, movies.title))
+    for rec in offline_records(inter, "user", k=4, domain="movies"):
+        profiles = [rec["original"], *rec["new"]]
+        assert len(set(profiles)) == 4
+        mine = [titles.get(int(inter.item_ids[j]), "") for j in train.indices[train.indptr[rec["id"]]:train.indptr[rec["id"] + 1]]]
+        assert rec["original"].startswith(f"A viewer who watched {len(mine)} movies, among them ")
+        assert any(t and t in rec["original"] for t in mine)
+        assert rec["new"][0].startswith("Favourite movie categories: ")
+        assert rec["new"][1].startswith("What this viewer wrote (tag): ")
 
 
 def test_llm_profiles_embed_into_a_bank_naming_llm_and_prompts(tmp_path, monkeypatch):

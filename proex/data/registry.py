@@ -3,9 +3,11 @@
 Names resolve in this order (`load_dataset`):
 1. `synthetic` or `synthetic:key=value,...` -> `make_synthetic` (keys of `SyntheticConfig`);
 2. a known RLMRec dataset (`amazon`, `yelp`, `steam`) -> `<data_dir>/<name>/` with `load_rlmrec`;
-3. an existing path: a directory holding `trn_mat.pkl` (RLMRec format) or a .csv/.tsv/.parquet table
-   (loaded with the default `TableConfig`; use `tables.load_table` for other columns);
-4. any other `<data_dir>/<name>/` that holds `trn_mat.pkl` (a dataset the user brought).
+3. a dataset card (`my-data.yaml`) or a table with its card keys (`ratings.csv?user_col=userId&...`), see
+   `proex.data.cards`;
+4. an existing path: a directory holding `trn_mat.pkl` (RLMRec format) or a .csv/.tsv/.parquet table
+   (loaded with the default `TableConfig`: columns user, item);
+5. any other `<data_dir>/<name>/` that holds `trn_mat.pkl` (a dataset the user brought).
 `data_dir` defaults to $PROEX_DATA_DIR, else `<repo>/../shared/data`. Expected counts are those measured in
 reference-spec sec. 1.1 (Steam's train count is inferred there from the paper's total, sec. 7).
 """
@@ -20,6 +22,7 @@ from typing import Any
 from ..config import build, parse_overrides
 from .interactions import DataError, Interactions
 from .rlmrec import SPLIT_FILES, load_rlmrec
+from .cards import is_card_spec, load_spec
 from .synthetic import SyntheticConfig, make_synthetic
 from .tables import TableConfig, load_table
 
@@ -74,6 +77,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **synthetic_over
     if synthetic_overrides:
         raise DataError(f"dataset {name!r}: keyword overrides {sorted(synthetic_overrides)} apply only to "
                         "'synthetic'; remove them.")
+    if is_card_spec(name):
+        return load_spec(name)
     root = Path(data_dir or default_data_dir())
     if name in KNOWN:
         path = root / name
@@ -88,7 +93,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **synthetic_over
                         f"{', '.join(SPLIT_FILES.values())}. Point at that folder, or at a .csv/.parquet table.")
     if path.is_file():
         if path.name.lower().endswith(_TABLE_EXT):
-            return load_table(path, TableConfig())
+            return load_table(path, TableConfig())  # columns user, item: others need a card or flags
         hint = (" For the RLMRec archive, install it with `proex data fetch` / fetch_rlmrec(url='file:///...zip')."
                 if path.suffix.lower() == ".zip" else "")
         raise DataError(f"{path}: not a dataset; give a .csv/.tsv/.parquet table or an RLMRec folder.{hint}")

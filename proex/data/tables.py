@@ -21,8 +21,6 @@ import scipy.sparse as sp
 from ..config import ConfigError
 from .interactions import DataError, Interactions, to_binary_csr
 
-_FLAGS = {"user_col": "--user-col", "item_col": "--item-col", "rating_col": "--rating-col",
-          "timestamp_col": "--timestamp-col", "user_text_id": "--user-text-id", "item_text_id": "--item-text-id"}
 _CSV_EXT = (".csv", ".tsv", ".tab", ".txt", ".dat")
 _PARQUET_EXT = (".parquet", ".pq")
 
@@ -76,8 +74,11 @@ class TableConfig:
 
 
 def load_table(path: str | Path, cfg: TableConfig | None = None, name: str | None = None,
-               user_text: str | Path | None = None, item_text: str | Path | None = None) -> Interactions:
-    """Read an interaction table into a validated `Interactions` (see module doc); extras["table_config"] = cfg."""
+               user_text: str | Path | None = None, item_text: str | Path | None = None,
+               user_text_cols: tuple[str, ...] | None = None,
+               item_text_cols: tuple[str, ...] | None = None) -> Interactions:
+    """Read an interaction table into a validated `Interactions` (see module doc); extras["table_config"] = cfg.
+    user_text_cols, item_text_cols: the text columns to keep (default: all but the id column)."""
     cfg = (cfg or TableConfig()).check()
     path = Path(path)
     fields = ["user_col", "item_col"] + [f for f in ("rating_col", "timestamp_col") if getattr(cfg, f)]
@@ -113,9 +114,9 @@ def load_table(path: str | Path, cfg: TableConfig | None = None, name: str | Non
     data = Interactions(
         name=name or path.name.split(".")[0], train=train, val=val, test=test, user_ids=user_ids, item_ids=item_ids,
         user_text=None if user_text is None else
-        load_text(user_text, cfg.user_text_id, user_ids, raw_ids["user"], cfg.text_unknown_ids, "user"),
+        load_text(user_text, cfg.user_text_id, user_ids, raw_ids["user"], cfg.text_unknown_ids, "user", user_text_cols),
         item_text=None if item_text is None else
-        load_text(item_text, cfg.item_text_id, item_ids, raw_ids["item"], cfg.text_unknown_ids, "item"),
+        load_text(item_text, cfg.item_text_id, item_ids, raw_ids["item"], cfg.text_unknown_ids, "item", item_text_cols),
         source=str(path), extras={"format": "table", "table_config": dataclasses.asdict(cfg), "counts": counts},
     )
     return data.validate()
@@ -144,8 +145,8 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
         missing = [(f, c) for f, c in columns.items() if c not in present]
         if missing:
             f, c = missing[0]
-            raise DataError(f"{path}: missing column '{c}' (TableConfig.{f}); the file has columns {present}. "
-                            f"Name the right column with {_FLAGS.get(f, f)} (TableConfig.{f}).")
+            raise DataError(f"{path}: missing column '{c}' ({f}); the file has columns {present}. "
+                            f"Name the right column with {_flag(f)} (dataset card key {f.split('[')[0]}).")
         wanted = present if everything else list(dict.fromkeys(columns.values()))
         if ext in _PARQUET_EXT:
             return pd.read_parquet(path, columns=wanted)
@@ -154,11 +155,11 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
         raise
     except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas ParserError and pyarrow errors are ValueErrors
         raise DataError(f"{path}: cannot parse the table ({type(e).__name__}: {e}). Check the format "
-                        "and the separator (TableConfig.sep).") from None
+                        "and the separator (--sep, card key sep).") from None
 
 
 def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] | None = None,
-              unknown: str = "error", kind: str = "item") -> pd.DataFrame:
+              unknown: str = "error", kind: str = "item", text_cols: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Text table -> DataFrame [len(ids), text columns] indexed by dense id; missing text is "".
 
     ids: original ids of the dense ids. Rows whose id is in `raw_ids` but not `ids` (removed by filtering)
@@ -166,8 +167,9 @@ def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] 
     id (e.g. one per review) are joined with newlines, in file order.
     """
     path = Path(path)
-    df = read_table(path, {f"{kind}_text_id": id_col}, everything=True)
-    text_cols = [c for c in df.columns if c != id_col]
+    wanted = {f"{kind}_text_id": id_col, **{f"{kind}_text_cols[{j}]": c for j, c in enumerate(text_cols or ())}}
+    df = read_table(path, wanted, everything=not text_cols)
+    text_cols = list(text_cols) if text_cols else [c for c in df.columns if c != id_col]
     if not text_cols:
         raise DataError(f"{path}: only the id column '{id_col}' is present; add at least one text column.")
     keys = _id_keys(df[id_col])
@@ -177,7 +179,8 @@ def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] 
         examples = pd.unique(keys[unseen])[:5].tolist()
         raise DataError(f"{path}: column '{id_col}' has {int(unseen.sum())} row(s) whose {kind} id is not in the "
                         f"interaction table (e.g. {examples}). Check that '{id_col}' holds the same ids as the "
-                        f"interactions, or pass text_unknown_ids='ignore' to skip those rows.")
+                        f"interactions (--{kind}-text-id), or skip those rows with --text-unknown-ids ignore "
+                        "(card key text_unknown_ids).")
     known = df.loc[dense >= 0, text_cols].fillna("").astype(str)
     known.index = dense[dense >= 0]
     if known.index.has_duplicates:
@@ -245,6 +248,11 @@ def _timestamps(col: pd.Series, path: Path) -> np.ndarray:
     what = (f"{int(bad.sum())} value(s) that are neither numbers nor dates (first: {col.iloc[np.argmax(bad)]!r})"
             if bad.any() else "a mix of numbers and dates")
     raise DataError(f"{path}: column '{col.name}' has {what}; make it one format or use split_by='random'.")
+
+
+def _flag(field: str) -> str:
+    """The command-line flag of a config field (`user_col` -> `--user-col`, `item_text_cols[0]` -> its list)."""
+    return "--" + field.split("[")[0].replace("_", "-")
 
 
 def _factorize(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:

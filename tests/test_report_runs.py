@@ -1,0 +1,55 @@
+"""`proex report <folder>` on ad-hoc `proex train` outputs: the grid report's files, with paired t-tests over the
+seeds that match, computed from the metrics.json files; and clear errors for folders it cannot pair."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from proex.cli import main
+
+DATA = "synthetic:n_users=120,n_items=80,seed=1"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed in (0, 1, 2):
+        for plugin in ("base", "proex"):
+            extra = ["--profiles", "synthetic-latent"] if plugin == "proex" else []
+            assert main(["-q", "train", "--dataset", DATA, "--model", "lightgcn", "--plugin", plugin, *extra,
+                         "--train", "epochs=3", "--seed", str(seed), "--out", str(root / f"{plugin}-{seed}")]) == 0
+    return root
+
+
+def test_report_of_a_folder_of_train_outputs(runs, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["-q", "report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert set(files) == {"report.md", "summary.csv", "comparison.csv", "table.tex", "curves.png"}
+    metrics = {(p.parent.name.split("-")[0], int(p.parent.name.split("-")[1])): json.loads(p.read_text())["test"]
+               for p in runs.glob("*/metrics.json")}
+    comp = pd.read_csv(files["comparison.csv"])
+    row = comp[(comp.metric == "recall@20") & (comp.arm == "proex")].iloc[0]
+    base = [metrics[("base", s)]["recall@20"] for s in (0, 1, 2)]
+    proex = [metrics[("proex", s)]["recall@20"] for s in (0, 1, 2)]
+    assert row["n"] == 3 and row["dataset"] == "synthetic" and row["model"] == "lightgcn"
+    assert row["mean"] == pytest.approx(sum(proex) / 3, rel=1e-5) and row["ref_mean"] == pytest.approx(sum(base) / 3, rel=1e-5)
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(proex, base).pvalue, rel=1e-4)
+    md = open(files["report.md"]).read()
+    assert "Paired t-tests" in md and "improv. proex" in md and "\\toprule" in open(files["table.tex"]).read()
+
+
+def test_folder_errors_are_clear(runs, tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no metrics.json" in capsys.readouterr().err
+    shutil.copytree(runs / "base-0", tmp_path / "a" / "base-0")
+    shutil.copytree(runs / "base-0", tmp_path / "a" / "base-0-again")
+    assert main(["report", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "base-0-again" in err and "seed 0" in err and "another folder" in err
+    assert main(["report", str(runs / "proex-0")]) == 2
+    assert "no run with plug-in 'base'" in capsys.readouterr().err
