@@ -48,9 +48,7 @@ def deterministic_algorithms(on: bool) -> Iterator[None]:
 
     Why: seeding alone does not make a CPU run repeat exactly. With several threads, the backward of advanced
     indexing with repeated rows (the same user in several BPR triples) accumulates in thread order, so two runs
-    with one seed drift apart by ~1e-8 in the weights within a few epochs and by ~1e-6 in the metrics
-    (measured on the synthetic data). The deterministic kernels cost no measurable time on this project's
-    CPU. On CUDA, deterministic cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment."""
+    with one seed drift apart in the last digits of the weights and metrics (docs/results/speed.md). On CUDA, deterministic cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment."""
     if not on:
         yield
         return

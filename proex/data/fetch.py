@@ -1,4 +1,4 @@
-"""Download the RLMRec datasets (reference-spec sec. 7) and install them in the layout `load_rlmrec` reads.
+"""Download the RLMRec datasets (HKUDS/RLMRec's data archive) and install them in the layout `load_rlmrec` reads.
 
 The RLMRec archive (`data.zip`) holds `data/<name>/{trn,val,tst}_mat.pkl` (plus, where published, the profile
 texts `usr_prf.pkl`/`itm_prf.pkl` and embeddings `usr_emb_np*.pkl`/`itm_emb_np*.pkl`) and `data/mapper/<name>_*.json`.

@@ -9,7 +9,7 @@ Names resolve in this order (`load_dataset`):
    (loaded with the default `TableConfig`: columns user, item);
 5. any other `<data_dir>/<name>/` that holds `trn_mat.pkl` (a dataset the user brought).
 `data_dir` defaults to $PROEX_DATA_DIR, else `<repo>/../shared/data`. Expected counts are those measured in
-reference-spec sec. 1.1 (Steam's train count is inferred there from the paper's total, sec. 7).
+the RLMRec splits (Steam's train count is inferred from the paper's Table 1 total).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ _TABLE_EXT = (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz", "
 
 @dataclass(frozen=True)
 class Expected:
-    """Counts a known dataset must have: users, items and nnz of each split (reference-spec sec. 1.1)."""
+    """Counts a known dataset must have: users, items and nnz of each split (the RLMRec splits)."""
 
     users: int
     items: int
@@ -45,7 +45,7 @@ class Expected:
 KNOWN: "OrderedDict[str, Expected]" = OrderedDict(
     amazon=Expected(11000, 9332, 120464, 40290, 40106, "Amazon-Book"),
     yelp=Expected(11091, 11010, 166620, 55479, 55436, "Yelp"),
-    steam=Expected(23310, 5237, 316190, 104897, 104835, "Steam; train count inferred (spec sec. 1.1)"),
+    steam=Expected(23310, 5237, 316190, 104897, 104835, "Steam; train count inferred from the paper's Table 1 total"),
 )
 
 

@@ -1,7 +1,7 @@
 """Loader for plain interaction tables (CSV/TSV or Parquet): MovieLens `ratings.csv`, Amazon/Steam review dumps...
 
 `load_table` turns a table with one row per (user, item) event into an `Interactions` with the protocol of
-reference-spec sec. 1.1: optional rating threshold (the RLMRec datasets dropped ratings below 3), duplicate
+the RLMRec data: optional rating threshold (the RLMRec datasets dropped ratings below 3), duplicate
 (user, item) rows collapsed, iterative k-core filtering, ids remapped to dense 0..n-1 (original ids kept in
 `user_ids`/`item_ids`, sorted so the mapping is deterministic), and a per-user 3:1:1 train/val/test split
 drawn with a seeded numpy Generator in which every user keeps at least one training interaction.

@@ -7,7 +7,7 @@ Layout of a bank directory:
     item.npy        float32 [K, n_items, dim]
 
 Profile 0 is the "original profile" of the paper (sec. 2.3.1), the RLMRec `usr_emb_np.pkl`; profiles 1..K-1
-are the "new profiles" (ProEx's `usr_emb_np_{k}.pkl`, reference-spec sec. 1.1). Arrays are opened with
+are the "new profiles" (ProEx's `usr_emb_np_{k}.pkl`, BlueGhostYi/ProRec data/). Arrays are opened with
 `np.load(mmap_mode="r")`, so a 1536-d bank of a large dataset costs no RAM until rows are read.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each profile k of an entity is a random linear "embedder" view of the entity's latent taste plus
 profile-specific "wording" noise: c_k = P (z + σ_k ε_k) + η, with P a fixed random [dim, latent] map shared by
 all profiles (one text embedder) and ε_k independent per profile. `noise_profiles` replaces whole profiles by
-pure noise (no signal at all) to test robustness (issue #3: ProEx should be hurt less than a single-profile
+pure noise (no signal at all) to test robustness (ProEx should be hurt less than a single-profile
 plug-in). Labelled as synthetic in the manifest.
 """
 from __future__ import annotations
