@@ -70,4 +70,4 @@ def test_movielens_files_to_report_without_renaming_or_python(tmp_path):
         row = comp[(comp.arm == arm) & (comp.metric == "recall@20")].iloc[0]
         assert row["dataset"] == "mine" and row["n"] == 3 and math.isfinite(row["p_value"]), row.to_dict()
     md = (report / "report.md").read_text()
-    assert "improv. proex" in md and "improv. rlmrec_con" in md and "Paired t-tests" in md
+    assert "improv. proex" in md and "improv. rlmrec_con" in md and "Paired tests (paired t-test)" in md

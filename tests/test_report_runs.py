@@ -40,7 +40,7 @@ def test_report_of_a_folder_of_train_outputs(runs, tmp_path, capsys):
     assert row["mean"] == pytest.approx(sum(proex) / 3, rel=1e-5) and row["ref_mean"] == pytest.approx(sum(base) / 3, rel=1e-5)
     assert row["p_value"] == pytest.approx(stats.ttest_rel(proex, base).pvalue, rel=1e-4)
     md = open(files["report.md"]).read()
-    assert "Paired t-tests" in md and "improv. proex" in md and "\\toprule" in open(files["table.tex"]).read()
+    assert "Paired tests (paired t-test)" in md and "improv. proex" in md and "\\toprule" in open(files["table.tex"]).read()
 
 
 def test_folder_errors_are_clear(runs, tmp_path, capsys):
