@@ -34,11 +34,6 @@ def reference_kernels(on: bool = True):
         _REFERENCE.reset(token)
 
 
-def use_reference() -> bool:
-    """Whether the reference versions are switched on in this scope."""
-    return _REFERENCE.get()
-
-
 def uniformity(x: Tensor, temperature: float) -> Tensor:
     """Official Ω term: mean_i −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) for one profile x [n, D] -> scalar,
     or summed over profiles for x [K, n, D] (one batched product instead of K).
