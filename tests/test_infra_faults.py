@@ -1,7 +1,7 @@
 """Faults (slow, kept in CI), each with real processes on a local Ray:
 * a trial's worker is killed mid-way: Tune retries it from its checkpoint and the grid completes;
 * the driver is killed mid-grid: resubmitting the grid finishes the rest, with one MLflow run per cell and the
-  cells finished before the kill left alone;
+  cells finished before the kill left alone; a cell whose run is then deleted runs again on the next launch;
 * an Optuna study's driver is killed: the rerun ends with exactly its budget of COMPLETE trials, the trials
   the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
 """
@@ -86,6 +86,21 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
     for run in runs:
         steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")]
         assert len(steps) == len(set(steps))  # a resumed curve has no duplicate points
+
+    # MLflow's done tag, not Tune's saved experiment, decides what is finished: a run deleted to recompute its
+    # cell runs again on the next launch, although the restored Tune experiment counts its trial as ended.
+    redo = next(k for k in finished if k != cell)
+    tracker.client.delete_run(finished[redo].info.run_id)
+    driver3 = start_driver(args, str(tmp_path / "driver3.log"), ray_env)
+    try:
+        assert driver3.wait(480) == 0, open(tmp_path / "driver3.log").read()[-4000:]
+    finally:
+        stop_group(driver3, wait_s=30)
+    log3 = open(tmp_path / "driver3.log").read()
+    assert "resuming the Tune experiment" in log3 and "running them again" in log3
+    again = tracker.finished()
+    assert set(again) == set(finished) and again[redo].info.run_id != finished[redo].info.run_id
+    assert all(again[k].info.end_time == finished[k].info.end_time for k in finished if k != redo)
 
 
 def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ray_env):

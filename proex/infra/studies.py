@@ -32,10 +32,10 @@ import optuna
 import ray
 from optuna.trial import TrialState
 
-from ..experiment import CellConfig, dataset_key, resolve
+from ..experiment import dataset_key, resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
-from . import devices
-from .tracking import CellRecorder, Tracker, git_commit, local_root
+from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
+from .tracking import Tracker, git_commit, is_finished, local_root, metric_key
 
 log = logging.getLogger("proex.infra.studies")
 
@@ -78,7 +78,7 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
 
 
 def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = None,
-               value_key: str = "best_val_recall_at_20") -> list[int]:
+               select: str = "recall@20") -> list[int]:
     """Settle RUNNING trials whose heartbeat (or start, if none) is older than `grace_s`: a trial whose MLflow
     run finished (the driver died between the run and `tell`) is told its value; any other is marked FAIL,
     its run FAILED, and its parameters enqueued again. Returns the numbers of the trials failed."""
@@ -88,10 +88,10 @@ def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = No
         if now - beat <= grace_s:
             continue
         runs = tracker.find(kind="trial", key=f"{study.study_name}#{t.number}") if tracker is not None else []
-        done = [r for r in runs if r.info.status == "FINISHED" and value_key in r.data.metrics]
+        done = [r for r in runs if is_finished(r)]
         try:
             if done:
-                study.tell(t.number, done[0].data.metrics[value_key])
+                study.tell(t.number, done[0].data.metrics[metric_key(f"best_val_{select}")])
                 log.warning("study %s: trial %d finished in MLflow but was never told: recovered", study.study_name, t.number)
                 continue
             study.tell(t.number, state=TrialState.FAIL)
@@ -117,34 +117,14 @@ def over_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
     return ahead >= n_trials
 
 
-def _run_trial(cell: dict, params: dict, ctx: dict) -> float:
-    """One study trial (a Ray task): train the cell with `params`, log it as an MLflow run, return the
-    best validation value of the selection metric."""
-    import torch
-
-    from ..data.registry import load_dataset
-    from ..experiment import run_cell
-
-    torch.set_num_threads(max(1, int(ctx["cpu"])))
-    gc = GridCell(ctx["cell_id"], CellConfig(**cell), ctx["seed"], ("",))
-    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
-    run, _ = tracker.run_for("trial", ctx["key"], ctx["study_run_id"], {**ctx["tags"], **params},
-                             resolve(gc.cell).to_dict(), name=ctx["key"])
-    if run.info.status == "FINISHED" and "best_val_" + ctx["select_key"] in run.data.metrics:
-        return run.data.metrics["best_val_" + ctx["select_key"]]  # a retried task whose first run finished
-    device, tags = devices.assign(gc.cell.train.get("device", "auto"), f"study trial {ctx['key']}")
-    tracker.set_tags(run.info.run_id, tags)
-    recorder = CellRecorder(tracker, run.info.run_id, ctx["select"])
-    runnable = gc.runnable()
-    runnable = dataclasses.replace(runnable, train={**runnable.train, "device": device})
-    inter = load_dataset(runnable.dataset)
-    work = os.path.join(ctx["workdir"], ctx["key"].replace("/", "_").replace("#", "_"))
+def _run_trial(ctx: TrialContext, tc: TrackedCell, workdir: str) -> float:
+    """One study trial (a Ray task): `run_tracked_cell` into the trial's MLflow run, with the trainer state in
+    `workdir` so a retried task resumes; returns the best validation value of the selection metric."""
+    work = os.path.join(workdir, tc.key.replace("/", "_").replace("#", "_"))
     os.makedirs(work, exist_ok=True)
-    result, system = run_cell(runnable, inter, lambda r: recorder.validation(r.epoch, r.metrics, r.losses),
-                              state_path=os.path.join(work, "train_state.pt"))
-    recorder.final(ctx["key"], result, system, inter, work)
+    out = run_tracked_cell(ctx, tc, os.path.join(work, "train_state.pt"), work)
     shutil.rmtree(work, ignore_errors=True)  # the checkpoint and results are in MLflow now
-    return float(result["val"][ctx["select"]])
+    return float(out.best_val[ctx.select])
 
 
 def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, parent_run_id: str) -> dict:
@@ -158,15 +138,14 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                                "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name, shared=True)
     tracker.reopen(srun.info.run_id)
     task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
-    root = local_root(tracker.uri)
-    ctx = {"tracking_uri": tracker.uri, "experiment": tracker.experiment, "study_run_id": srun.info.run_id,
-           "select": grid.select, "select_key": grid.select.replace("@", "_at_"), "cpu": r.cpu, "seed": gc.seed,
-           "cell_id": gc.cell_id, "workdir": str((root or Path("mlruns").resolve()) / "studies"),
-           "tags": {**gc.labels, "study": name, "git_commit": git_commit()}}
+    ctx = TrialContext(tracker.uri, tracker.experiment, srun.info.run_id, "trial", grid.name, grid.select, r.cpu,
+                       git_commit(), os.getcwd())
+    workdir = str((local_root(tracker.uri) or Path("mlruns").resolve()) / "studies")
+    tags = {**gc.labels, "study": name}
     inflight: dict = {}
     failures = 0
     while True:
-        reap_stale(study, spec.grace_s, tracker, "best_val_" + ctx["select_key"])
+        reap_stale(study, spec.grace_s, tracker, grid.select)
         trials = study.get_trials(deepcopy=False)
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
         mine = {t.number for t in inflight.values()}
@@ -185,8 +164,8 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             params = suggest(trial, spec.space)
             key = f"{name}#{trial.number}"
             cell = apply_params(gc.cell, params, f"study trial: {key}")
-            ref = task.remote(dataclasses.asdict(cell), params, {**ctx, "key": key,
-                                                                 "tags": {**ctx["tags"], "trial": trial.number}})
+            tc = TrackedCell(dataclasses.replace(gc, cell=cell), key, key, {**tags, **params, "trial": trial.number})
+            ref = task.remote(ctx, tc, workdir)
             inflight[ref] = trial
         if not inflight:
             time.sleep(min(spec.heartbeat_s, spec.grace_s / 2))  # others' trials: wait until done or stale

@@ -96,6 +96,12 @@ def git_commit(cwd: str | None = None) -> str:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def is_finished(run) -> bool:
+    """The one test of "this cell / trial is done": its run FINISHED with its results logged (tag done=1, set
+    by `Tracker.finish` after `CellRecorder.final` logged everything)."""
+    return run.info.status == "FINISHED" and run.data.tags.get("done") == "1"
+
+
 class Tracker:
     """A client bound to one tracking URI and one experiment."""
 
@@ -171,7 +177,7 @@ class Tracker:
 
     def finished(self, kind: str = "cell") -> dict[str, Any]:
         """key -> run for runs of `kind` that finished with their results logged (tag done=1)."""
-        return {r.data.tags["key"]: r for r in self.find(kind=kind, done="1") if r.info.status == "FINISHED"}
+        return {r.data.tags["key"]: r for r in self.find(kind=kind, done="1") if is_finished(r)}
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)

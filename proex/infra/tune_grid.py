@@ -2,19 +2,17 @@
 
 `run_grid(grid)` builds one `Tuner` whose `param_space` is `grid_search` over every cell of the grid (a small
 record per cell: id, CellConfig, labels), wrapped in `tune.with_resources` ({"cpu", "gpu"} per trial; a
-fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial:
-  1. finds or creates its MLflow child run by cell id; a run already finished -> reports it and returns;
-  2. restores the trainer state from its Tune checkpoint if it has one (a retry after a crash, or a restored
-     experiment), i.e. run_cell's `state_path` lives in the directory it checkpoints; picks the device from
-     what Ray assigned (proex.infra.devices) and tags the run with it (device, ray_gpu_ids, node);
-  3. at every validation logs the metrics to MLflow and reports them to Tune with that directory as checkpoint;
-  4. at the end logs test metrics, the best checkpoint and its config, and marks the run finished; a trial
-     that raises marks its run FAILED (a retry reopens it), and `close_orphans` fails the runs of cells whose
-     retries ran out, so no run is left RUNNING after the grid returns.
+fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial is the one
+trial body `tracked_cell.run_tracked_cell` (skip a finished run, train, log, mark done or FAILED) with Tune's
+checkpoint as the trainer state it resumes from, and each validation reported to Tune with that state as
+checkpoint. `close_orphans` fails the runs of cells whose retries ran out, so no run is left RUNNING after the
+grid returns.
 Rerunning the same grid: if Tune's experiment folder exists, `Tuner.restore(..., resume_errored=True)`
 continues it (finished trials are not started again, interrupted ones continue from their last checkpoint);
 otherwise a fresh Tuner starts and each trial's MLflow check skips finished cells. The experiment folder is
 named by the grid and a hash of its cell ids, so an edited grid starts a new one (finished cells still skip).
+Tune's folder is only an optimisation: a cell it counts as ended whose MLflow run is not done (a run deleted in
+the UI to recompute it) runs again in a fresh Tune experiment.
 """
 from __future__ import annotations
 
@@ -23,17 +21,18 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ray
 from ray import tune
 
-from ..experiment import CellConfig, resolve
+from ..experiment import CellConfig
 from ..grid import GridCell, GridSpec, grid_digest
-from . import devices
-from .tracking import CellRecorder, Tracker, git_commit, local_root, metric_key, publish_report
-from .ui import log_dataset, save_comparison_view
+from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
+from .tracking import Tracker, git_commit, local_root, metric_key, publish_report
+from .ui import save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")
 
@@ -87,67 +86,32 @@ def _grid_cell(rec: dict) -> GridCell:
     return GridCell(rec["id"], CellConfig(**rec["cell"]), rec["seed"], tuple(rec["variants"]))
 
 
-def _trial(config: dict, ctx: dict) -> None:
-    """One cell as a Tune function trainable (runs in a Ray worker)."""
-    import torch
-
-    from ..data.registry import load_dataset
-    from ..experiment import run_cell
-
-    gc = _grid_cell(config["cell"])
-    if ctx.get("cwd") and os.path.isdir(ctx["cwd"]):
-        os.chdir(ctx["cwd"])  # relative dataset / profile paths mean what they meant to the driver
-    torch.set_num_threads(max(1, int(ctx["cpu"])))
-    tracker = Tracker(ctx["tracking_uri"], ctx["experiment"])
-    tags = {**gc.labels, "cell_id": gc.cell_id, "config_hash": gc.cell_id, "grid": ctx["grid"],
-            "git_commit": ctx["git_commit"]}
-    run, created = tracker.run_for("cell", gc.cell_id, ctx["parent_run_id"], tags, resolve(gc.cell).to_dict(),
-                                   name=f"{gc.cell.model}-{gc.cell.plugin}-{tags['dataset']}-s{gc.seed}")
-    run_id = run.info.run_id
-    if run.info.status == "FINISHED" and run.data.tags.get("done") == "1":
-        tune.report({"skipped": 1, **{k: v for k, v in run.data.metrics.items() if k.startswith("test_")}})
-        return
-    work = tempfile.mkdtemp(prefix=f"proex-{gc.cell_id}-")
+def _trial(config: dict, ctx: TrialContext) -> None:
+    """One cell as a Tune function trainable (runs in a Ray worker): `run_tracked_cell` with Tune's checkpoint
+    as the trainer state to resume from, each validation reported to Tune with that state as checkpoint."""
+    rec = config["cell"]
+    work = tempfile.mkdtemp(prefix=f"proex-{rec['id']}-")
     state_dir = os.path.join(work, "state")
     os.makedirs(state_dir)
     state = os.path.join(state_dir, "train_state.pt")
-    resumes = int(run.data.tags.get("resumes", "0"))
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             shutil.copy(os.path.join(d, "train_state.pt"), state)
-        resumes += 1
-    if not created:
-        tracker.reopen(run_id)
-    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid()})
-    try:
-        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"cell {gc.cell_id} ({ctx['grid']})")
-    except devices.DeviceError as exc:
-        tracker.set_tags(run_id, {"error": str(exc)[:5000]})
-        tracker.finish(run_id, "FAILED")
-        raise
-    tracker.set_tags(run_id, device_tags)
-    recorder = CellRecorder(tracker, run_id, ctx["select"])
 
-    def on_validation(report) -> None:
-        recorder.validation(report.epoch, report.metrics, report.losses)
-        metrics = {metric_key(f"val_{k}"): v for k, v in report.metrics.items()}
-        tune.report({**metrics, "epoch": report.epoch}, checkpoint=tune.Checkpoint.from_directory(state_dir))
+    def report(r) -> None:
+        metrics = {metric_key(f"val_{k}"): v for k, v in r.metrics.items()}
+        tune.report({**metrics, "epoch": r.epoch}, checkpoint=tune.Checkpoint.from_directory(state_dir))
 
-    cell = gc.runnable()
-    cell = dataclasses.replace(cell, train={**cell.train, "device": device})
-    inter = load_dataset(cell.dataset)
-    if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
-        log_dataset(tracker, run_id, inter, tags["dataset"])
+    gc = _grid_cell(rec)
+    tags = {**gc.labels, "cell_id": gc.cell_id, "config_hash": gc.cell_id}
     try:
-        result, system = run_cell(cell, inter, callback=on_validation, state_path=state)
-    except Exception as exc:  # a retry reopens the run; a worker killed outright is swept by run_grid
-        tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
-        tracker.finish(run_id, "FAILED")
-        raise
-    recorder.final(gc.cell_id, result, system, inter, os.path.join(work, "out"))
-    tune.report({"done": 1, "first_dip": result["first_dip"], **{metric_key(f"test_{k}"): v for k, v in result["test"].items()}})
-    shutil.rmtree(work, ignore_errors=True)
+        out = run_tracked_cell(ctx, TrackedCell(gc, gc.cell_id, trial_name(rec), tags), state, os.path.join(work, "out"),
+                               on_validation=report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    tune.report({"skipped" if out.already_finished else "done": 1, "first_dip": out.first_dip,
+                 **{metric_key(f"test_{k}"): v for k, v in out.test.items()}})
 
 
 def _trial_dirname(trial) -> str:
@@ -194,6 +158,17 @@ def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
                 tracker.finish(run.info.run_id, "FAILED")
 
 
+def _tuner(trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int) -> tune.Tuner:
+    """A fresh Tune experiment `name` with one trial per cell (a grid search over the cells' records)."""
+    return tune.Tuner(
+        trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
+                                    trial_name_creator=lambda t: trial_name(t.config["cell"])),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[CellProgress(len(cells))],
+                                  failure_config=tune.FailureConfig(max_failures=grid.max_failures),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+
+
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
              report_dir: str | None = None, verbose: int = 0, address: str | None = None,
              num_cpus: int | None = None, worker_logs: bool = False) -> GridOutcome:
@@ -217,9 +192,8 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     name = f"{grid.name}-{grid_digest(cells)}"
     if todo:
         connect(address, num_cpus, worker_logs)
-        ctx = {"tracking_uri": tracker.uri, "experiment": tracker.experiment, "parent_run_id": parent_id,
-               "grid": grid.name, "git_commit": commit, "select": grid.select, "cpu": grid.resources.cpu,
-               "cwd": os.getcwd()}
+        ctx = TrialContext(tracker.uri, tracker.experiment, parent_id, "cell", grid.name, grid.select,
+                           grid.resources.cpu, commit, os.getcwd())
         trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
                                         {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu})
         path = os.path.join(storage, name) if "://" not in storage else f"{storage.rstrip('/')}/{name}"
@@ -227,15 +201,17 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
             log.info("resuming the Tune experiment at %s", path)
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
         else:
-            tuner = tune.Tuner(
-                trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
-                tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
-                                            trial_name_creator=lambda t: trial_name(t.config["cell"])),
-                run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose,
-                                          callbacks=[CellProgress(len(cells))],
-                                          failure_config=tune.FailureConfig(max_failures=grid.max_failures),
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        tuner.fit()
+            tuner = _tuner(trainable, grid, cells, storage, name, verbose)
+        results = tuner.fit()
+        # Tune's saved experiment only saves work; MLflow's done tag decides. A cell Tune counts as ended
+        # without error whose run is not done (e.g. its run was deleted to recompute it) runs again.
+        finished = tracker.finished("cell")
+        errored = {(r.config or {}).get("cell", {}).get("id") for r in results if r.error is not None}
+        again = [c for c in todo if c.cell_id not in finished and c.cell_id not in errored]
+        if again:
+            log.info("%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again",
+                     len(again))
+            _tuner(trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose).fit()
     finished = tracker.finished("cell")
     failed = [c.cell_id for c in cells if c.cell_id not in finished]
     close_orphans(tracker, failed)

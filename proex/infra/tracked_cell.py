@@ -1,0 +1,109 @@
+"""One tracked cell: the single trial body that grids (`tune_grid`) and studies (`studies`) both run.
+
+`run_tracked_cell(ctx, cell)` runs in a Ray worker. It
+  1. finds or creates the cell's MLflow run by (kind, key); a run that already finished (`is_finished`: status
+     FINISHED and tag done=1, which only `CellRecorder.final` sets) returns its logged results and trains nothing;
+  2. reopens an unfinished run (a retry, a resumed grid) and counts the resume when a state file is there;
+  3. picks the device from what Ray assigned (`devices.assign`) and tags the run with it;
+  4. trains with `experiment.run_cell`, logging every validation (and passing it to the caller's hook, which
+     Tune uses to report and checkpoint), resuming from `state_path` if it holds a trainer state;
+  5. logs the final metrics, the best checkpoint and its config, and marks the run done; any exception marks
+     the run FAILED with the error as a tag, then propagates (a retry reopens the run).
+
+The MLflow `done` tag is the one answer to "is this cell finished?": Tune's experiment folder and Optuna's
+trial states only save work (a Tune checkpoint to resume from, a trial to tell), they never decide it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..experiment import resolve
+from ..grid import GridCell
+from . import devices
+from .tracking import CellRecorder, Tracker, canonical, is_finished
+from .ui import log_dataset
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one grid or study shares, sent from the driver to the Ray workers."""
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str  # the grid's run (grid cells) or the study's run (study trials)
+    kind: str  # the runs' `kind` tag: "cell" (a grid's cell) or "trial" (a study's trial)
+    grid: str  # the grid file's name, tagged on every run
+    select: str  # selection metric without its split, e.g. "recall@20"
+    cpu: float  # CPUs Ray gives a trial; torch uses as many threads
+    git_commit: str
+    cwd: str = ""  # the driver's working folder: relative dataset / profile paths mean what they meant there
+
+
+@dataclass(frozen=True)
+class TrackedCell:
+    """One run to make: the cell, the key its run is found by, its display name and its tags."""
+    cell: GridCell
+    key: str  # cell id (grid) or '<study>#<trial number>' (study)
+    name: str  # the MLflow run name, e.g. 'lightgcn-proex-synthetic-s0'
+    tags: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    run_id: str
+    already_finished: bool  # True: nothing was trained, the results are the run's logged ones
+    test: dict  # metric name ('recall@20') -> test value
+    best_val: dict  # metric name -> validation value at the best epoch
+    first_dip: str = ""  # the warning when the best validation was the first one, else ""
+
+
+def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str,
+                     on_validation: Callable | None = None) -> CellOutcome:
+    """Train `tc.cell` into its MLflow run (see the module docstring); `state_path` is the trainer state to
+    resume from and keep up to date, `workdir` a folder for the checkpoint files before they are logged."""
+    import torch
+
+    from ..data.registry import load_dataset
+    from ..experiment import run_cell
+
+    if ctx.cwd and os.path.isdir(ctx.cwd):
+        os.chdir(ctx.cwd)
+    torch.set_num_threads(max(1, int(ctx.cpu)))
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment)
+    gc = tc.cell
+    tags = {**{k: str(v) for k, v in tc.tags.items()}, "grid": ctx.grid, "git_commit": ctx.git_commit}
+    run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, resolve(gc.cell).to_dict(), name=tc.name)
+    run_id = run.info.run_id
+    if is_finished(run):
+        m = run.data.metrics
+        return CellOutcome(run_id, True, {canonical(k[5:]): v for k, v in m.items() if k.startswith("test_")},
+                           {canonical(k[9:]): v for k, v in m.items() if k.startswith("best_val_")},
+                           run.data.tags.get("mlflow.note.content", "") if run.data.tags.get("first_dip") == "yes" else "")
+    resumes = int(run.data.tags.get("resumes", "0")) + (1 if os.path.exists(state_path) else 0)
+    if not created:
+        tracker.reopen(run_id)
+    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid()})
+    recorder = CellRecorder(tracker, run_id, ctx.select)
+
+    def validation(report) -> None:
+        recorder.validation(report.epoch, report.metrics, report.losses)
+        if on_validation is not None:
+            on_validation(report)
+
+    try:
+        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"{ctx.kind} {tc.key}")
+        tracker.set_tags(run_id, device_tags)
+        cell = gc.runnable()
+        cell = dataclasses.replace(cell, train={**cell.train, "device": device})
+        inter = load_dataset(cell.dataset)
+        if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
+            log_dataset(tracker, run_id, inter, gc.labels["dataset"])
+        result, system = run_cell(cell, inter, callback=validation, state_path=state_path)
+        recorder.final(tc.key, result, system, inter, workdir)
+    except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
+        tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.finish(run_id, "FAILED")
+        raise
+    return CellOutcome(run_id, False, dict(result["test"]), dict(result["val"]), result.get("first_dip") or "")
