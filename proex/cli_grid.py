@@ -63,7 +63,8 @@ def _report(args) -> int:
         print(json.dumps({"runs": args.grid, "files": files}, indent=2))
         return 0
     from .grid import load_grid
-    from .infra.tracking import Tracker, local_root, publish_report
+    from .infra.publishing import publish_report
+    from .infra.tracker import Tracker, local_root
 
     grid = load_grid(args.grid)
     if args.test:
@@ -86,7 +87,7 @@ def _recommend(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.checkpoint
         if args.run:
-            from .infra.tracking import Tracker
+            from .infra.tracker import Tracker
 
             tracker = Tracker(args.tracking_uri, experiment=None)
             path = tracker.download(args.run, "checkpoint/checkpoint.pt", tmp)

@@ -35,7 +35,8 @@ from optuna.trial import TrialState
 from ..experiment import CellConfig, dataset_key, resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
 from . import devices
-from .tracking import CellRecorder, Tracker, git_commit, local_root
+from .cell_recorder import CellRecorder
+from .tracker import Tracker, git_commit, local_root
 
 log = logging.getLogger("proex.infra.studies")
 

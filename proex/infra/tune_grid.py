@@ -32,7 +32,9 @@ from ray import tune
 from ..experiment import CellConfig, resolve
 from ..grid import GridCell, GridSpec, grid_digest
 from . import devices
-from .tracking import CellRecorder, Tracker, git_commit, local_root, metric_key, publish_report
+from .cell_recorder import CellRecorder
+from .publishing import publish_report
+from .tracker import Tracker, git_commit, local_root, metric_key
 from .ui import log_dataset, save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")

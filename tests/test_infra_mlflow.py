@@ -16,8 +16,10 @@ from proex import checkpoint  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
 from proex.experiment import run_cell  # noqa: E402
 from proex.grid import load_grid  # noqa: E402
-from proex.infra.tracking import (CellRecorder, Tracker, canonical, flatten, metric_key,  # noqa: E402
-                                  publish_report, runs_frame)
+from proex.infra.cell_recorder import CellRecorder  # noqa: E402
+from proex.infra.publishing import publish_report  # noqa: E402
+from proex.infra.run_frames import runs_frame  # noqa: E402
+from proex.infra.tracker import Tracker, canonical, flatten, metric_key  # noqa: E402
 
 GRIDS = os.path.join(os.path.dirname(__file__), "..", "grids")
 
