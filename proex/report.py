@@ -2,7 +2,7 @@
 
 Input `runs`: a DataFrame with one row per finished cell: label columns model, plugin, dataset, seed,
 variant ("" when the grid has no variants) and test metrics under canonical names ("recall@20", ...).
-`proex.infra.tracking.runs_frame` builds it from MLflow; tests build it by hand.
+`proex.infra.run_frames.runs_frame` builds it from MLflow; tests build it by hand.
 
 * `match_seeds`— the comparisons use matched seeds only: within each group of arms compared with one another
                  (the label columns other than the arm), the seeds every arm finished; the runs of other seeds
@@ -235,7 +235,7 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
 
 def first_dip_section(runs: pd.DataFrame) -> str:
     """A warning section listing the runs whose best validation was their first (column `first_dip`, set by
-    proex.infra.tracking.runs_frame; proex.train.FIRST_DIP says why and the fix), or "" when there are none."""
+    proex.infra.run_frames.runs_frame; proex.train.FIRST_DIP says why and the fix), or "" when there are none."""
     if "first_dip" not in runs or not runs["first_dip"].fillna(False).astype(bool).any():
         return ""
     flagged = runs[runs["first_dip"].fillna(False).astype(bool)]

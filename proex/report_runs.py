@@ -2,7 +2,7 @@
 
 `proex train` writes `<out>/metrics.json` (the resolved config, best epoch, validation and test metrics and
 the validation history). `train_outputs_frame` reads every `metrics.json` under a folder into the same frame
-that `proex.infra.tracking.runs_frame` builds from MLflow (one row per run: model, plugin, dataset, seed,
+that `proex.infra.run_frames.runs_frame` builds from MLflow (one row per run: model, plugin, dataset, seed,
 variant, profiles, test metrics as 'recall@20', 'val_recall@20'), so `proex.report.write_report` gives the
 same files as for a grid. No MLflow, no Ray.
 """

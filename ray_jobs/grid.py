@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     grid = load_grid_file(args.grid, args.address, "grid")
     if grid is None:
         return 2
-    from proex.infra import tracking, tune_grid
+    from proex.infra import tune_grid
+    from proex.infra.tracker import Tracker
 
     out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir, address=args.address,
                              num_cpus=args.num_cpus, worker_logs=args.worker_logs)  # starts Ray only if a cell is left
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.shutdown()  # flush the workers' log lines before the summary
     from proex.infra import ui
 
-    tracker = tracking.Tracker(out.tracking_uri, tune_grid.experiment_name(grid))
+    tracker = Tracker(out.tracking_uri, tune_grid.experiment_name(grid))
     link = ui.links(tracker, out.parent_run_id)
     print(f"\ngrid {out.grid}: {out.finished}/{out.n_cells} cells finished"
           + (f", {len(out.failed)} failed: {', '.join(out.failed)}" if out.failed else ""))

@@ -4,7 +4,7 @@
         --model gpt-4o-mini --domain books --rpm 5000 --tpm 2000000 --workers 8
     python ray_jobs/profiles.py --no-ray --dataset synthetic --out /tmp/prof ...   # same job, in-process asyncio
 
-Thin on purpose: flags -> ProfileJobConfig (proex.cli_profiles), then proex.infra.profile_actors.generate_ray
+Thin on purpose: flags -> ProfileJobConfig (proex.cli.llm_profiles), then proex.infra.profile_actors.generate_ray
 or proex.profiles.pipeline.generate. The key is read by the workers from $<api_key_env> on their nodes.
 Exit codes as `proex profiles generate`: 0 done, 1 some entities failed, 2 bad input, 3 stopped (fatal).
 """
@@ -16,8 +16,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from proex.cli_dataset import dataset_spec
-    from proex.cli_profiles import JOB_ERRORS, add_job_args, error_exit, job_config
+    from proex.cli.dataset_flags import dataset_spec
+    from proex.cli.llm_profiles import JOB_ERRORS, add_job_args, error_exit, job_config
     from proex.data.registry import load_dataset
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return error_exit(exc, "profiles")
     print(json.dumps({k: summary[k] for k in ("status", "sides", "calls", "cost_usd", "wall_s", "backend")}, indent=1))
     if any(s["failed"] for s in summary["sides"].values()):
-        from proex.cli_profiles import rerun_message
+        from proex.cli.llm_profiles import rerun_message
 
         print(f"profiles: {rerun_message(cfg, inter)}", file=sys.stderr)
         return 1

@@ -99,7 +99,7 @@ def pg_mlflow(postgres, tmp_path_factory):
     pytest.importorskip("mlflow")
     from infra_services import free_ports
 
-    from proex.infra.tracking import start_server, stop_server
+    from proex.infra.mlflow_server import start_server, stop_server
 
     root = tmp_path_factory.mktemp("pg-mlflow")
     proc, uri = start_server(str(root), "127.0.0.1", free_ports(1)[0], backend_uri=postgres.create_database("mlflow"),

@@ -50,3 +50,15 @@ def test_synth_then_inspect_round_trip(tmp_path, capsys):
 def test_console_script_help():
     res = subprocess.run([sys.executable, "-m", "proex.cli", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout
+
+
+def test_each_command_module_registers_the_command_it_runs():
+    """`proex <cmd>` runs COMMANDS[cmd].run: that module must be the one that parsed the command's flags."""
+    import argparse
+
+    from proex.cli import COMMANDS
+
+    for name, module in COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers(dest="cmd")
+        module.register(sub)
+        assert list(sub.choices) == [name]

@@ -23,7 +23,8 @@ from infra_services import REPO, RayHead, base_env, free_ports, stop_group  # no
 from proex import checkpoint  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
 from proex.grid import load_grid  # noqa: E402
-from proex.infra.tracking import Tracker, start_server, stop_server  # noqa: E402
+from proex.infra.mlflow_server import start_server, stop_server  # noqa: E402
+from proex.infra.tracker import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

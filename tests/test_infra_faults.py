@@ -21,7 +21,7 @@ optuna = pytest.importorskip("optuna")
 from infra_services import base_env, start_driver, stop_group, wait_for  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from proex.infra.tracking import Tracker  # noqa: E402
+from proex.infra.tracker import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ pytest.importorskip("mlflow")
 
 from infra_services import REPO, base_env, stop_group  # noqa: E402
 
-from proex.infra.tracking import Tracker  # noqa: E402
+from proex.infra.tracker import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ DRIVER = textwrap.dedent("""
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     from proex.grid import load_grid
-    from proex.infra.tracking import Tracker
+    from proex.infra.tracker import Tracker
     from proex.infra.tune_grid import experiment_name, run_grid
     grid = load_grid(args["grid"])
     removed = []

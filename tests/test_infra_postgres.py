@@ -29,7 +29,7 @@ from infra_services import REPO, RayHead, base_env, start_driver, stop_group, wa
 from optuna.trial import TrialState  # noqa: E402
 
 from proex.grid import load_grid  # noqa: E402
-from proex.infra.tracking import Tracker  # noqa: E402
+from proex.infra.tracker import Tracker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -100,7 +100,7 @@ def test_batch_falls_back_to_json_mode_where_json_schema_is_refused(tmp_path):
 
 
 def _start(srv, out) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "proex.cli_profiles", "generate", "--batch", "--dataset", DATASET, "--out", str(out),
+    cmd = [sys.executable, "-m", "proex.cli.llm_profiles", "generate", "--batch", "--dataset", DATASET, "--out", str(out),
            "--base-url", srv.base_url, "--model", "gpt-4o-mini", "--api-key-env", ENV, "--no-progress",
            "--set", "batch_poll_s=0.05"]
     env = {**os.environ, ENV: KEY, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -9,7 +9,7 @@ import pytest
 
 from fake_openai_server import FakeConfig, FakeOpenAI
 from movielens_files import CARD, write_movielens
-from proex.cli_profiles import main as profiles_main
+from proex.cli.llm_profiles import main as profiles_main
 from proex.data.interactions import DataError
 from proex.data.registry import load_dataset
 from proex.profiles.embed import EmbedConfig, embed_profiles

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fake_openai_server import FakeConfig, FakeOpenAI
-from proex.cli_profiles import main as profiles_main
+from proex.cli.llm_profiles import main as profiles_main
 from proex.data.registry import load_dataset
 from proex.profiles.cache import CallCache
 from proex.profiles.client import ProfileAPIError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fake_openai_server import FakeConfig, FakeOpenAI
-from proex.cli_profiles import main as profiles_main
+from proex.cli.llm_profiles import main as profiles_main
 from proex.data.registry import load_dataset
 from proex.profiles.pipeline import ProfileJobConfig, estimate, generate
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(srv, out) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "proex.cli_profiles", "generate", "--dataset", DATASET, "--out", str(out),
+    cmd = [sys.executable, "-m", "proex.cli.llm_profiles", "generate", "--dataset", DATASET, "--out", str(out),
            "--base-url", srv.base_url, "--model", "fake-llm", "--api-key-env", ENV, "--no-progress",
            "--concurrency", str(CONCURRENCY), "--rpm", "60000", "--set", "backoff_s=0.05", "timeout_s=30"]
     env = {**os.environ, ENV: KEY, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

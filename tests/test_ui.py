@@ -22,7 +22,8 @@ pytest.importorskip("mlflow")
 
 from infra_services import REPO, base_env, free_ports  # noqa: E402
 
-from proex.infra.tracking import EXPERIMENT_KIND, Tracker, start_server, stop_server  # noqa: E402
+from proex.infra.mlflow_server import start_server, stop_server  # noqa: E402
+from proex.infra.tracker import EXPERIMENT_KIND, Tracker  # noqa: E402
 from proex.infra.ui import links, save_comparison_view  # noqa: E402
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

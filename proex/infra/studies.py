@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from ..experiment import dataset_key, resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracking import Tracker, git_commit, is_finished, local_root, metric_key
+from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
 
 log = logging.getLogger("proex.infra.studies")
 

@@ -23,7 +23,8 @@ from typing import Callable
 from ..experiment import resolve
 from ..grid import GridCell
 from . import devices
-from .tracking import CellRecorder, Tracker, canonical, is_finished
+from .cell_recorder import CellRecorder
+from .tracker import Tracker, canonical, is_finished
 from .ui import log_dataset
 
 

@@ -30,8 +30,9 @@ from ray import tune
 
 from ..experiment import CellConfig
 from ..grid import GridCell, GridSpec, grid_digest
+from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracking import Tracker, git_commit, local_root, metric_key, publish_report
+from .tracker import Tracker, git_commit, local_root, metric_key
 from .ui import save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")

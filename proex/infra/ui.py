@@ -1,6 +1,6 @@
 """What a person sees in the MLflow UI (3.x) for a grid: the comparison of its cells, the report, the dataset.
 
-* The experiment carries `mlflow.experimentKind = custom_model_development` (set by `tracking.Tracker`), so
+* The experiment carries `mlflow.experimentKind = custom_model_development` (set by `tracker.Tracker`), so
   the UI opens it in the model-training runs table instead of its GenAI view (traces, evaluation runs).
 * `save_comparison_view` stores a runs-table view on the experiment as the tag
   `mlflow.sharedViewState.<key>`, the same JSON the UI's "share view" writes: columns test Recall/NDCG@K,
@@ -9,7 +9,7 @@
   (`runsExpanded` is not part of a shared view, so a nested parent would stay collapsed).
 * `links` builds the URL that opens that view (`?viewStateShareKey=<key>&workflowType=machine_learning`; the
   second parameter overrides a browser that last used the GenAI side of the UI) and the parent run's report.
-* `tracking.describe_run` (called by `publish_report`) puts report.md (tables, p-values) and its figures in
+* `publishing.describe_run` (called by `publish_report`) puts report.md (tables, p-values) and its figures in
   the parent run's description, which the run page renders as Markdown; the files stay under artifacts report/.
 * `log_dataset` logs the cell's interactions as an MLflow dataset input (name, digest, counts), which fills
   the runs table's Dataset column and the run page's dataset panel.
@@ -26,8 +26,9 @@ from mlflow.data.sources import CodeDatasetSource, LocalArtifactDatasetSource
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.entities import Dataset as DatasetEntity
 
-from .tracking import COMPARISON_VIEW, Tracker, metric_key
+from .tracker import Tracker, metric_key
 
+COMPARISON_VIEW = "proex-comparison"  # key of the saved runs-table view the printed link opens
 RUN_NAME_KEY = "tags.`mlflow.runName`"  # the UI's own sort key for "Run Name"
 LABEL_TAGS = ("model", "plugin", "dataset", "seed", "first_dip")
 

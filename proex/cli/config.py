@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .config import parse_overrides
+from ..config import parse_overrides
 
 DEFAULT_TEXT_DIM = 1536  # text-embedding-ada-002, the paper's profile embedder
 
@@ -31,8 +31,8 @@ def register(sub) -> None:
 
 def cell_from_args(args, dataset: str | None = None):
     """The CellConfig of `proex train`/`proex config` flags, each override's source recorded as its flag.
-    dataset: the dataset string the card flags make (`cli_dataset.dataset_spec`); default `--dataset`."""
-    from .experiment import CellConfig, with_overrides
+    dataset: the dataset string the card flags make (`dataset_flags.dataset_spec`); default `--dataset`."""
+    from ..experiment import CellConfig, with_overrides
 
     cell = CellConfig(dataset=dataset or args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles)
     for section, flag, items in (("model_config", "--set", args.model_set),
@@ -46,15 +46,15 @@ def cell_from_args(args, dataset: str | None = None):
 
 
 def run(args) -> int:
-    from .experiment import resolve
-    from .plugins import plugin_class
+    from ..experiment import resolve
+    from ..plugins import plugin_class
 
     cell = cell_from_args(args)
     text_dim = args.text_dim
     if plugin_class(cell.plugin).needs_profiles and text_dim is None:
         if cell.profiles:
-            from .data.registry import load_dataset
-            from .profiles.load import load_profiles
+            from ..data.registry import load_dataset
+            from ..profiles.load import load_profiles
 
             text_dim = load_profiles(cell.profiles, load_dataset(cell.dataset)).dim
         else:

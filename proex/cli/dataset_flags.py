@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from .config import ConfigError
-from .data.cards import card_keys, flag, parse_value, spec_string
+from ..config import ConfigError
+from ..data.cards import card_keys, flag, parse_value, spec_string
 
 _HELP = {
     "user_col": "user id column (MovieLens userId, Amazon reviewerID)",

@@ -5,8 +5,8 @@
     proex profiles embed --profiles prof/amazon --dataset amazon --out banks/amazon --embedder openai
     proex profiles offline --dataset synthetic --out prof/synth      # no LLM, no network: profiles + bank
 
-`register(psub)` adds these four to the existing `profiles` subparsers of `proex.cli`; `run(args)` executes
-them. Also runnable alone: `python -m proex.cli_profiles generate ...`. Exit codes: 0 done, 1 done but some
+`register(psub)` adds these four to the `profiles` subparsers of `proex.cli.profiles`; `run(args)` executes
+them. Also runnable alone: `python -m proex.cli.llm_profiles generate ...`. Exit codes: 0 done, 1 done but some
 entities failed (listed in failures.jsonl; the message says exactly what a rerun sends: entities whose answers
 stayed invalid get a new attempt), 2 bad input or config, 3 job stopped by a fatal API error (wrong key,
 unreachable endpoint...; completed calls stay cached, rerun to resume).
@@ -19,10 +19,10 @@ import logging
 import os
 import sys
 
-from .cli_dataset import add_dataset_args, dataset_spec
-from .config import ConfigError, build, parse_overrides
-from .data.interactions import DataError
-from .profiles.client import ProfileAPIError
+from ..config import ConfigError, build, parse_overrides
+from ..data.interactions import DataError
+from ..profiles.client import ProfileAPIError
+from .dataset_flags import add_dataset_args, dataset_spec
 
 # The failures of a profile job that are the user's to fix, and their exit status (`proex profiles ...` and
 # ray_jobs/profiles.py alike): 3 = the LLM API stopped the job (fatal), 2 = bad input. Others are bugs.
@@ -64,7 +64,7 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
 
 def job_config(args):
     """ProfileJobConfig from parsed flags (unknown --set keys are errors)."""
-    from .profiles.pipeline import ProfileJobConfig
+    from ..profiles.pipeline import ProfileJobConfig
 
     values = parse_overrides(args.job_set, "--set")
     values.update({f: getattr(args, f) for f in _JOB_FLAGS if getattr(args, f, None) is not None})
@@ -82,7 +82,7 @@ def job_config(args):
 
 def rerun_message(cfg, inter) -> str:
     """What rerunning the same command will do, from the failures file just written (shared with ray_jobs)."""
-    from .profiles.pipeline import rerun_plan
+    from ..profiles.pipeline import rerun_plan
 
     path = os.path.join(cfg.out_dir, "failures.jsonl")
     with open(path) as f:
@@ -99,7 +99,7 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(psub) -> None:
-    """Add estimate, generate, embed and offline to the `profiles` subparsers of `proex.cli`."""
+    """Add estimate, generate, embed and offline to the `profiles` subparsers of `proex.cli.profiles`."""
     e = psub.add_parser("estimate", help="dry run of `generate`: calls, tokens and cost; nothing is sent")
     add_job_args(e)
     g = psub.add_parser("generate", help="four-step CoT profiles through an OpenAI-compatible API (resumable)")
@@ -120,7 +120,7 @@ def register(psub) -> None:
 
 
 def _embed_config(args):
-    from .profiles.embed import EmbedConfig
+    from ..profiles.embed import EmbedConfig
 
     values = parse_overrides(args.embed_set, "--embed-set")
     values.update({"embedder": args.embedder, "model": args.embed_model or values.get("model", "")})
@@ -134,14 +134,14 @@ def _bank_info(bank) -> dict:
 
 def run(args) -> int:
     """Execute one of COMMANDS; prints a JSON result on stdout, errors on stderr (never the key)."""
-    from .data.registry import load_dataset
+    from ..data.registry import load_dataset
 
     for name in ("httpx", "httpx2", "openai"):  # one INFO line per request would drown the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
     cmd = args.profiles_cmd
     try:
         if cmd in ("estimate", "generate"):
-            from .profiles import pipeline
+            from ..profiles import pipeline
 
             cfg = job_config(args)
             inter = load_dataset(dataset_spec(args))
@@ -155,14 +155,14 @@ def run(args) -> int:
                 print(f"proex: {rerun_message(cfg, inter)}", file=sys.stderr)
             return 1 if failed else 0
         if cmd == "embed":
-            from .profiles.embed import embed_profiles
+            from ..profiles.embed import embed_profiles
 
             bank = embed_profiles(args.profiles, load_dataset(dataset_spec(args)), _embed_config(args), args.out)
             print(json.dumps(_bank_info(bank), indent=1))
             return 0
         if cmd == "offline":
-            from .profiles.embed import embed_profiles
-            from .profiles.offline import write_offline_profiles
+            from ..profiles.embed import embed_profiles
+            from ..profiles.offline import write_offline_profiles
 
             inter = load_dataset(dataset_spec(args))
             summary = write_offline_profiles(inter, args.out, k=args.k, domain=args.domain)
@@ -178,7 +178,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: `python -m proex.cli_profiles <command> ...` (same flags as `proex profiles`)."""
+    """Standalone entry: `python -m proex.cli.llm_profiles <command> ...` (same flags as `proex profiles`)."""
     parser = argparse.ArgumentParser(prog="proex profiles")
     register(parser.add_subparsers(dest="profiles_cmd", required=True))
     args = parser.parse_args(argv)

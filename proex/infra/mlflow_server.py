@@ -1,0 +1,58 @@
+"""Start and stop an `mlflow server` (its own process group). On a cluster every node must reach one tracking
+server: `start_server` runs it with a database backend and proxied artifacts (`--serve-artifacts`), so workers
+need no shared disk.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000, log_path: str | None = None,
+                 timeout_s: float = 120.0, backend_uri: str | None = None, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` on `host:port` with proxied artifacts under `root`/artifacts (`--serve-artifacts`:
+    clients upload and download through the server, so workers need no shared disk) and the run database at
+    `backend_uri`: a cluster's PostgreSQL (`postgresql://user@dbhost/mlflow`, needs psycopg2), else the sqlite
+    store `root`/mlflow.db (one machine).
+
+    Returns (process, tracking URI). The process runs in its own session; stop it with `stop_server`. For a
+    cluster, bind `host` to an address the workers reach (see docs/cluster.md).
+    """
+    root_p = Path(root).resolve()
+    (root_p / "artifacts").mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri",
+           backend_uri or f"sqlite:///{root_p}/mlflow.db", "--artifacts-destination", str(root_p / "artifacts"),
+           "--serve-artifacts", "--host", host, "--port", str(port), "--workers", str(workers)]
+    log = open(log_path or root_p / "server.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://{host}:{port}"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {proc.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"mlflow server did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
+
+
+def stop_server(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop a server started by `start_server` (its own process group only)."""
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout_s)

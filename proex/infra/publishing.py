@@ -1,0 +1,47 @@
+"""A grid's report put on its MLflow parent run: the files (proex.report) as artifacts under report/, p-values
+and improvements as metrics, and report.md with its figures as the run's description (rendered by the UI).
+"""
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+from .run_frames import curves_frame, runs_frame
+from .tracker import Tracker, metric_key
+
+
+def describe_run(tracker: Tracker, run_id: str, report_md: str, figures: list[str]) -> None:
+    """The run's description (tag mlflow.note.content, rendered as Markdown on its page): the report's
+    text, then its figures as images served by the tracking server (`get-artifact`, relative to the UI)."""
+    images = [f"![{os.path.splitext(f)[0]}](get-artifact?"
+              f"{urllib.parse.urlencode({'path': f'report/{f}', 'run_uuid': run_id})})" for f in figures]
+    body = report_md + ("\n## Figures\n\n" + "\n\n".join(images) + "\n" if images else "")
+    tracker.set_tags(run_id, {"mlflow.note.content": body[:60000]})  # the UI's own limit on descriptions
+
+
+def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = None, log: bool = True) -> dict[str, str]:
+    """Read the grid's finished runs back, write the report (proex.report) to `out_dir` and, with `log`, put
+    its files on the grid's parent run (artifacts under report/) with p-values and improvements as metrics
+    (`pvalue/<metric>/<dataset>/<model>/<arm>`). Returns {file name: path}."""
+    from .. import report
+
+    cells = cells if cells is not None else grid.expand()
+    runs = runs_frame(tracker, cells)
+    curves = curves_frame(tracker, runs, f"val_{grid.select}") if "curves" in grid.report.figures and not runs.empty else None
+    files, comparison = report.write_report(runs, out_dir, grid.report, curves, title=grid.name)
+    parents = tracker.find(kind="grid", key=grid.name)
+    if log and parents:
+        run_id = parents[0].info.run_id
+        tracker.log_files(run_id, files.values(), "report")
+        with open(files["report.md"]) as f:
+            describe_run(tracker, run_id, f.read(), [n for n in files if n.endswith(".png")])
+        stats = {}
+        for _, r in comparison.iterrows():
+            name = f"{metric_key(r['metric'])}/{r['dataset']}/{r['model']}/{r['arm']}"
+            if r.get("variant") and r["arm"] != r.get("variant"):
+                name += f"/{r['variant']}"
+            stats[metric_key(f"pvalue/{name}")] = r["p_value"]
+            stats[metric_key(f"improvement_pct/{name}")] = r["improvement_pct"]
+        tracker.log_metrics(run_id, stats, step=len(runs))
+        tracker.set_tags(run_id, {"report_runs": len(runs)})
+    return files
