@@ -24,6 +24,9 @@ from . import checkpoint, cli_config, cli_grid
 from .cli_dataset import add_dataset_args, dataset_spec
 from .config import ConfigError, parse_overrides
 from .data.interactions import DataError
+from .data.public import PUBLIC as _PUBLIC
+
+PUBLIC_NAMES = tuple(_PUBLIC)
 
 
 def _add_train(sub) -> None:
@@ -55,12 +58,15 @@ def _add_data(sub) -> None:
     i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
     add_dataset_args(i, positional=True)
     f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam), or a public "
-                        "dataset as a card: movielens-small, movielens-1m")
-    f.add_argument("name", nargs="?", default=None, help="a public dataset (movielens-small, movielens-1m); "
+                        "dataset as a card: " + ", ".join(PUBLIC_NAMES))
+    f.add_argument("name", nargs="?", default=None, help=f"a public dataset ({', '.join(PUBLIC_NAMES)}); "
                    "none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
-    f.add_argument("--url", default=None, help="archive URL (default: the official one; a public dataset's "
-                   "checksum is read from <url>.md5)")
+    f.add_argument("--url", default=None, help="a mirror (default: the official location): the archive URL, or for "
+                   "a public dataset of several files the folder holding them; GroupLens checksums are read from "
+                   "<archive URL>.md5, the others are pinned or recorded (see proex.data.public)")
+    f.add_argument("--refresh", action="store_true", help="public dataset: download again although installed, "
+                   "checked against the same checksums (Steam: the SHA-256 recorded at the first download)")
 
 
 def _add_profiles(sub) -> None:
@@ -196,7 +202,7 @@ def _data(args) -> int:
         if args.name:
             from .data.public import fetch_public
 
-            card = fetch_public(args.name, args.dest, url=args.url)
+            card = fetch_public(args.name, args.dest, url=args.url, refresh=args.refresh)
             print(json.dumps({"fetched": args.name, "card": str(card),
                               "next": f"proex data inspect --card {card}"}, indent=2))
             return 0

@@ -1,0 +1,141 @@
+"""Converters from the official files of public datasets to UTF-8 CSV files with headers that a card names.
+
+Each converter takes the downloaded files (`{file name at the source: local path}`) and the output folder. The
+formats are the publishers' own:
+
+- MovieLens (GroupLens): ml-latest-small.zip holds CSVs with headers; ml-1m.zip holds '::'-separated Latin-1
+  .dat files without headers (README of ml-1m: UserID::MovieID::Rating::Timestamp, MovieID::Title::Genres).
+- Goodbooks-10k (GitHub zygmuntz/goodbooks-10k, README.md): ratings.csv `user_id,book_id,rating`; books.csv with
+  `book_id,goodreads_book_id,...,authors,...,title,...`; book_tags.csv `goodreads_book_id,tag_id,count` (keyed by
+  the goodreads id, not book_id); tags.csv `tag_id,tag_name`.
+- Steam (UCSD, the files SASRec and many since use): steam_reviews.json.gz and steam_games.json.gz hold one
+  Python dict literal per line (single quotes, u'' strings; not JSON), read with `ast.literal_eval`. A review has
+  `username`, `product_id`, `date` (YYYY-MM-DD), `hours`, `text`; a game `id`, `app_name`, `title`, `genres`,
+  `tags`, `specs`, `developer`, ...
+"""
+from __future__ import annotations
+
+import ast
+import calendar
+import csv
+import datetime as dt
+import gzip
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+Files = dict[str, Path]
+
+
+def movielens_small(files: Files, out: Path) -> None:
+    with zipfile.ZipFile(files["ml-latest-small.zip"]) as zf:
+        for name in ("ratings.csv", "movies.csv", "tags.csv"):
+            (out / name).write_bytes(_member(zf, f"ml-latest-small/{name}"))
+
+
+def movielens_1m(files: Files, out: Path) -> None:
+    specs = {"ratings": ["userId", "movieId", "rating", "timestamp"], "movies": ["movieId", "title", "genres"]}
+    with zipfile.ZipFile(files["ml-1m.zip"]) as zf:
+        for name, cols in specs.items():
+            raw = _member(zf, f"ml-1m/{name}.dat")
+            df = pd.read_csv(io.BytesIO(raw), sep="::", engine="python", header=None, names=cols, encoding="latin-1")
+            df.to_csv(out / f"{name}.csv", index=False, encoding="utf-8")
+
+
+GOODBOOKS_MAX_TAGS = 20  # a book's most-counted distinctive tags kept as its text
+
+
+def goodbooks(files: Files, out: Path) -> None:
+    """ratings.csv and books.csv as published, plus book_text.csv `book_id,title,authors,tags`.
+
+    tags: the book's tag names in descending count (book_tags.csv joined on goodreads_book_id, then tags.csv),
+    at most GOODBOOKS_MAX_TAGS, leaving out tags on more than half of all books ("to-read", "favorites", ...),
+    which say nothing about one book.
+    """
+    shutil.copyfile(files["ratings.csv"], out / "ratings.csv")
+    shutil.copyfile(files["books.csv"], out / "books.csv")
+    books = _read_csv(files["books.csv"], ["book_id", "goodreads_book_id", "title", "authors"])
+    book_tags = _read_csv(files["book_tags.csv"], ["goodreads_book_id", "tag_id", "count"])
+    tags = _read_csv(files["tags.csv"], ["tag_id", "tag_name"])
+    bt = book_tags.groupby(["goodreads_book_id", "tag_id"], as_index=False)["count"].sum()
+    spread = bt.groupby("tag_id")["goodreads_book_id"].nunique()
+    common = spread.index[spread > 0.5 * books.goodreads_book_id.nunique()]
+    bt = bt[~bt.tag_id.isin(common)].merge(tags, on="tag_id", how="inner")
+    bt = bt.sort_values(["goodreads_book_id", "count", "tag_name"], ascending=[True, False, True], kind="stable")
+    top = bt.groupby("goodreads_book_id", sort=False).head(GOODBOOKS_MAX_TAGS)
+    joined = top.groupby("goodreads_book_id", sort=False)["tag_name"].agg(", ".join).rename("tags")
+    text = books.merge(joined, left_on="goodreads_book_id", right_index=True, how="left")
+    text["tags"] = text["tags"].fillna("")
+    text[["book_id", "title", "authors", "tags"]].to_csv(out / "book_text.csv", index=False, encoding="utf-8")
+
+
+def steam(files: Files, out: Path) -> None:
+    """reviews.csv `username,product_id,timestamp,hours,text` (one row per review line with both ids; the date as
+    UTC seconds) and games.csv `id,title,genres,tags,specs,developer` (lists joined with ', '; title falls back
+    to app_name; the first row of a repeated id wins)."""
+    with open(out / "reviews.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["username", "product_id", "timestamp", "hours", "text"])
+        for line_no, r in _literal_lines(files["steam_reviews.json.gz"]):
+            user, item = _text(r.get("username")), _text(r.get("product_id"))
+            if user and item:
+                w.writerow([user, item, _day_seconds(r.get("date"), line_no), r.get("hours", ""),
+                            _text(r.get("text"))])
+    games, seen = [], set()
+    for _, g in _literal_lines(files["steam_games.json.gz"]):
+        gid = _text(g.get("id"))
+        if gid and gid not in seen:
+            seen.add(gid)
+            games.append({"id": gid, "title": _text(g.get("title") or g.get("app_name")),
+                          **{k: _text(g.get(k)) for k in ("genres", "tags", "specs", "developer")}})
+    pd.DataFrame(games, columns=["id", "title", "genres", "tags", "specs", "developer"]).to_csv(
+        out / "games.csv", index=False, encoding="utf-8")
+
+
+def _literal_lines(path: Path):
+    """(line number, dict) for each non-empty line of a gzip file of Python dict literals (never `eval`)."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    value = ast.literal_eval(line)
+                except (ValueError, SyntaxError) as exc:
+                    raise ValueError(f"{path.name} line {n}: not a Python dict literal ({exc})") from None
+                if not isinstance(value, dict):
+                    raise ValueError(f"{path.name} line {n}: a {type(value).__name__}, not a dict")
+                yield n, value
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v).strip() for v in value if str(v).strip())
+    return str(value).strip()
+
+
+def _day_seconds(date, line_no: int) -> int | str:
+    if not date:
+        return ""
+    try:
+        return calendar.timegm(dt.datetime.strptime(str(date), "%Y-%m-%d").timetuple())
+    except ValueError:
+        raise ValueError(f"steam_reviews.json.gz line {line_no}: date {date!r} is not YYYY-MM-DD") from None
+
+
+def _read_csv(path: Path, cols: list[str]) -> pd.DataFrame:
+    df = pd.read_csv(path, encoding="utf-8")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path.name} lacks column(s) {missing}; it has {list(df.columns)}")
+    return df[cols]
+
+
+def _member(zf: zipfile.ZipFile, member: str) -> bytes:
+    try:
+        return zf.read(member)
+    except KeyError:
+        raise KeyError(f"no member {member!r} in the archive") from None
