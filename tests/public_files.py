@@ -74,8 +74,8 @@ def py2(value) -> str:
     return repr(value)
 
 
-STEAM_USERS = ["Zoë", "Chaos Syren", "76561197970982479", "ᴅᴀʀᴋ", "O'Brien, Pat", "user \"q\"", "Łukasz", "xX_N00b_Xx",
-               "Ayşe", "Mañana"]
+STEAM_USERS = ["Zoë", "Chaos Syren", "76561197970982479", "ᴅᴀʀᴋ", "O'Brien, Pat", "user \"q\"", "Łukasz",
+               "xX_N00b_Xx", "Ayşe", "Mañana"]
 
 
 def marker(user: str, game: str) -> str:
@@ -117,3 +117,40 @@ def write_steam(root: Path, n_games: int = 24, per_user: int = 8, seed: int = 0)
         for m in metas:
             f.write(py2(m) + "\n")
     return {"reviews": reviews, "games": games}
+
+
+AMAZON_USERS = [f"A{n:03d}XYZ" for n in (3, 7, 8, 15, 42, 99, 100, 512)]
+
+
+def write_amazon_2018(root: Path, cat: str = "All_Beauty", n_items: int = 16, per_user: int = 7,
+                      seed: int = 0) -> dict:
+    """`categoryFilesSmall/<cat>_5.json.gz` and `metaFiles2/meta_<cat>.json.gz` as in Amazon Review Data 2018:
+    one JSON object per line (the metadata with one Python-literal line too). Each review's text holds a marker
+    `mk<user>x<asin>end`; the metadata lists a product nobody reviewed and repeats one asin."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    (root / "categoryFilesSmall").mkdir(parents=True, exist_ok=True)
+    (root / "metaFiles2").mkdir(parents=True, exist_ok=True)
+    asins = [f"B00{i * 37:05d}X" for i in range(n_items)]
+    reviews = []
+    for u in AMAZON_USERS:
+        for a in rng.choice(asins, per_user, replace=False):
+            reviews.append({"overall": float(rng.integers(1, 6)), "verified": True, "reviewTime": "09 13, 2009",
+                            "reviewerID": u, "asin": str(a), "style": {"Size:": " 7.1 oz"},
+                            "reviewerName": "Zoë \"Z\" Ñ", "reviewText": f"Crème très douce, mk{u}x{a}end",
+                            "summary": "Five Stars ★", "unixReviewTime": int(1252800000 + rng.integers(0, 1e8)),
+                            **({"vote": "2"} if rng.random() < 0.3 else {})})
+    with gzip.open(root / "categoryFilesSmall" / f"{cat}_5.json.gz", "wt", encoding="utf-8") as f:
+        for r in reviews:
+            f.write(json.dumps(r) + "\n")
+    metas = [{"category": ["All Beauty", f"Shelf {i % 3}"], "tech1": "", "description": [f"Sérum n°{i}.", "Vegan."],
+              "fit": "", "title": f"Crème {a} – 50 ml", "also_buy": [], "image": [], "tech2": "",
+              "brand": "L'Oréal" if i % 2 else "", "feature": [], "rank": "1,633,549 in Beauty & Personal Care (",
+              "also_view": [], "details": {}, "main_cat": "All Beauty", "similar_item": "", "date": "",
+              "price": "$9.99", "asin": a} for i, a in enumerate(asins + ["B0UNREVIEWED"])]
+    metas.append({**metas[0], "title": "a repeated asin: the first row wins"})
+    with gzip.open(root / "metaFiles2" / f"meta_{cat}.json.gz", "wt", encoding="utf-8") as f:
+        for i, m in enumerate(metas):
+            f.write((repr(m) if i == 2 else json.dumps(m)) + "\n")
+    return {"reviews": reviews, "asins": asins}

@@ -13,7 +13,7 @@ import pytest
 from proex.cli import main
 from proex.data import public
 from proex.data.registry import load_dataset
-from public_files import STEAM_USERS, git_blob, marker, write_goodbooks, write_steam
+from public_files import STEAM_USERS, git_blob, marker, write_amazon_2018, write_goodbooks, write_steam
 from test_data_registry_fetch import server  # noqa: F401  (the local HTTP server fixture)
 
 
@@ -129,3 +129,27 @@ def test_steam_truncated_gzip_or_json_installs_nothing(server, tmp_path, capsys)
     assert fetch(server, tmp_path / "d", "steam", "steam") == 2
     assert "line 2: not a Python dict literal" in capsys.readouterr().err
     assert not list((tmp_path / "d").iterdir())
+
+
+def test_amazon_5core_installs_with_product_text_and_training_reviews_only(server, tmp_path, capsys):  # noqa: F811
+    made = write_amazon_2018(server.root / "amz")
+    dest = tmp_path / "data"
+    assert fetch(server, dest, "amazon-all-beauty", "amz") == 0
+    assert any(h.endswith("/amz/categoryFilesSmall/All_Beauty_5.json.gz") for h in server.hits)
+    card = json.loads(capsys.readouterr().out)["card"]
+    inter = load_dataset(card)
+    pairs = {(r["reviewerID"], r["asin"]) for r in made["reviews"]}
+    assert inter.train.nnz + inter.val.nnz + inter.test.nnz == len(pairs)
+    items = {str(a): j for j, a in enumerate(inter.item_ids)}
+    for i, a in enumerate(made["asins"]):  # each product's own text; a repeated asin keeps its first row
+        row = inter.item_text.iloc[items[a]]
+        assert row["title"] == f"Crème {a} – 50 ml" and row["categories"] == f"All Beauty, Shelf {i % 3}"
+        assert row["description"] == f"Sérum n°{i}. Vegan." and row["brand"] == ("L'Oréal" if i % 2 else "")
+    users = {str(u): i for i, u in enumerate(inter.user_ids)}
+    written = inter.user_text["reviewText"]
+    for u, a in pairs:
+        assert (f"mk{u}x{a}end" in written.iloc[users[u]]) == bool(inter.train[users[u], items[a]])
+    assert main(["-q", "data", "inspect", "--card", card]) == 0
+    assert json.loads(capsys.readouterr().out)["text_columns"]["item"] == ["title", "brand", "categories",
+                                                                          "description", "summary",
+                                                                          "reviewText"]

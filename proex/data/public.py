@@ -5,14 +5,16 @@ each against a checksum, converts them to UTF-8 CSV files with headers and write
     proex data fetch movielens-1m         # GroupLens ml-1m.zip ('::'-separated, Latin-1 .dat files)
     proex data fetch goodbooks-10k        # GitHub zygmuntz/goodbooks-10k at a pinned commit (ratings, books, tags)
     proex data fetch steam                # UCSD steam_reviews.json.gz + steam_games.json.gz (reviews, game tags)
+    proex data fetch amazon-all-beauty    # Amazon Review Data 2018, a 5-core category + its product metadata
+                                          # (also amazon-software, amazon-video-games)
     proex train --card <data dir>/goodbooks-10k/goodbooks-10k.yaml --model lightgcn
 
 Checksums, by source (`Remote.checksum`):
 - `md5-file`: GroupLens publishes `<archive>.md5` beside each archive; the download must match it.
 - `git-blob:<sha1>`: Goodbooks-10k is read from raw.githubusercontent.com at a pinned commit; the repository's
   tree at that commit names each file's git blob id, sha1(b"blob <size>\\0" + content), pinned here.
-- `first-download`: the UCSD Steam files have no published checksum that we could find. Their gzip streams are
-  read to the end (CRC-checked) and parsed; the SHA-256 and size of the first download are recorded in
+- `first-download`: the UCSD Steam and Amazon 2018 files have no published checksum that we could find. Their
+  gzip streams are read to the end (CRC-checked) and parsed; the SHA-256 and size of the first download go to
   `<name>/sources.json` and the card, and `proex data fetch <name> --refresh` refuses files that differ from
   them. This detects a later change or corruption, not a bad first download.
 A checksum from the same server guards against truncated or corrupted downloads; it is not a signature.
@@ -43,12 +45,20 @@ GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
 GOODBOOKS_COMMIT = "6dd165b555a7b47b2dd36743a425776e641ff50c"  # master of zygmuntz/goodbooks-10k (2018-10-01)
 GOODBOOKS = f"https://raw.githubusercontent.com/zygmuntz/goodbooks-10k/{GOODBOOKS_COMMIT}/"
 STEAM = "https://cseweb.ucsd.edu/~wckang/"  # the Steam files of jmcauley's dataset page (Version 2)
+# Amazon Review Data (2018), linked from nijianmo.github.io/amazon; older links: jmcauley.ucsd.edu/data/amazon_v2/
+AMAZON_2018 = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/"
+AMAZON_CATEGORIES = {"amazon-all-beauty": "All_Beauty", "amazon-software": "Software",
+                     "amazon-video-games": "Video_Games"}  # 5-core categories of Amazon Review Data (2018)
 
 
 @dataclass(frozen=True)
 class Remote:
-    name: str  # file name under the dataset's base URL
+    name: str  # path under the dataset's base URL
     checksum: str  # "md5-file" | "git-blob:<sha1>" | "first-download" (see module doc)
+
+    @property
+    def basename(self) -> str:  # the converters' key
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,29 @@ item_text_cols: [title, genres, tags, specs]
 text_unknown_ids: ignore      # games.csv also lists games nobody reviewed
 """.format(url=STEAM)
 
+_AMAZON_CARD = """\
+# Amazon Review Data 2018, {cat} 5-core ({base}categoryFilesSmall/{cat}_5.json.gz + metaFiles2/meta_{cat}.json.gz);
+# fetched by `proex data fetch {name}`
+interactions: reviews.csv     # reviewerID, asin, rating (1-5), timestamp (unix), summary, reviewText
+user_col: reviewerID
+item_col: asin
+rating_col: rating
+timestamp_col: timestamp
+interaction_text_cols: [summary, reviewText]   # the reviews; only training pairs reach a profile
+item_text: items.csv          # title, brand, categories, description of each reviewed product
+item_text_id: asin
+item_text_cols: [title, brand, categories, description]
+"""
+
+
+def _amazon(name: str, cat: str) -> PublicDataset:
+    return PublicDataset(
+        AMAZON_2018, (Remote(f"categoryFilesSmall/{cat}_5.json.gz", "first-download"),
+                      Remote(f"metaFiles2/meta_{cat}.json.gz", "first-download")),
+        formats.amazon_2018, _AMAZON_CARD.format(cat=cat, base=AMAZON_2018, name=name),
+        f"Amazon {cat} 5-core reviews (2018) with product metadata")
+
+
 PUBLIC = {
     "movielens-small": PublicDataset(
         GROUPLENS, (Remote("ml-latest-small.zip", "md5-file"),), formats.movielens_small,
@@ -119,6 +152,7 @@ PUBLIC = {
         STEAM, (Remote("steam_reviews.json.gz", "first-download"), Remote("steam_games.json.gz", "first-download")),
         formats.steam, _STEAM_CARD,
         "7.8M reviews (Version 2 review data), 32k games; a ~1.4 GB download parsed line by line (minutes)"),
+    **{name: _amazon(name, cat) for name, cat in AMAZON_CATEGORIES.items()},
 }
 
 
@@ -146,10 +180,10 @@ def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None 
         got, sources = {}, []
         for remote in spec.files:
             file_url = _file_url(url, spec, remote)
-            path = Path(tmp) / remote.name
+            path = Path(tmp) / remote.basename
             _download(file_url, path, timeout, out)
             sources.append(_check(remote, path, file_url, Path(tmp), timeout, out, recorded.get(remote.name)))
-            got[remote.name] = path
+            got[remote.basename] = path
         staging = Path(tmp) / name
         staging.mkdir()
         try:
@@ -188,7 +222,7 @@ def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out:
     size, sha256 = path.stat().st_size, _feed(path, hashlib.sha256()).hexdigest()
     kind, _, pinned = remote.checksum.partition(":")
     if kind == "md5-file":
-        md5_file = tmp / (remote.name + ".md5")
+        md5_file = tmp / (remote.basename + ".md5")
         _download(url + ".md5", md5_file, timeout, out)
         found = re.search(r"\b[0-9a-fA-F]{32}\b", md5_file.read_text(errors="replace"))  # 'hash  file' or BSD
         expected, got, what = (found.group(0).lower() if found else ""), _feed(path, hashlib.md5()).hexdigest(), \

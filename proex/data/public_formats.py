@@ -12,6 +12,10 @@ formats are the publishers' own:
   Python dict literal per line (single quotes, u'' strings; not JSON), read with `ast.literal_eval`. A review has
   `username`, `product_id`, `date` (YYYY-MM-DD), `hours`, `text`; a game `id`, `app_name`, `title`, `genres`,
   `tags`, `specs`, `developer`, ...
+- Amazon Review Data 2018 (Ni, Li, McAuley, EMNLP'19; nijianmo.github.io/amazon): `<Category>_5.json.gz`, the
+  5-core reviews, one JSON object per line with `reviewerID`, `asin`, `overall`, `unixReviewTime`, `summary`,
+  `reviewText`; `meta_<Category>.json.gz`, one product per line with `asin`, `title`, `brand`, `category` (list),
+  `description` (list), ... Lines are read as JSON, falling back to `ast.literal_eval` (Python-literal lines).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import csv
 import datetime as dt
 import gzip
 import io
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -95,18 +100,67 @@ def steam(files: Files, out: Path) -> None:
         out / "games.csv", index=False, encoding="utf-8")
 
 
+def amazon_2018(files: Files, out: Path) -> None:
+    """reviews.csv `reviewerID,asin,rating,timestamp,summary,reviewText` (the 5-core file's rows with both ids)
+    and items.csv `asin,title,brand,categories,description` for the reviewed products only (lists joined; the
+    first row of a repeated asin wins)."""
+    reviews_file = next(p for n, p in files.items() if not n.startswith("meta_"))
+    meta_file = next(p for n, p in files.items() if n.startswith("meta_"))
+    asins = set()
+    with open(out / "reviews.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["reviewerID", "asin", "rating", "timestamp", "summary", "reviewText"])
+        for _, r in _dict_lines(reviews_file, json_first=True):
+            user, item = _text(r.get("reviewerID")), _text(r.get("asin"))
+            if user and item:
+                asins.add(item)
+                w.writerow([user, item, r.get("overall", ""), r.get("unixReviewTime", ""), _text(r.get("summary")),
+                            _text(r.get("reviewText"))])
+    items, seen = [], set()
+    for _, m in _dict_lines(meta_file, json_first=True):
+        asin = _text(m.get("asin"))
+        if asin in asins and asin not in seen:
+            seen.add(asin)
+            items.append({"asin": asin, "title": _text(m.get("title")), "brand": _text(m.get("brand")),
+                          "categories": _text(m.get("category") or m.get("categories")),
+                          "description": " ".join(_text(d) for d in _as_list(m.get("description")))})
+    pd.DataFrame(items, columns=["asin", "title", "brand", "categories", "description"]).to_csv(
+        out / "items.csv", index=False, encoding="utf-8")
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+
+
 def _literal_lines(path: Path):
-    """(line number, dict) for each non-empty line of a gzip file of Python dict literals (never `eval`)."""
+    return _dict_lines(path, json_first=False)
+
+
+def _dict_lines(path: Path, json_first: bool):
+    """(line number, dict) for each non-empty line of a gzip file of JSON objects or Python dict literals, read
+    with `json.loads` (tried first when `json_first`) or `ast.literal_eval`, never `eval`."""
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
-                try:
-                    value = ast.literal_eval(line)
-                except (ValueError, SyntaxError) as exc:
-                    raise ValueError(f"{path.name} line {n}: not a Python dict literal ({exc})") from None
-                if not isinstance(value, dict):
-                    raise ValueError(f"{path.name} line {n}: a {type(value).__name__}, not a dict")
-                yield n, value
+                yield n, _parse_line(line, path, n, json_first)
+
+
+def _parse_line(line: str, path: Path, n: int, json_first: bool) -> dict:
+    value = None
+    if json_first:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            pass
+    if value is None:
+        try:
+            value = ast.literal_eval(line)
+        except (ValueError, SyntaxError) as exc:
+            kind = "JSON, nor a Python dict literal" if json_first else "a Python dict literal"
+            raise ValueError(f"{path.name} line {n}: not {kind} ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} line {n}: a {type(value).__name__}, not a dict")
+    return value
 
 
 def _text(value) -> str:
