@@ -66,7 +66,7 @@ def _add_data(sub) -> None:
                    "a public dataset of several files the folder holding them; GroupLens checksums are read from "
                    "<archive URL>.md5, the others are pinned or recorded (see proex.data.public)")
     f.add_argument("--refresh", action="store_true", help="public dataset: download again although installed, "
-                   "checked against the same checksums (Steam: the SHA-256 recorded at the first download)")
+                   "checked against the same checksums (Steam, Amazon: the SHA-256 recorded at the first download)")
 
 
 def _add_profiles(sub) -> None:

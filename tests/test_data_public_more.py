@@ -77,7 +77,7 @@ def test_git_blob_matches_git(tmp_path):
 def test_steam_dict_literals_install_with_review_text_of_training_pairs_only(server, tmp_path, capsys):  # noqa: F811
     made = write_steam(server.root / "steam")
     dest = tmp_path / "data"
-    assert fetch(server, dest, "steam", "steam") == 0
+    assert fetch(server, dest, "steam-reviews", "steam") == 0
     card = json.loads(capsys.readouterr().out)["card"]
     inter = load_dataset(card)
     pairs = {(r["username"], r["product_id"]) for r in made["reviews"]}
@@ -95,26 +95,26 @@ def test_steam_dict_literals_install_with_review_text_of_training_pairs_only(ser
     for u, g in pairs - {(STEAM_USERS[0], "999999")}:
         seen = marker(u, g) in written.iloc[users[u]]
         assert seen == bool(inter.train[users[u], items[g]]) and not (seen and held[users[u], items[g]])
-    sources = json.loads((dest / "steam" / "sources.json").read_text())
+    sources = json.loads((dest / "steam-reviews" / "sources.json").read_text())
     assert {s["checksum"] for s in sources} == {"first-download"} and all(len(s["sha256"]) == 64 for s in sources)
-    assert "sha256" in (dest / "steam" / "steam.yaml").read_text()
+    assert "sha256" in (dest / "steam-reviews" / "steam-reviews.yaml").read_text()
     assert main(["-q", "data", "inspect", "--card", card]) == 0
 
 
 def test_steam_refresh_refuses_a_changed_file_and_keeps_the_install(server, tmp_path, capsys):  # noqa: F811
     write_steam(server.root / "steam")
     dest = tmp_path / "data"
-    assert fetch(server, dest, "steam", "steam") == 0
+    assert fetch(server, dest, "steam-reviews", "steam") == 0
     capsys.readouterr()
-    before = (dest / "steam" / "games.csv").read_bytes()
-    assert fetch(server, dest, "steam", "steam", "--refresh") == 0  # same files: accepted again
+    before = (dest / "steam-reviews" / "games.csv").read_bytes()
+    assert fetch(server, dest, "steam-reviews", "steam", "--refresh") == 0  # same files: accepted again
     games = server.root / "steam" / "steam_games.json.gz"
     with gzip.open(games, "at") as f:
         f.write("{u'id': u'123', u'title': u'new'}\n")
-    assert fetch(server, dest, "steam", "steam", "--refresh") == 2
+    assert fetch(server, dest, "steam-reviews", "steam", "--refresh") == 2
     err = capsys.readouterr().err
     assert "steam_games.json.gz: checksum" in err and "first download" in err and "Nothing was installed" in err
-    assert (dest / "steam" / "games.csv").read_bytes() == before
+    assert (dest / "steam-reviews" / "games.csv").read_bytes() == before
 
 
 def test_steam_truncated_gzip_or_json_installs_nothing(server, tmp_path, capsys):  # noqa: F811
@@ -122,11 +122,11 @@ def test_steam_truncated_gzip_or_json_installs_nothing(server, tmp_path, capsys)
     reviews = server.root / "steam" / "steam_reviews.json.gz"
     blob = reviews.read_bytes()
     reviews.write_bytes(blob[: len(blob) // 2])
-    assert fetch(server, tmp_path / "d", "steam", "steam") == 2
+    assert fetch(server, tmp_path / "d", "steam-reviews", "steam") == 2
     assert "not in the expected format" in capsys.readouterr().err
     with gzip.open(reviews, "wt") as f:
         f.write("{'username': 'a', 'product_id': '1'}\n__import__('os').system('echo pwned')\n")
-    assert fetch(server, tmp_path / "d", "steam", "steam") == 2
+    assert fetch(server, tmp_path / "d", "steam-reviews", "steam") == 2
     assert "line 2: not a Python dict literal" in capsys.readouterr().err
     assert not list((tmp_path / "d").iterdir())
 
@@ -153,3 +153,15 @@ def test_amazon_5core_installs_with_product_text_and_training_reviews_only(serve
     assert json.loads(capsys.readouterr().out)["text_columns"]["item"] == ["title", "brand", "categories",
                                                                           "description", "summary",
                                                                           "reviewText"]
+
+
+def test_public_names_never_touch_a_registry_dataset(server, tmp_path, capsys):  # noqa: F811
+    from proex.data.registry import KNOWN
+
+    assert not set(public.PUBLIC) & set(KNOWN)  # `steam` stays the RLMRec dataset
+    write_steam(server.root / "steam")
+    (tmp_path / "steam-reviews").mkdir()
+    (tmp_path / "steam-reviews" / "trn_mat.pkl").write_bytes(b"someone else's")
+    assert fetch(server, tmp_path, "steam-reviews", "steam") == 2
+    assert "is left alone" in capsys.readouterr().err
+    assert (tmp_path / "steam-reviews" / "trn_mat.pkl").read_bytes() == b"someone else's"

@@ -4,7 +4,7 @@ each against a checksum, converts them to UTF-8 CSV files with headers and write
     proex data fetch movielens-small      # GroupLens ml-latest-small.zip (ratings, movies, per-interaction tags)
     proex data fetch movielens-1m         # GroupLens ml-1m.zip ('::'-separated, Latin-1 .dat files)
     proex data fetch goodbooks-10k        # GitHub zygmuntz/goodbooks-10k at a pinned commit (ratings, books, tags)
-    proex data fetch steam                # UCSD steam_reviews.json.gz + steam_games.json.gz (reviews, game tags)
+    proex data fetch steam-reviews        # UCSD steam_reviews.json.gz + steam_games.json.gz (reviews, game tags)
     proex data fetch amazon-all-beauty    # Amazon Review Data 2018, a 5-core category + its product metadata
                                           # (also amazon-software, amazon-video-games)
     proex train --card <data dir>/goodbooks-10k/goodbooks-10k.yaml --model lightgcn
@@ -96,7 +96,7 @@ item_text_id: book_id
 item_text_cols: [title, authors, tags]
 """
 _STEAM_CARD = """\
-# Steam (UCSD, {url}steam_reviews.json.gz + steam_games.json.gz); fetched by `proex data fetch steam`
+# Steam (UCSD, {url}steam_reviews.json.gz + steam_games.json.gz); fetched by `proex data fetch steam-reviews`
 interactions: reviews.csv     # one row per review: username, product_id, timestamp (review day, UTC), hours, text
 user_col: username
 item_col: product_id
@@ -148,7 +148,7 @@ PUBLIC = {
          Remote("book_tags.csv", "git-blob:f82218f199850f533568eaf22529b5df1c545412"),
          Remote("tags.csv", "git-blob:65b5424eeec23554e9b034933e438cd12017a985")),
         formats.goodbooks, _GOODBOOKS_CARD, "53,424 users, 10k books, 6M ratings (README); ~90 MB download"),
-    "steam": PublicDataset(
+    "steam-reviews": PublicDataset(
         STEAM, (Remote("steam_reviews.json.gz", "first-download"), Remote("steam_games.json.gz", "first-download")),
         formats.steam, _STEAM_CARD,
         "7.8M reviews (Version 2 review data), 32k games; a ~1.4 GB download parsed line by line (minutes)"),
@@ -174,6 +174,9 @@ def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None 
     card = out / f"{name}.yaml"
     if card.is_file() and not refresh:
         return card
+    if out.exists() and not card.is_file():
+        raise DataError(f"{out} exists but holds no {card.name}: it is not a dataset installed by `proex data fetch "
+                        f"{name}` and is left alone. Pass another --dest, or move that folder away.")
     recorded = _read_sources(out) if refresh else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out.parent) as tmp:

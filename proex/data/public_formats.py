@@ -164,11 +164,12 @@ def _parse_line(line: str, path: Path, n: int, json_first: bool) -> dict:
 
 
 def _text(value) -> str:
+    """A value as the text of a CSV cell: lists joined with ', ', NUL characters dropped."""
     if value is None:
         return ""
     if isinstance(value, (list, tuple)):
-        return ", ".join(str(v).strip() for v in value if str(v).strip())
-    return str(value).strip()
+        return ", ".join(t for t in (_text(v) for v in value) if t)
+    return str(value).replace("\x00", "").strip()
 
 
 def _day_seconds(date, line_no: int) -> int | str:
