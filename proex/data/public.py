@@ -94,6 +94,7 @@ rating_col: rating
 item_text: book_text.csv      # title, authors and the book's tags (book_tags.csv joined on goodreads_book_id)
 item_text_id: book_id
 item_text_cols: [title, authors, tags]
+text_unknown_ids: ignore      # a book of books.csv that nobody rated (none in the full data) is skipped
 """
 _STEAM_CARD = """\
 # Steam (UCSD, {url}steam_reviews.json.gz + steam_games.json.gz); fetched by `proex data fetch steam-reviews`
