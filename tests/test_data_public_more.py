@@ -57,6 +57,10 @@ def test_goodbooks_installs_as_a_card_with_each_books_own_tags(server, goodbooks
     hits = list(server.hits)
     assert fetch(server, dest, "goodbooks-10k", "gb") == 0
     assert server.hits == hits  # installed: nothing downloaded again
+    assert main(["-q", "data", "fetch", "goodbooks-10k", "--dest", str(tmp_path / "local"),
+                 "--url", (server.root / "gb").as_uri() + "/"]) == 0  # files downloaded by hand
+    assert (tmp_path / "local" / "goodbooks-10k" / "book_text.csv").read_bytes() == \
+        (dest / "goodbooks-10k" / "book_text.csv").read_bytes()
 
 
 def test_goodbooks_blob_mismatch_installs_nothing(server, goodbooks, tmp_path, capsys):  # noqa: F811

@@ -185,7 +185,7 @@ def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None 
         for remote in spec.files:
             file_url = _file_url(url, spec, remote)
             path = Path(tmp) / remote.basename
-            _download(file_url, path, timeout, out)
+            _download(file_url, path, timeout, out, _hint(name, spec))
             sources.append(_check(remote, path, file_url, Path(tmp), timeout, out, recorded.get(remote.name)))
             got[remote.basename] = path
         staging = Path(tmp) / name
@@ -220,6 +220,13 @@ def _file_url(url: str | None, spec: PublicDataset, remote: Remote) -> str:
     return url.rstrip("/") + "/" + remote.name
 
 
+def _hint(name: str, spec: PublicDataset) -> str:
+    md5 = " (with its .md5)" if any(r.checksum == "md5-file" for r in spec.files) else ""
+    return (f"Download {', '.join(r.name for r in spec.files)}{md5} from {spec.base} by hand into one folder "
+            f"(same sub-folders) and rerun `proex data fetch {name} --url file:///that/folder/`; the checksums are "
+            "still checked.")
+
+
 def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out: Path,
            recorded: dict | None) -> dict:
     """Verify one downloaded file (see module doc); return its sources.json record. DataError on a mismatch."""
@@ -227,7 +234,8 @@ def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out:
     kind, _, pinned = remote.checksum.partition(":")
     if kind == "md5-file":
         md5_file = tmp / (remote.basename + ".md5")
-        _download(url + ".md5", md5_file, timeout, out)
+        _download(url + ".md5", md5_file, timeout, out, f"Download it with {remote.name} by hand, put both in "
+                  f"one folder and rerun with --url file:///that/folder/{remote.name}.")
         found = re.search(r"\b[0-9a-fA-F]{32}\b", md5_file.read_text(errors="replace"))  # 'hash  file' or BSD
         expected, got, what = (found.group(0).lower() if found else ""), _feed(path, hashlib.md5()).hexdigest(), \
             f"the published MD5 ({url}.md5)"
