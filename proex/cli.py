@@ -58,7 +58,10 @@ def _add_data(sub) -> None:
     i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
     add_dataset_args(i, positional=True)
     f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam), or a public "
-                        "dataset as a card: " + ", ".join(PUBLIC_NAMES))
+                        "dataset as a card: " + ", ".join(PUBLIC_NAMES),
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="public datasets (their files, URLs and checksums: proex.data.public):\n" + "\n".join(
+                            f"  {n:20s}{d.note}" for n, d in _PUBLIC.items()))
     f.add_argument("name", nargs="?", default=None, help=f"a public dataset ({', '.join(PUBLIC_NAMES)}); "
                    "none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")

@@ -129,7 +129,7 @@ def _amazon(name: str, cat: str) -> PublicDataset:
         AMAZON_2018, (Remote(f"categoryFilesSmall/{cat}_5.json.gz", "first-download"),
                       Remote(f"metaFiles2/meta_{cat}.json.gz", "first-download")),
         formats.amazon_2018, _AMAZON_CARD.format(cat=cat, base=AMAZON_2018, name=name),
-        f"Amazon {cat} 5-core reviews (2018) with product metadata")
+        f"Amazon Review Data 2018: {cat} 5-core reviews with product metadata")
 
 
 PUBLIC = {
@@ -148,11 +148,11 @@ PUBLIC = {
          Remote("books.csv", "git-blob:d694afdf5f555b51c1128c6ff562b6e54a7f75e3"),
          Remote("book_tags.csv", "git-blob:f82218f199850f533568eaf22529b5df1c545412"),
          Remote("tags.csv", "git-blob:65b5424eeec23554e9b034933e438cd12017a985")),
-        formats.goodbooks, _GOODBOOKS_CARD, "53,424 users, 10k books, 6M ratings (README); ~90 MB download"),
+        formats.goodbooks, _GOODBOOKS_CARD, "53,424 users, 10k books, ~6M ratings; ratings.csv alone is 69 MB (its README)"),
     "steam-reviews": PublicDataset(
         STEAM, (Remote("steam_reviews.json.gz", "first-download"), Remote("steam_games.json.gz", "first-download")),
         formats.steam, _STEAM_CARD,
-        "7.8M reviews (Version 2 review data), 32k games; a ~1.4 GB download parsed line by line (minutes)"),
+        "millions of reviews (Version 2 review data) with game metadata; gigabytes, parsed line by line (minutes)"),
     **{name: _amazon(name, cat) for name, cat in AMAZON_CATEGORIES.items()},
 }
 
