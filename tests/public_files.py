@@ -75,7 +75,7 @@ def py2(value) -> str:
 
 
 STEAM_USERS = ["Zoë", "Chaos Syren", "76561197970982479", "ᴅᴀʀᴋ", "O'Brien, Pat", "user \"q\"", "Łukasz",
-               "xX_N00b_Xx", "Ayşe", "Mañana"]
+               "xX_N00b_Xx", "Ayşe", "Mañana", "NA", "None", "null"]  # the last three: pandas NA strings
 
 
 def marker(user: str, game: str) -> str:
