@@ -1,9 +1,11 @@
 """`proex data synth|inspect|fetch`: generate the synthetic dataset, check a dataset, download one."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from ..config import ConfigError, parse_overrides
+from ..data.public import PUBLIC
 from .dataset_flags import add_dataset_args, dataset_spec
 
 
@@ -16,13 +18,19 @@ def register(sub) -> None:
                    help="SyntheticConfig overrides, e.g. n_users=2000 seed=3")
     i = dsub.add_parser("inspect", help="print counts, sparsity and checks of a dataset")
     add_dataset_args(i, positional=True)
+    names = ", ".join(PUBLIC)
     f = dsub.add_parser("fetch", help="download and verify the RLMRec archive (amazon, yelp, steam), or a public "
-                        "dataset as a card: movielens-small, movielens-1m")
-    f.add_argument("name", nargs="?", default=None, help="a public dataset (movielens-small, movielens-1m); "
-                   "none: the RLMRec archive")
+                        "dataset as a card: " + names,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="public datasets (their files, URLs and checksums: proex.data.public):\n" + "\n".join(
+                            f"  {n:20s}{d.note}" for n, d in PUBLIC.items()))
+    f.add_argument("name", nargs="?", default=None, help=f"a public dataset ({names}); none: the RLMRec archive")
     f.add_argument("--dest", default=None, help="where to unpack (default: the registry's data directory)")
-    f.add_argument("--url", default=None, help="archive URL (default: the official one; a public dataset's "
-                   "checksum is read from <url>.md5)")
+    f.add_argument("--url", default=None, help="a mirror (default: the official location): the archive URL, or for "
+                   "a public dataset of several files the folder holding them; GroupLens checksums are read from "
+                   "<archive URL>.md5, the others are pinned or recorded (see proex.data.public)")
+    f.add_argument("--refresh", action="store_true", help="public dataset: download again although installed, "
+                   "checked against the same checksums (Steam, Amazon: the SHA-256 recorded at the first download)")
 
 
 def run(args) -> int:
@@ -54,7 +62,7 @@ def run(args) -> int:
         if args.name:
             from ..data.public import fetch_public
 
-            card = fetch_public(args.name, args.dest, url=args.url)
+            card = fetch_public(args.name, args.dest, url=args.url, refresh=args.refresh)
             print(json.dumps({"fetched": args.name, "card": str(card),
                               "next": f"proex data inspect --card {card}"}, indent=2))
             return 0

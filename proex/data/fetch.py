@@ -76,8 +76,9 @@ def _installed(path: Path, name: str, verify: bool) -> bool:
     return not (verify and check_expected(data))
 
 
-def _download(url: str, target: Path, timeout: float, dest: Path) -> None:
-    """Stream `url` into `target`; any network/HTTP failure -> DataError with manual-download instructions."""
+def _download(url: str, target: Path, timeout: float, dest: Path, hint: str | None = None) -> None:
+    """Stream `url` into `target`; any network/HTTP failure -> DataError with manual-download instructions
+    (`hint`, or those for the RLMRec archive)."""
     request = urllib.request.Request(url, headers={"User-Agent": "proex-data-fetch"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response, open(target, "wb") as out:
@@ -85,9 +86,9 @@ def _download(url: str, target: Path, timeout: float, dest: Path) -> None:
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DataError(
-            f"could not download {url} ({type(e).__name__}: {reason}). Download it by hand and unzip it so that "
-            f"{dest}/<name>/{{trn,val,tst}}_mat.pkl exist (the archive holds data/<name>/...), or rerun with "
-            "url='file:///path/to/data.zip'."
+            f"could not download {url} ({type(e).__name__}: {reason}). " + (hint or
+            f"Download it by hand and unzip it so that {dest}/<name>/{{trn,val,tst}}_mat.pkl exist (the archive "
+            "holds data/<name>/...), or rerun with url='file:///path/to/data.zip'.")
         ) from None
 
 

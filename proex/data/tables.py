@@ -150,7 +150,8 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
         wanted = present if everything else list(dict.fromkeys(columns.values()))
         if ext in _PARQUET_EXT:
             return pd.read_parquet(path, columns=wanted)
-        return pd.read_csv(path, usecols=wanted, **opts)
+        # only an empty cell is missing: "NA", "None", "null" are ids and words (a Steam user is called "NA")
+        return pd.read_csv(path, usecols=wanted, keep_default_na=False, na_values=[""], **opts)
     except DataError:
         raise
     except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas ParserError and pyarrow errors are ValueErrors
