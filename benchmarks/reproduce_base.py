@@ -26,7 +26,7 @@ from proex.experiment import CellConfig, run_cell  # noqa: E402
 from proex.models import MODELS  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "docs", "results")
-# Paper Table 2, base rows: (R@20, N@20). From shared/reference/anchors.md.
+# Paper Table 2, base rows: (R@20, N@20).
 PAPER = {
     ("gccf", "amazon"): (.1343, .0807), ("gccf", "yelp"): (.1084, .0680),
     ("lightgcn", "amazon"): (.1411, .0856), ("lightgcn", "yelp"): (.1157, .0733),

@@ -8,9 +8,9 @@
     python benchmarks/speed.py ... --tf32                       # CUDA fp32 matmuls on TF32 tensor cores
 
 Prints the amortised figure (epoch + validation / 3: validation every 3 epochs as in the reference protocol)
-and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (issue #2:
-1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, the official LightGCN-ProEx on one H100 (2.39 s
-amortised, shared/reference/anchors.md), which only means something when this runs on an H100. Runs
+and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (measured
+for this project: 1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, the official LightGCN-ProEx on one H100 (2.39 s
+amortised, measured for this project), which only means something when this runs on an H100. Runs
 unchanged on CUDA (timings synchronise the device).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """ProEx vs the base and a single-profile plug-in on the synthetic text-attributed data, and robustness to a
-noise profile (issue #3), with paired t-tests over seeds.
+noise profile, with paired t-tests over seeds.
 
     python benchmarks/synthetic_proex.py                      # 6 bases x 5 seeds, writes docs/results/synthetic_proex.md
     python benchmarks/synthetic_proex.py --models lightgcn --seeds 0 1

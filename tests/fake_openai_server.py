@@ -1,4 +1,4 @@
-"""An OpenAI-compatible HTTP server on 127.0.0.1 for the profile-stage tests (issue #4, "real HTTP in tests").
+"""An OpenAI-compatible HTTP server on 127.0.0.1 for the profile-stage tests (real HTTP in tests).
 
     POST /v1/chat/completions   answers the four CoT steps (proex.profiles.prompts) with valid JSON, made
                                 deterministically from the prompt; the step is recognised from the JSON keys

@@ -203,5 +203,5 @@ def test_real_amazon_loads_with_expected_counts():
     assert check_expected(data) == []
     s = data.summary()
     assert (s["users"], s["items"], s["train"], s["val"], s["test"]) == (11000, 9332, 120464, 40290, 40106)
-    assert (s["val_users"], s["test_users"]) == (9857, 9860)  # reference-spec sec. 1.1
+    assert (s["val_users"], s["test_users"]) == (9857, 9860)  # the users holding validation / test items in the RLMRec pickles
     assert data.train.dtype == np.float32 and np.all(data.train.data == 1.0)

@@ -16,7 +16,7 @@ def data():
 
 
 def recall_at(data, scores: np.ndarray, k: int = 20) -> float:
-    """Mean Recall@k on the test split, training items masked (the protocol of reference-spec sec. 1.4)."""
+    """Mean Recall@k on the test split, training items masked (the full-ranking protocol of HKUDS/RLMRec)."""
     scores = np.array(scores, dtype=np.float64)
     scores[data.train.toarray() > 0] = -np.inf
     top = np.argsort(-scores, axis=1)[:, :k]

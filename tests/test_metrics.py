@@ -1,4 +1,4 @@
-"""The evaluator against hand-computed Recall@K and NDCG@K (reference-spec sec. 1.4)."""
+"""The evaluator against hand-computed Recall@K and NDCG@K (the full-ranking protocol of HKUDS/RLMRec encoder/trainer/metrics.py)."""
 import math
 
 import numpy as np

@@ -1,5 +1,5 @@
 """L-DiffRec and CVGA on a tiny random dataset: losses, gradients, fusion point, determinism, checkpoints,
-and L-DiffRec's schedules (reference-spec sec. 2.5, 2.6)."""
+and L-DiffRec's schedules (YiyanXu/DiffRec L-DiffRec)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""AlphaRec (reference-spec sec. 6): language inputs instead of ID embeddings, the sampled-softmax InfoNCE
+"""AlphaRec (Sheng et al., ICLR'25): language inputs instead of ID embeddings, the sampled-softmax InfoNCE
 against a direct computation, cosine scores, and the defaults it brings to LightGCN."""
 import pytest
 import torch

@@ -1,5 +1,5 @@
 """RLMRec-Con/Gen and DMRec (GODM/CPDM/MDDM): faithfulness of each loss against a direct re-computation of
-reference-spec sec. 4.2 / 5.1 / 5.2 on small tensors, and the plug-ins' behaviour on every compatible base."""
+the papers' losses (RLMRec, DMRec) on small tensors, and the plug-ins' behaviour on every compatible base."""
 import numpy as np
 import pytest
 import torch

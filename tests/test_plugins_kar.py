@@ -1,4 +1,4 @@
-"""KAR (hybrid-expert adaptor, reference-spec sec. 6): the adaptor against a per-expert re-computation, the
+"""KAR (hybrid-expert adaptor, Xi et al., RecSys'24): the adaptor against a per-expert re-computation, the
 additive fusion against the base model, and the plug-in on every pairwise base."""
 import pytest
 import torch

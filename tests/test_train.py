@@ -101,7 +101,7 @@ def test_unknown_config_key_is_rejected(tiny):
 
 def test_reg_weight_is_the_sum_of_squares_penalty_on_every_parameter(tiny):
     """make_optimizer's weight decay 2w gives the same Adam step as adding w·Σ‖θ‖² to the loss
-    (reference-spec sec. 1.8), for the model's and the plug-in's parameters alike."""
+    (as the official codes' weight decay does), for the model's and the plug-in's parameters alike."""
     r = resolve(CellConfig(dataset="tiny", model="lightgcn", model_config={"reg_weight": 0.05},
                            train={"device": "cpu"}))
     data = TrainData(tiny)
