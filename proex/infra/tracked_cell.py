@@ -94,7 +94,7 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
             on_validation(report)
 
     try:
-        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"{ctx.kind} {tc.key}")
+        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"{ctx.kind} {tc.key} ({ctx.grid})")
         tracker.set_tags(run_id, device_tags)
         cell = gc.runnable()
         cell = dataclasses.replace(cell, train={**cell.train, "device": device})
