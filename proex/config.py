@@ -17,6 +17,26 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names the source, the field and the fix."""
 
 
+def read_yaml_mapping(path, what: str, keys: str, missing: type[Exception] = ConfigError) -> dict:
+    """The mapping a YAML file holds (grid files, hyperparameter files, dataset cards), or an error naming the
+    file: `missing` when it does not exist ("<path>: no such <what>"), ConfigError when it is not YAML or not a
+    mapping ("a <what> is a mapping of keys (<keys>)"). An empty file is an empty mapping."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise missing(f"{path}: no such {what}. Check the path.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a {what} is a mapping of keys ({keys}), not a {type(raw).__name__}")
+    return dict(raw)
+
+
 def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str) -> T:
     """Instantiate dataclass `cls` from `mapping`, rejecting unknown keys and coercing simple types.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, build
+from .config import ConfigError, build, read_yaml_mapping
 from .experiment import SECTIONS, CellConfig, dataset_key, resolve, with_overrides
 from .models import MODELS
 from .plugins import PLUGINS
@@ -152,16 +152,7 @@ class GridCell:
 def load_grid(path: str | os.PathLike) -> GridSpec:
     """Read and validate a grid file. Raises ConfigError naming the file and the field."""
     path = str(path)
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such grid file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a grid file is a mapping with keys name, axes, fixed, ...")
-    raw = dict(raw)
+    raw = read_yaml_mapping(path, "grid file", "name, axes, fixed, ...")
     sub = {"axes": Axes, "fixed": Fixed, "resources": Resources, "report": ReportSpec, "study": StudySpec}
     nested = {k: raw.pop(k) for k in list(raw) if k in sub}
     spec = build(GridSpec, raw, path)
@@ -257,9 +248,7 @@ def hparams_path(grid: GridSpec, model: str, plugin: str, dataset: str) -> Path 
 
 
 def load_hparams(path: Path) -> HParams:
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    hp = build(HParams, raw, str(path))
+    hp = build(HParams, read_yaml_mapping(path, "hyperparameter file", "model_config, plugin_config, train, source"), str(path))
     for name in ("seed", "select"):
         if name in hp.train:
             raise ConfigError(f"{path}: train.{name}: a hyperparameter file cannot set {name}")

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from proex.config import ConfigError
+from proex.data.cards import load_card_file
+from proex.data.interactions import DataError
 from proex.experiment import resolve
 from proex.grid import apply_params, load_grid, parse_select
 
@@ -116,6 +118,18 @@ def test_missing_and_malformed_files(tmp_path):
         load_grid(str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_grid(write(tmp_path, "name: [unclosed"))
+    # Grid files, hyperparameter files and dataset cards share one reader: each names its file and its keys.
+    listed = write(tmp_path, "- lightgcn\n- proex\n")
+    with pytest.raises(ConfigError, match=r"a grid file is a mapping of keys \(name, axes, fixed, ...\), not a list"):
+        load_grid(listed)
+    with pytest.raises(ConfigError, match=r"a dataset card is a mapping of keys \(interactions, user_col"):
+        load_card_file(listed)
+    with pytest.raises(DataError, match="no such dataset card"):
+        load_card_file(tmp_path / "nope.yaml")
+    (tmp_path / "hp").mkdir()
+    (tmp_path / "hp" / "lightgcn-base-synthetic.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match=r"lightgcn-base-synthetic.yaml: a hyperparameter file is a mapping"):
+        load_grid(write(tmp_path, MINIMAL + "hparams: hp\n")).expand()
 
 
 def test_select_parsing_and_study_params():

@@ -40,9 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..config import ConfigError, build
+from ..config import ConfigError, build, read_yaml_mapping
 from .interactions import DataError, Interactions
 from .tables import TableConfig, _id_keys, load_table, read_table
 
@@ -118,14 +117,7 @@ def spec_string(dataset: str, overrides: dict[str, str]) -> str:
 def load_card_file(path: str | Path) -> DatasetCard:
     """Read a card YAML; its relative paths become relative to the card's folder. ConfigError names the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: dataset card not found. Check the path.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a dataset card is a mapping of keys (interactions, user_col, item_col, ...)")
+    raw = read_yaml_mapping(path, "dataset card", "interactions, user_col, item_col, ...", missing=DataError)
     for key in PATH_KEYS:
         if raw.get(key):
             given = Path(str(raw[key])).expanduser()
