@@ -3,8 +3,8 @@
     python benchmarks/proex_step.py            # 600 x 9000 table, ~100 interactions per user, 384-d profiles, K = 4
 
 Times training steps (forward, backward, Adam) of: the base LightGCN; ProEx as configured; ProEx without its
-Ω term (reg_weight = 0); ProEx with Ω's backward in its previous form ((g_i + g_j)·P_ij formed as an [n, n]
-matrix, `omega_previous_backward`), to measure the change to `proex.kernels._Uniformity`. Rounds are
+Ω term (reg_weight = 0); ProEx with Ω's P = exp(z zᵀ) formed whole instead of walked in cached blocks
+(`proex.kernels.CPU_BLOCK`), to measure that change in the same process. Rounds are
 interleaved (a, b, c, d, a, b, ...) and the median per configuration is reported with its ratio to the base, so
 that other jobs on the machine slow every configuration alike. Also prints the batch's Ω shapes.
 """
@@ -29,18 +29,6 @@ from proex.runtime import seed_everything  # noqa: E402
 from proex.train import make_optimizer, training_batches  # noqa: E402
 
 
-def omega_previous_backward(ctx, grad):
-    """_Uniformity.backward before this change: the [n, n] matrix (g_i + g_j)·P_ij, then one product with z."""
-    z, clamped, p, d = ctx.saved_tensors
-    unclamped = clamped > 1e-12
-    c, n = ctx.c, d.shape[-1]
-    g = grad * c / (n * d * (c + 1e-5 * d))
-    dz = (p * (g.unsqueeze(-1) + g.unsqueeze(-2))) @ z
-    x_hat = z / ctx.scale
-    dz = dz - x_hat * ((x_hat * dz).sum(-1, keepdim=True) * unclamped)
-    return dz * (ctx.scale / clamped), None
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="synthetic:n_users=600,n_items=9000,mean_interactions=100")
@@ -51,7 +39,6 @@ def main() -> None:
     inter = load_dataset(args.dataset)
     data = TrainData(inter)
     bank = load_profiles(args.profiles, inter)
-    new_backward = proex_mod._Uniformity.backward
 
     def setup(plugin: str, **plugin_config):
         r = resolve(CellConfig(dataset=args.dataset, model="lightgcn", plugin=plugin, plugin_config=plugin_config,
@@ -62,9 +49,11 @@ def main() -> None:
         batches = list(training_batches(system, data, r.train_cfg.batch_size))
         return system, opt, batches
 
-    configs = {"base LightGCN": (setup("base"), None), "ProEx": (setup("proex"), new_backward),
-               "ProEx without Ω": (setup("proex", reg_weight=0.0), new_backward),
-               "ProEx, previous Ω backward": (setup("proex"), omega_previous_backward)}
+    block = proex_mod.CPU_BLOCK
+    whole = 1 << 30  # larger than any n: P formed whole, as on a GPU
+    configs = {"base LightGCN": (setup("base"), block), "ProEx": (setup("proex"), block),
+               "ProEx without Ω": (setup("proex", reg_weight=0.0), block),
+               "ProEx, Ω's P formed whole": (setup("proex"), whole)}
     b = configs["ProEx"][0][2][0]
     rows = b.distinct()
     pos = rows.pos.numel()
@@ -73,9 +62,8 @@ def main() -> None:
           f"-> [{bank.k}, {pos}, {pos}] exp matrix; torch threads {torch.get_num_threads()}")
     times: dict[str, list[float]] = {k: [] for k in configs}
     for _ in range(args.rounds):
-        for name, ((system, opt, batches), backward) in configs.items():
-            if backward is not None:
-                proex_mod._Uniformity.backward = staticmethod(backward)
+        for name, ((system, opt, batches), cpu_block) in configs.items():
+            proex_mod.CPU_BLOCK = cpu_block
             system.train()
             t0 = time.perf_counter()
             for i in range(args.steps):
@@ -84,7 +72,7 @@ def main() -> None:
                 loss.backward()
                 opt.step()
             times[name].append((time.perf_counter() - t0) / args.steps)
-    proex_mod._Uniformity.backward = staticmethod(new_backward)
+    proex_mod.CPU_BLOCK = block
     base = statistics.median(times["base LightGCN"])
     print(f"{'configuration':28s} {'s/step (median)':>16s} {'x base':>8s}")
     for name, ts in times.items():

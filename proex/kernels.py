@@ -55,39 +55,76 @@ def uniformity_autograd(x: Tensor, temperature: float) -> Tensor:
     return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
 
 
+# Rows per block of P on the CPU. A [K, 256, n] slab of P stays in cache where the whole [K, n, n] matrix
+# (28 M entries for a 4,096-triple batch) streams through memory three times; see `_Uniformity`.
+CPU_BLOCK = 256
+
+
 class _Uniformity(torch.autograd.Function):
     """Forward as in `uniformity`; z = x̂·τ^{-1/2} ([(K,) n, D], 1/τ folded into the rows, not the [n, n]
     logits), P = exp(z zᵀ) ([(K,) n, n], symmetric), d_i = Σ_j P_ij, L = Σ_k mean_i −log(c/d_i + ε), c = e^{1/τ}.
 
     Backward: ∂L/∂d_i = c / (n·d_i·(c + ε·d_i)) =: g_i; ∂L/∂z_i = Σ_j (g_i + g_j) P_ij z_j (P symmetric)
-    = g_i (P z)_i + (P (g∘z))_i;
+    = g_i (P z)_i + (P (g∘z))_i, i.e. one product of P with [z, g∘z] ([(K,) n, 2D]);
     then through z = x·s/max(‖x‖, 1e-12), s = τ^{-1/2} (F.normalize's clamp): ∂L/∂x = s/‖x‖·(∂z − x̂(x̂·∂z)),
-    the projection dropped where the norm is clamped (there the map is linear)."""
+    the projection dropped where the norm is clamped (there the map is linear).
+
+    On a GPU, P is formed once and kept for the backward. On the CPU with n > 2·CPU_BLOCK, P is never formed
+    whole: the forward and the backward each walk its blocks on and above the diagonal (`_blocks`), each block
+    also standing for its mirror image, so each computes half of P's exponentials, and every block is used
+    while it is in cache. Same sums in another order: equal to float rounding (tests/test_proex.py)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, temperature: float) -> Tensor:
         clamped = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         z = x / (clamped * temperature ** 0.5)
-        p = (z @ z.transpose(-1, -2)).exp_()  # in place: one [(K,) n, n] buffer instead of two
-        d = p.sum(-1)
+        if _blocked(z):
+            p, d = None, _blocks(z, None)
+        else:
+            p = (z @ z.transpose(-1, -2)).exp_()  # in place: one [(K,) n, n] buffer instead of two
+            d = p.sum(-1)
         c = math.exp(1.0 / temperature)
-        ctx.save_for_backward(z, clamped, p, d)
+        ctx.save_for_backward(z, clamped, d, *(() if p is None else (p,)))
         ctx.c, ctx.scale = c, temperature ** -0.5
         return -torch.log(c / d + 1e-5).mean(-1).sum()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        z, clamped, p, d = ctx.saved_tensors
+        z, clamped, d, *kept = ctx.saved_tensors
         unclamped = clamped > 1e-12  # where ‖x‖ > 1e-12
         c, n = ctx.c, d.shape[-1]
         g = (grad * c / (n * d * (c + 1e-5 * d))).unsqueeze(-1)  # [(K,) n, 1]
         # Σ_j (g_i + g_j) P_ij z_j = g_i (P z)_i + (P (g∘z))_i: one product with [z, g∘z] ([(K,) n, 2D]) instead
-        # of forming (g_i + g_j) P_ij, two element-wise passes over the [n, n] matrix (the bulk of Ω's time).
-        pz, pgz = (p @ torch.cat([z, g * z], -1)).chunk(2, dim=-1)
+        # of forming (g_i + g_j) P_ij, two element-wise passes over the [n, n] matrix.
+        zg = torch.cat([z, g * z], -1)
+        pz, pgz = (kept[0] @ zg if kept else _blocks(z, zg)).chunk(2, dim=-1)
         dz = g * pz + pgz  # [(K,) n, D]
         x_hat = z / ctx.scale
         dz = dz - x_hat * ((x_hat * dz).sum(-1, keepdim=True) * unclamped)
         return dz * (ctx.scale / clamped), None
+
+
+def _blocked(z: Tensor) -> bool:
+    return z.device.type == "cpu" and z.shape[-2] > 2 * CPU_BLOCK
+
+
+def _blocks(z: Tensor, w: Tensor | None) -> Tensor:
+    """With P = exp(z zᵀ) ([(K,) n, n], symmetric) walked in row blocks from the diagonal on: P's row sums
+    [(K,) n] when w is None, else P @ w ([(K,) n, m] for w [(K,) n, m]). The block of rows [s, e) and columns
+    [s, n) adds to rows [s, e) and, by symmetry, its part right of the diagonal block adds (transposed) to
+    rows [e, n)."""
+    n = z.shape[-2]
+    out = z.new_zeros(z.shape[:-1] + (() if w is None else (w.shape[-1],)))
+    for s in range(0, n, CPU_BLOCK):
+        e = min(s + CPU_BLOCK, n)
+        p = (z[..., s:e, :] @ z[..., s:, :].transpose(-1, -2)).exp_()  # [(K,) e - s, n - s]
+        if w is None:
+            out[..., s:e] += p.sum(-1)
+            out[..., e:] += p[..., e - s:].sum(-2)
+        else:
+            out[..., s:e, :] += p @ w[..., s:, :]
+            out[..., e:, :] += p[..., e - s:].transpose(-1, -2) @ w[..., s:e, :]
+    return out
 
 
 def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, batch_size: int,

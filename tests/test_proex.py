@@ -14,6 +14,7 @@ from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
 from proex.models import MODELS, Side
+from proex import kernels
 from proex.kernels import uniformity, uniformity_autograd
 from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread
 
@@ -226,9 +227,15 @@ def test_uniformity_over_k_profiles_is_the_sum_of_each():
     assert uniformity(x, 0.2).item() == pytest.approx(want.item(), rel=1e-6)
 
 
-def test_uniformity_hand_written_gradient_is_autograds():
+@pytest.mark.parametrize("block", [None, 2, 3])
+def test_uniformity_hand_written_gradient_is_autograds(block, monkeypatch):
     """The eager Ω gradient (`_Uniformity.backward`) against numerical differentiation (gradcheck, float64) and
-    against autograd through the definition, with one row of norm < 1e-12 (F.normalize's clamped branch)."""
+    against autograd through the definition, with one row of norm < 1e-12 (F.normalize's clamped branch);
+    with P formed whole (block None) and walked in CPU blocks of 2 or 3 rows (9 and 8 rows: blocks that do not
+    divide n leave a last partial block)."""
+    if block is not None:
+        monkeypatch.setattr(kernels, "CPU_BLOCK", block)
+    assert kernels._blocked(torch.empty(8, 4)) == (block is not None)
     x = torch.randn(3, 9, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: uniformity(v, 0.2), (x,))
     y = torch.randn(2, 8, 5, dtype=torch.float64)
