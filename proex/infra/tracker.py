@@ -30,7 +30,6 @@ from mlflow.exceptions import MlflowException
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 SHARED_SETTLE_S = 2.0  # longer than a create_run request takes; see Tracker.run_for(shared=True)
-CANONICAL = re.compile(r"(recall|ndcg)@(\d+)")
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, evaluation runs); with it,
 # in the model-training runs table. Same tag and value the UI's own "experiment type" chooser sets.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
