@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tracker import Tracker, canonical, metric_key
+from .tracker import Tracker, logged_metrics, metric_key
 
 
 def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
@@ -19,8 +19,7 @@ def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
         if run is None:
             continue
         m = run.data.metrics
-        metrics = {canonical(k[5:]): v for k, v in m.items() if k.startswith("test_")}
-        metrics.update({"val_" + canonical(k[9:]): v for k, v in m.items() if k.startswith("best_val_")})
+        metrics = {**logged_metrics(run, "test_"), **{f"val_{k}": v for k, v in logged_metrics(run, "best_val_").items()}}
         for variant in gc.variants:
             rows.append({**gc.labels, "variant": variant, "cell_id": gc.cell_id, "run_id": run.info.run_id,
                          "best_epoch": m.get("best_epoch"), "first_dip": run.data.tags.get("first_dip") == "yes",

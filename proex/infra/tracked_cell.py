@@ -24,7 +24,7 @@ from ..experiment import resolve
 from ..grid import GridCell
 from . import devices
 from .cell_recorder import CellRecorder
-from .tracker import Tracker, canonical, is_finished
+from .tracker import Tracker, is_finished, logged_metrics
 from .ui import log_dataset
 
 
@@ -78,9 +78,7 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, resolve(gc.cell).to_dict(), name=tc.name)
     run_id = run.info.run_id
     if is_finished(run):
-        m = run.data.metrics
-        return CellOutcome(run_id, True, {canonical(k[5:]): v for k, v in m.items() if k.startswith("test_")},
-                           {canonical(k[9:]): v for k, v in m.items() if k.startswith("best_val_")},
+        return CellOutcome(run_id, True, logged_metrics(run, "test_"), logged_metrics(run, "best_val_"),
                            run.data.tags.get("mlflow.note.content", "") if run.data.tags.get("first_dip") == "yes" else "")
     resumes = int(run.data.tags.get("resumes", "0")) + (1 if os.path.exists(state_path) else 0)
     if not created:

@@ -65,6 +65,11 @@ def canonical(key: str) -> str:
     return re.sub(r"(recall|ndcg)_at_(\d+)", r"\1@\2", key)
 
 
+def logged_metrics(run, prefix: str) -> dict[str, float]:
+    """The run's metrics logged under `prefix` ('test_', 'best_val_'), by canonical name: {'recall@20': ...}."""
+    return {canonical(k[len(prefix):]): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     """{"model_config": {"layers": 3}} -> {"model_config.layers": "3"}; lists as JSON."""
     out: dict[str, str] = {}

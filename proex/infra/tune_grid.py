@@ -32,7 +32,7 @@ from ..experiment import CellConfig
 from ..grid import GridCell, GridSpec, grid_digest
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracker import Tracker, git_commit, local_root, metric_key
+from .tracker import Tracker, canonical, git_commit, local_root, metric_key
 from .ui import save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")
@@ -137,7 +137,7 @@ class CellProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.ended += 1
         r = trial.last_result or {}
-        metrics = "  ".join(f"{k[5:].replace('_at_', '@')} {v:.4f}" for k, v in r.items() if k.startswith("test_"))
+        metrics = "  ".join(f"{canonical(k[5:])} {v:.4f}" for k, v in r.items() if k.startswith("test_"))
         state = "already finished" if r.get("skipped") else f"done in {r.get('time_total_s', 0):.0f} s"
         dip = f"\n    WARNING: {r['first_dip']}" if r.get("first_dip") else ""
         self._line(trial, f"{state}: {metrics}{dip}")
