@@ -56,9 +56,11 @@ def train_outputs_frame(root: str | Path, metric: str = "recall@20") -> tuple[pd
                                                              "epoch", "value"])
 
 
-def report_folder(root: str | Path, out_dir: str | Path | None = None, reference: str = "base") -> dict[str, str]:
+def report_folder(root: str | Path, out_dir: str | Path | None = None, reference: str = "base",
+                  test: str | None = None) -> dict[str, str]:
     """Write report.md, summary.csv, comparison.csv, table.tex and curves.png for the runs under `root` to
-    `out_dir` (default `<root>/report`). Returns {file name: path}."""
+    `out_dir` (default `<root>/report`); `test`: the paired test ("ttest", the default, or "wilcoxon").
+    Returns {file name: path}."""
     from .grid import ReportSpec
     from .report import write_report
 
@@ -66,6 +68,6 @@ def report_folder(root: str | Path, out_dir: str | Path | None = None, reference
     if reference not in set(runs["plugin"]):
         raise ConfigError(f"{root}: no run with plug-in {reference!r} to compare with (plug-ins found: "
                           f"{sorted(set(runs['plugin']))}); train it, or pass --reference <plug-in>")
-    spec = ReportSpec(reference=reference, figures=("curves",) if not curves.empty else ())
+    spec = ReportSpec(reference=reference, figures=("curves",) if not curves.empty else (), test=test or ReportSpec.test)
     files, _ = write_report(runs, str(out_dir or Path(root) / "report"), spec, curves, title=Path(root).resolve().name)
     return files

@@ -41,6 +41,11 @@ def test_report_of_a_folder_of_train_outputs(runs, tmp_path, capsys):
     assert row["p_value"] == pytest.approx(stats.ttest_rel(proex, base).pvalue, rel=1e-4)
     md = open(files["report.md"]).read()
     assert "Paired tests (paired t-test)" in md and "improv. proex" in md and "\\toprule" in open(files["table.tex"]).read()
+    # --test applies to folders too
+    assert main(["-q", "report", str(runs), "--out", str(tmp_path / "rep-w"), "--test", "wilcoxon"]) == 0
+    comp = pd.read_csv(json.loads(capsys.readouterr().out)["files"]["comparison.csv"])
+    row = comp[(comp.metric == "recall@20") & (comp.arm == "proex")].iloc[0]
+    assert row["test"] == "wilcoxon" and row["p_value"] == pytest.approx(stats.wilcoxon(proex, base).pvalue, rel=1e-4)
 
 
 def test_folder_errors_are_clear(runs, tmp_path, capsys):

@@ -24,14 +24,14 @@ def register(sub) -> None:
                    "runs <folder>/report)")
     r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
     r.add_argument("--test", choices=("ttest", "wilcoxon"), default=None,
-                   help="paired test over matched seeds (default: the grid's report.test, else ttest)")
+                   help="paired test over matched seeds (default: the grid's report.test, else ttest; folders: ttest)")
 
 
 def run(args) -> int:
     if Path(args.grid).is_dir():  # ad-hoc `proex train` outputs: no MLflow
         from ..report_runs import report_folder
 
-        files = report_folder(args.grid, args.out, args.reference)
+        files = report_folder(args.grid, args.out, args.reference, args.test)
         print(json.dumps({"runs": args.grid, "files": files}, indent=2))
         return 0
     from ..grid import load_grid
