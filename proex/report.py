@@ -236,9 +236,9 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
 def first_dip_section(runs: pd.DataFrame) -> str:
     """A warning section listing the runs whose best validation was their first (column `first_dip`, set by
     proex.infra.run_frames.runs_frame; proex.train.FIRST_DIP says why and the fix), or "" when there are none."""
-    if "first_dip" not in runs or not runs["first_dip"].fillna(False).astype(bool).any():
+    flagged = runs[runs["first_dip"].fillna(False).astype(bool)] if "first_dip" in runs else runs.iloc[:0]
+    if flagged.empty:
         return ""
-    flagged = runs[runs["first_dip"].fillna(False).astype(bool)]
     cols = [c for c in ("dataset", "model", "plugin", "variant", "seed", "best_epoch") if c in flagged]
     return (f"\n## Warning: {len(flagged)} run(s) stopped in their first dip\n\nTheir best validation is their "
             "first one, so their test metrics (and the tests above that use them) may reflect an early-stopping "
