@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 
 import numpy as np
@@ -38,6 +37,7 @@ from . import report_provenance as provenance
 from .models import MODELS
 from .paper_values import paper_value
 from .plugins import PLUGINS
+from .report_format import fmt_p, to_latex, to_markdown
 from .report_figures import plot_ablation, plot_curves, plot_sensitivity  # noqa: F401 (callers use report.plot_*)
 from .report_stats import LEVEL, hodges_lehmann, holm, t_interval
 
@@ -158,10 +158,6 @@ def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm
     return out
 
 
-def fmt_p(p: float) -> str:
-    return "n/a" if p is None or math.isnan(p) else f"{p:.2e}"
-
-
 def mark(p_holm: float) -> str:
     """'**' (Holm-adjusted p < 0.01), '*' (< 0.05) or ''."""
     return next((m for cut, m in MARKS if not math.isnan(p_holm) and p_holm < cut), "")
@@ -202,33 +198,6 @@ def paper_table(summary: pd.DataFrame, comparison: pd.DataFrame, metrics: list[s
     return table
 
 
-def to_markdown(df: pd.DataFrame, index: bool = True) -> str:
-    """A GitHub Markdown table of a DataFrame of strings/numbers (floats as .4f), deterministic."""
-    df = df.reset_index() if index else df
-    cells = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
-    head = [str(c) for c in df.columns]
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
-
-
-def to_latex(df: pd.DataFrame, caption: str = "", label: str = "") -> str:
-    """A booktabs tabular of the wide table (index columns first); %, _, & and # escaped."""
-    df = df.reset_index()
-    esc = lambda s: re.sub(r"([%_&#])", r"\\\1", _cell(s))  # noqa: E731
-    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{esc(caption)}}}" if caption else "",
-             f"\\label{{{label}}}" if label else "", "\\begin{tabular}{" + "l" * 2 + "r" * (df.shape[1] - 2) + "}",
-             "\\toprule", " & ".join(esc(c) for c in df.columns) + " \\\\", "\\midrule"]
-    lines += [" & ".join(esc(v) for v in row) + " \\\\" for row in df.itertuples(index=False)]
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(line for line in lines if line) + "\n"
-
-
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.4f}"
-    return str(v)
-
-
 def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison formatted for reading (means .4f, improvement % with its interval, t .2f, p and Holm p
     in e-notation, the protocol and tuning notes); the raw estimate and bounds stay in comparison.csv."""
@@ -241,6 +210,19 @@ def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     out["p_value"], out["p_holm"] = out["p_value"].map(fmt_p), out["p_holm"].map(fmt_p)
     keep = [c for c in out.columns if c not in ("estimate", "ci_low", "ci_high", "ci_level", "ci_95")]
     return out[keep[:keep.index("improvement_pct") + 1] + ["ci_95"] + keep[keep.index("improvement_pct") + 1:]]
+
+
+def comparison_lines(comparison: pd.DataFrame) -> list[str]:
+    """One line per comparison row, for the console: 'synthetic lightgcn proex vs base recall@20: +3.1%,
+    95% CI [-1.2, +7.4]% (p=1.2e-01, Holm 4.8e-01); protocol differs: patience 5 (base) vs 20 (proex)'."""
+    lines = []
+    for _, r in comparison.iterrows():
+        labels = " ".join(str(r[c]) for c in ("dataset", "model", "plugin", "variant") if c in r and str(r[c]))
+        imp = "n/a" if math.isnan(r["improvement_pct"]) else f"{r['improvement_pct']:+.1f}%"
+        notes = [str(x) for x in (r["note"], r["protocol"], r["tuning"]) if isinstance(x, str) and x]
+        lines.append(f"{labels}: {r['arm']} vs {r['reference']} {r['metric']}: {imp}, 95% CI {ci_pct(r)} "
+                     f"(p={fmt_p(r['p_value'])}, Holm {fmt_p(r['p_holm'])})" + "".join(f"; {n}" for n in notes))
+    return lines
 
 
 def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | None = None,
@@ -278,7 +260,7 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
               f"`{reference}`, per dataset, model and metric); the marks ** (Holm p < 0.01) and * (Holm p < 0.05) "
               f"use them.\n\n## Results\n\n{to_markdown(table)}{_row_footnotes(comparison, arm)}\n"
               f"## Paired tests ({name})\n\n{to_markdown(comparison_view(comparison), index=False)}\n"
-              f"{_protocol_section(matched, arm)}{_reproduction_section(summary)}"
+              f"{provenance.protocol_section(matched, arm, [c for c in LABELS if c != arm])}{_reproduction_section(summary)}"
               f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}")
         if not unmatched.empty:
             cols = [c for c in LABELS + ["seed"] if c in unmatched]
@@ -310,21 +292,6 @@ def _row_footnotes(comparison: pd.DataFrame, arm: str) -> str:
     lines = [f"- † {' '.join(str(r[c]) for c in group if str(r[c]))}, {r['arm']} vs {r['reference']}: "
              + "; ".join(x for x in (r["protocol"], r["tuning"]) if x) for _, r in notes.iterrows()]
     return "\n" + "\n".join(lines) + "\n" if lines else ""
-
-
-def _protocol_section(matched: pd.DataFrame, arm: str) -> str:
-    """'Protocol and tuning': every arm's training protocol, where its settings came from (and the budget of
-    any study behind them), its mean best epoch; then the borrowed or extrapolated values, once."""
-    group = [c for c in LABELS if c != arm]
-    text = ("## Protocol and tuning\n\nThe training protocol each arm ran under (compared row by row above: "
-            "'protocol differs'), where its settings came from (reference table; a study, with its trial budget; "
-            "or set by hand) and its mean best epoch over the matched seeds.\n\n"
-            f"{to_markdown(provenance.protocol_table(matched, group, arm), index=False)}")
-    borrowed = provenance.borrowed_table(matched, arm)
-    if not borrowed.empty:
-        text += ("\nBorrowed or extrapolated settings (not from the arm's own official configuration for this "
-                 f"dataset):\n\n{to_markdown(borrowed, index=False)}")
-    return text + "\n"
 
 
 def _reproduction_section(summary: pd.DataFrame) -> str:

@@ -10,7 +10,8 @@ The runs frame (`proex.infra.run_frames.runs_frame`, `proex.report_runs.train_ou
   the budget of the study that wrote it, or a study trial), by hand (grid fixed / grid variant / command line)
   or neither (reference table, code default, derived); `row_notes` flags arms whose searched budgets, or whose
   hand-set model/train keys, differ;
-* borrowed values — sources marked by `proex.protocol.is_borrowed`, listed once under the report's tables.
+* borrowed values — sources marked by `proex.protocol.is_borrowed`, listed once under the report's tables;
+* `protocol_section` — the report's "Protocol and tuning" section: every arm's protocol, tuning and best epoch.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .protocol import PROTOCOL_KEYS, describe_differences, is_borrowed, protocol_differences
+from .report_format import to_markdown
 
 SEARCH_LAYERS = ("hparams file", "study trial")
 HAND_LAYERS = ("grid fixed", "grid variant", "command line", "cell")
@@ -159,11 +161,24 @@ def protocol_table(runs: pd.DataFrame, group: list[str], arm: str) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def borrowed_table(runs: pd.DataFrame, arm: str) -> pd.DataFrame:
-    """Every borrowed or extrapolated value once: dataset, model, arm, setting, source."""
+def borrowed_table(runs: pd.DataFrame, group: list[str], arm: str) -> pd.DataFrame:
+    """Every borrowed or extrapolated value once: the group labels, the arm, setting, source."""
     rows = {}
     for _, r in runs.iterrows():
         for key, source in (tuning_of(r.get("sources")) if isinstance(r.get("sources"), dict) else Tuning()).borrowed:
-            labels = (str(r["dataset"]), str(r["model"]), str(r[arm]), key)
-            rows.setdefault(labels, source)
-    return pd.DataFrame([(*k, v) for k, v in rows.items()], columns=["dataset", "model", arm, "setting", "source"])
+            rows.setdefault(tuple(str(r[c]) for c in group + [arm]) + (key,), source)
+    return pd.DataFrame([(*k, v) for k, v in rows.items()], columns=group + [arm, "setting", "source"])
+
+
+def protocol_section(matched: pd.DataFrame, arm: str, group: list[str]) -> str:
+    """'Protocol and tuning': every arm's training protocol, where its settings came from (and the budget of
+    any study behind them), its mean best epoch; then the borrowed or extrapolated values, once."""
+    text = ("## Protocol and tuning\n\nThe training protocol each arm ran under (compared row by row above: "
+            "'protocol differs'), where its settings came from (reference table; a study, with its trial budget; "
+            "or set by hand) and its mean best epoch over the matched seeds.\n\n"
+            f"{to_markdown(protocol_table(matched, group, arm), index=False)}")
+    borrowed = borrowed_table(matched, group, arm)
+    if not borrowed.empty:
+        text += ("\nBorrowed or extrapolated settings (not from the arm's own official configuration for this "
+                 f"dataset):\n\n{to_markdown(borrowed, index=False)}")
+    return text + "\n"
