@@ -60,7 +60,8 @@ def _rows(table: int, text: str, model: str | None, metrics: tuple[str, ...]) ->
         values = iter(float(v) for v in numbers)
         for dataset in DATASETS:
             for metric in metrics:
-                out[(mdl, plugin, dataset, metric)] = (next(values), f"ProEx paper (KDD'26) Table {table}, row {printed}")
+                cite = f"ProEx paper (KDD'26) Table {table}, row {printed}"
+                out[(mdl, plugin, dataset, metric)] = (next(values), cite)
     return out
 
 

@@ -73,7 +73,7 @@ def summarize(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         for m in metrics:
             v = g[m].dropna()
             mean, low, high = t_interval(v)
-            paper = paper_value(labels["model"], labels["plugin"], labels["dataset"], m) if not labels["variant"] else None
+            paper = None if labels["variant"] else paper_value(labels["model"], labels["plugin"], labels["dataset"], m)
             value, source = paper or (math.nan, "")
             inside = "n/a" if paper is None or math.isnan(low) else "yes" if low <= value <= high else "no"
             rows.append({**labels, "metric": m, "n": len(v), "mean": mean, "std": v.std(ddof=1) if len(v) > 1 else 0.0,
@@ -260,7 +260,8 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
               f"`{reference}`, per dataset, model and metric); the marks ** (Holm p < 0.01) and * (Holm p < 0.05) "
               f"use them.\n\n## Results\n\n{to_markdown(table)}{_row_footnotes(comparison, arm)}\n"
               f"## Paired tests ({name})\n\n{to_markdown(comparison_view(comparison), index=False)}\n"
-              f"{provenance.protocol_section(matched, arm, [c for c in LABELS if c != arm])}{_reproduction_section(summary)}"
+              f"{provenance.protocol_section(matched, arm, [c for c in LABELS if c != arm])}"
+              f"{_reproduction_section(summary)}"
               f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}")
         if not unmatched.empty:
             cols = [c for c in LABELS + ["seed"] if c in unmatched]
@@ -305,7 +306,8 @@ def _reproduction_section(summary: pd.DataFrame) -> str:
                          "95% CI": [f"[{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else "n/a"
                                     for lo, hi in zip(rows["ci_low"], rows["ci_high"])],
                          "paper": rows["paper"].map("{:.4f}".format),
-                         "diff": rows["paper_diff_pct"].map(lambda v: f"{round(v, 2) + 0.0:+.2f}%"), "paper inside CI": rows["paper_in_ci"],
+                         "diff": rows["paper_diff_pct"].map(lambda v: f"{round(v, 2) + 0.0:+.2f}%"),
+                         "paper inside CI": rows["paper_in_ci"],
                          "source": rows["paper_source"]})
     inside = int((rows["paper_in_ci"] == "yes").sum())
     return (f"## Reproduction of the paper's values\n\n{inside} of {len(rows)} cells reproduce: the paper's "

@@ -5,7 +5,9 @@ run, or of a folder of `proex train` outputs (no MLflow).
     proex report grids/smoke.yaml --tracking-uri http://127.0.0.1:5000 --out reports/smoke --no-log
     proex report runs/ --out reports/mine                 # the same files for a folder of `proex train` outputs
 
-A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more.
+A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more. Besides the files, the JSON it
+prints lists every comparison on one line: Improv.%, its 95% interval, the raw and Holm-adjusted p and, when the
+arms trained under different protocols or tunings, the note ("protocol differs: patience 5 (base) vs 20 (proex)").
 """
 from __future__ import annotations
 
