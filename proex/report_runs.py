@@ -3,7 +3,8 @@
 `proex train` writes `<out>/metrics.json` (the resolved config, best epoch, validation and test metrics and
 the validation history). `train_outputs_frame` reads every `metrics.json` under a folder into the same frame
 that `proex.infra.run_frames.runs_frame` builds from MLflow (one row per run: model, plugin, dataset, seed,
-variant, profiles, test metrics as 'recall@20', 'val_recall@20'), so `proex.report.write_report` gives the
+variant, profiles, test metrics as 'recall@20', 'val_recall@20', the run's training protocol and the source of
+each of its values: `proex.report_provenance`), so `proex.report.write_report` gives the
 same files as for a grid. No MLflow, no Ray.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from .config import ConfigError
 from .experiment import dataset_key
+from .protocol import protocol_of
 
 
 def train_outputs_frame(root: str | Path, metric: str = "recall@20") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,7 +48,8 @@ def train_outputs_frame(root: str | Path, metric: str = "recall@20") -> tuple[pd
                               "folder (e.g. one folder per setting) and report each folder.")
         seen[key] = path.parent
         rows.append({**labels, "run": str(path.parent), "best_epoch": result.get("best_epoch"),
-                     "config_hash": result.get("config_hash"), **test,
+                     "config_hash": result.get("config_hash"), "protocol": protocol_of(cfg["train"]),
+                     "sources": result.get("config_sources") or {}, **test,
                      **{f"val_{k}": v for k, v in val.items()}})
         for h in result.get("history", []):
             if f"val_{metric}" in h:

@@ -14,7 +14,7 @@ pytest.importorskip("mlflow")
 
 from proex import checkpoint  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
-from proex.experiment import run_cell  # noqa: E402
+from proex.experiment import resolve, run_cell  # noqa: E402
 from proex.grid import load_grid  # noqa: E402
 from proex.infra.cell_recorder import CellRecorder  # noqa: E402
 from proex.infra.publishing import publish_report  # noqa: E402
@@ -96,8 +96,11 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     assert recs.item.tolist() == items.reshape(-1).tolist()
 
 
-def _fake_finished(tracker, parent_id, gc, r20):
-    run, _ = tracker.run_for("cell", gc.cell_id, parent_id, gc.labels)
+def _fake_finished(tracker, parent_id, gc, r20, patience=None):
+    """A finished cell's run as a trial leaves it: the resolved config as params (patience: replaced), metrics."""
+    params = resolve(gc.cell).to_dict()
+    params["train"]["patience"] = patience or params["train"]["patience"]
+    run, _ = tracker.run_for("cell", gc.cell_id, parent_id, gc.labels, params=params)
     tracker.log_metrics(run.info.run_id, {"test_recall@20": r20, "test_ndcg@20": r20 / 2, "best_val_recall@20": r20},
                         step=3)
     tracker.log_metrics(run.info.run_id, {"val_recall@20": r20 * 0.8}, step=0)
@@ -111,12 +114,17 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     tracker = Tracker(store, "proex-smoke")
     parent, _ = tracker.run_for("grid", grid.name)
     for i, gc in enumerate(cells):
-        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i)
+        patience = 5 if gc.cell.plugin == "base" and gc.cell.model == "lightgcn" else 20  # read from the params
+        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i,
+                       patience)
     dipped = tracker.finished()[cells[1].cell_id].info.run_id  # as CellRecorder.final tags a first-dip run
     tracker.set_tags(dipped, {"first_dip": "yes"})
     frame = runs_frame(tracker, cells)
     assert len(frame) == 8 and {"recall@20", "ndcg@20", "val_recall@20"} <= set(frame.columns)
     assert frame["first_dip"].tolist() == [i == 1 for i in range(8)]
+    assert frame["protocol"].map(lambda p: p["patience"]).tolist() == [
+        5 if (r.plugin, r.model) == ("base", "lightgcn") else 20 for r in frame.itertuples()]
+    assert all(s["train.epochs"].startswith("grid fixed") for s in frame["sources"])  # the grid cell's sources
     files = publish_report(grid, tracker, str(tmp_path / "report"))
     assert {"report.md", "comparison.csv", "curves.png"} <= set(files)
     md = open(files["report.md"]).read()
@@ -128,6 +136,10 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     assert note.startswith(md) and f"![curves](get-artifact?path=report%2Fcurves.png&run_uuid={parent.info.run_id})" in note
     logged = tracker.client.get_run(parent.info.run_id).data.metrics
     assert "pvalue/recall_at_20/synthetic/lightgcn/proex" in logged and 0 < logged["pvalue/recall_at_20/synthetic/lightgcn/proex"] < 1
+    key = "recall_at_20/synthetic/lightgcn/proex"
+    assert logged[f"pvalue_holm/{key}"] >= logged[f"pvalue/{key}"]  # Holm over the family, beside the raw p
+    assert "lightgcn, proex vs base: protocol differs: patience 5 (base) vs 20 (proex)" in md
+    assert "multvae, proex vs base" not in md  # same protocol: no note
     arts = [a.path for a in tracker.client.list_artifacts(parent.info.run_id, "report")]
     assert "report/report.md" in arts
 

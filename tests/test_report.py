@@ -121,7 +121,7 @@ def test_a_constant_difference_has_no_p_value_and_says_why(tmp_path):
     assert cmp.note.str.startswith("no p-value: zero variance of the differences").all()
     md = open(files["report.md"]).read()
     assert "e-3" not in md.split("## Paired tests")[1].split("## Mean")[0].replace("1.00e-02", "")
-    assert "(p=n/a)" in md and "zero variance of the differences (all +0.01)" in md
+    assert "(p=n/a, Holm n/a)" in md and "zero variance of the differences (all +0.01)" in md
 
 
 def test_wilcoxon_option_matches_the_exact_signed_rank_p():

@@ -5,7 +5,9 @@ run, or of a folder of `proex train` outputs (no MLflow).
     proex report grids/smoke.yaml --tracking-uri http://127.0.0.1:5000 --out reports/smoke --no-log
     proex report runs/ --out reports/mine                 # the same files for a folder of `proex train` outputs
 
-A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more.
+A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more. Besides the files, the JSON it
+prints lists every comparison on one line: Improv.%, its 95% interval, the raw and Holm-adjusted p and, when the
+arms trained under different protocols or tunings, the note ("protocol differs: patience 5 (base) vs 20 (proex)").
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def run(args) -> int:
         from ..report_runs import report_folder
 
         files = report_folder(args.grid, args.out, args.reference, args.test)
-        print(json.dumps({"runs": args.grid, "files": files}, indent=2))
+        print(json.dumps({"runs": args.grid, "files": files, "comparisons": _lines(files)}, indent=2))
         return 0
     from ..grid import load_grid
     from ..infra.publishing import publish_report
@@ -44,5 +46,16 @@ def run(args) -> int:
     tracker = Tracker(args.tracking_uri, f"proex-{grid.name}")
     out = args.out or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, log=not args.no_log)
-    print(json.dumps({"grid": grid.name, "tracking_uri": tracker.uri, "files": files}, indent=2))
+    print(json.dumps({"grid": grid.name, "tracking_uri": tracker.uri, "files": files, "comparisons": _lines(files)},
+                     indent=2))
     return 0
+
+
+def _lines(files: dict) -> list[str]:
+    """The report's comparisons, one line each (Improv.%, 95% interval, raw and Holm p, protocol/tuning notes)."""
+    import pandas as pd
+
+    from ..report import comparison_lines
+
+    comparison = pd.read_csv(files["comparison.csv"], dtype={c: str for c in ("variant", "note", "protocol", "tuning")})
+    return comparison_lines(comparison.fillna({c: "" for c in ("variant", "note", "protocol", "tuning")}))

@@ -1,5 +1,6 @@
-"""A grid's report put on its MLflow parent run: the files (proex.report) as artifacts under report/, p-values
-and improvements as metrics, and report.md with its figures as the run's description (rendered by the UI).
+"""A grid's report put on its MLflow parent run: the files (proex.report) as artifacts under report/, raw and
+Holm-adjusted p-values and improvements as metrics, and report.md with its figures as the run's description
+(rendered by the UI).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def describe_run(tracker: Tracker, run_id: str, report_md: str, figures: list[st
 def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = None, log: bool = True) -> dict[str, str]:
     """Read the grid's finished runs back, write the report (proex.report) to `out_dir` and, with `log`, put
     its files on the grid's parent run (artifacts under report/) with p-values and improvements as metrics
-    (`pvalue/<metric>/<dataset>/<model>/<arm>`). Returns {file name: path}."""
+    (`pvalue/<metric>/<dataset>/<model>/<arm>`, Holm-adjusted under `pvalue_holm/`). Returns {file name: path}."""
     from .. import report
 
     cells = cells if cells is not None else grid.expand()
@@ -41,6 +42,7 @@ def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = No
             if r.get("variant") and r["arm"] != r.get("variant"):
                 name += f"/{r['variant']}"
             stats[metric_key(f"pvalue/{name}")] = r["p_value"]
+            stats[metric_key(f"pvalue_holm/{name}")] = r["p_holm"]
             stats[metric_key(f"improvement_pct/{name}")] = r["improvement_pct"]
         tracker.log_metrics(run_id, stats, step=len(runs))
         tracker.set_tags(run_id, {"report_runs": len(runs)})

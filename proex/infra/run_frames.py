@@ -1,17 +1,51 @@
 """A grid's finished MLflow runs read back as pandas frames (one row per cell and variant; validation curves in
 long format): the input of `proex.report`, which itself never touches MLflow.
+
+Everything comes from the one search of finished runs (`Tracker.finished`): no artifact is downloaded, so a
+report over hundreds of runs stays a single query. A run's protocol is read from its params (the resolved
+config, flattened: `train.patience`); the source of each value (reference row, hparams file, grid fixed, ...)
+from the grid's cell, resolved again here: the run was found by that cell's id, the hash of the same resolved
+config, so its values are the cell's values.
 """
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
+from ..experiment import resolve
+from ..protocol import PROTOCOL_KEYS
 from .tracker import Tracker, logged_metrics, metric_key
+
+
+def _param(text: str | None):
+    """A logged param back to its value: numbers and JSON lists parsed, other text (e.g. 'recall@20') kept."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_protocol(run) -> dict:
+    """The run's training protocol (`proex.protocol.PROTOCOL_KEYS`) from its params; None for keys not logged."""
+    return {k: _param(run.data.params.get(f"train.{k}")) for k in PROTOCOL_KEYS}
+
+
+def cell_sources(gc) -> dict:
+    """{"section.key": source} of the grid cell's resolved values ({} if it no longer resolves)."""
+    try:
+        return resolve(gc.cell, check_profiles=False).sources
+    except ValueError:
+        return {}
 
 
 def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
     """One row per finished cell and variant label: model, plugin, dataset, seed, variant, profiles, cell_id,
     run_id, best_epoch, first_dip (its best validation was its first: proex.train.FIRST_DIP), the test metrics
-    under their canonical names ('recall@20') and 'val_recall@20' etc."""
+    under their canonical names ('recall@20') and 'val_recall@20' etc., protocol (`run_protocol`) and
+    sources (`cell_sources`)."""
     done = tracker.finished("cell")
     rows = []
     for gc in cells:
@@ -20,10 +54,11 @@ def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
             continue
         m = run.data.metrics
         metrics = {**logged_metrics(run, "test_"), **{f"val_{k}": v for k, v in logged_metrics(run, "best_val_").items()}}
+        protocol, sources = run_protocol(run), cell_sources(gc)
         for variant in gc.variants:
             rows.append({**gc.labels, "variant": variant, "cell_id": gc.cell_id, "run_id": run.info.run_id,
                          "best_epoch": m.get("best_epoch"), "first_dip": run.data.tags.get("first_dip") == "yes",
-                         **metrics})
+                         "protocol": protocol, "sources": sources, **metrics})
     return pd.DataFrame(rows)
 
 
