@@ -88,6 +88,11 @@ def test_hparams_file_merges_between_fixed_and_variant(tmp_path):
     ({"fixed": {"model_config": {"layerz": 2}}}, "model_config: unknown key(s) ['layerz']"),
     ({"fixed": {"profiles": None}, "axes": {"model": ["lightgcn"], "plugin": ["proex"]}}, "needs a profile bank"),
     ({"report": {"figures": ["pie"]}}, "report.figures: unknown ['pie']"),
+    ({"report": {"test": "t-test"}}, "report.test: 't-test' is not allowed; use one of 'ttest', 'wilcoxon'"),
+    ({"fixed": {"profiles": "synthetic-latent", "plugin_config": {"env_reduce": "avg"}}},
+     "plugin_config.env_reduce: 'avg' is not allowed; use one of 'sum', 'mean'"),
+    ({"fixed": {"profiles": "synthetic-latent", "plugin_config": {"num_envs": 0}}},
+     "plugin_config.num_envs: must be >= 1, got 0"),
     ({"study": {"space": {"lr": {"low": 1, "high": 2}}}}, "study.space.lr: keys are model_config."),
     ({"study": {"space": {"train.lr": {"low": 2, "high": 1}}}}, "give low <= high"),
     ({"study": {"space": {"train.lr": {"low": 1, "high": 2, "dist": "x"}}}}, "unknown key(s) ['dist']"),
@@ -111,6 +116,27 @@ def test_bad_hparams_file_names_itself(tmp_path):
     bad.write_text(yaml.safe_dump({"modle_config": {}}))
     with pytest.raises(ConfigError, match=r"lightgcn-base-synthetic.yaml: unknown key\(s\) \['modle_config'\]"):
         load_grid(write(tmp_path, MINIMAL + "hparams: hp\n")).expand()
+
+
+def test_a_value_outside_its_allowed_set_fails_when_the_grid_loads_before_ray_starts(tmp_path):
+    """A typo in a setting with a fixed set of values (declared Literal on the plug-in's Config) fails at grid
+    expansion, naming the file, the key, the bad value and the allowed ones; `run_grid` never reaches Ray."""
+    body = MINIMAL.replace("train: {epochs: 3}", "train: {epochs: 3}, plugin_config: {reg_form: offical}")
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as err:
+        load_grid(path).expand()
+    msg = str(err.value)
+    assert path in msg and "plugin_config.reg_form: 'offical' is not allowed; use one of 'official', 'paper'" in msg
+    (tmp_path / "hp").mkdir()  # the same typo in a hyperparameter file names that layer's cell and value
+    (tmp_path / "hp" / "lightgcn-proex-synthetic.yaml").write_text(yaml.safe_dump({"plugin_config": {"reg_form": "x"}}))
+    with pytest.raises(ConfigError, match=r"reg_form: 'x' is not allowed; use one of 'official', 'paper'"):
+        load_grid(write(tmp_path, MINIMAL + "hparams: hp\n", "h.yaml")).expand()
+    ray = pytest.importorskip("ray", reason="the Ray half of this test needs the infra extra")
+    from proex.infra.tune_grid import run_grid
+
+    with pytest.raises(ConfigError, match="offical"):
+        run_grid(load_grid(path), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", address="local", num_cpus=1)
+    assert not ray.is_initialized()
 
 
 def test_missing_and_malformed_files(tmp_path):
