@@ -56,8 +56,8 @@ def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_
 def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path):
     tracker = Tracker(store, "proex-unit")
     grid = load_grid(os.path.join(GRIDS, "smoke.yaml"))
-    gc = next(c for c in grid.expand() if c.cell.plugin == "proex")
-    cell = dataclasses.replace(gc.cell, train={**gc.cell.train, "epochs": 3})
+    gc = next(c for c in grid.expand() if c.config.plugin == "proex")
+    cell = dataclasses.replace(gc.config, train={**gc.config.train, "epochs": 3})
     run, _ = tracker.run_for("cell", gc.cell_id, tags=gc.labels)
     rec = CellRecorder(tracker, run.info.run_id)
     inter = load_dataset("synthetic")
@@ -66,12 +66,12 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     done = tracker.finished()
     assert list(done) == [gc.cell_id]
     metrics = done[gc.cell_id].data.metrics
-    assert metrics["test_recall_at_20"] == pytest.approx(result["test"]["recall@20"])
-    assert done[gc.cell_id].data.tags["profile_bank"] == result["profile_bank"]
-    assert done[gc.cell_id].data.tags["first_dip"] == "no" and result["first_dip"] == ""
+    assert metrics["test_recall_at_20"] == pytest.approx(result.test["recall@20"])
+    assert done[gc.cell_id].data.tags["profile_bank"] == result.profile_bank
+    assert done[gc.cell_id].data.tags["first_dip"] == "no" and not result.first_dip
     path = tracker.download(run.info.run_id, "checkpoint/checkpoint.pt", str(tmp_path / "dl"))
     loaded, data, payload = checkpoint.load(path, inter)
-    assert payload["config"] == result["config"]
+    assert payload["config"] == result.config
 
     from proex.cli import recommend as recommend_command
 
@@ -111,7 +111,7 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     tracker = Tracker(store, "proex-smoke")
     parent, _ = tracker.run_for("grid", grid.name)
     for i, gc in enumerate(cells):
-        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i)
+        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.config.plugin == "proex") + 0.001 * i * i)
     dipped = tracker.finished()[cells[1].cell_id].info.run_id  # as CellRecorder.final tags a first-dip run
     tracker.set_tags(dipped, {"first_dip": "yes"})
     frame = runs_frame(tracker, cells)
