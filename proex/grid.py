@@ -28,6 +28,7 @@ import yaml
 from .config import ConfigError, build, read_yaml_mapping
 from .experiment import SECTIONS, CellConfig, Resolved, dataset_key, resolve, with_overrides
 from .models import MODELS
+from .names import PairedTest
 from .plugins import PLUGINS
 
 
@@ -71,7 +72,7 @@ class ReportSpec:
     reference_variant: str | None = None  # variant the others are compared with (ablation: "full")
     metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")  # test metrics tabulated
     figures: tuple[str, ...] = ()  # any of "curves" (Fig. 5), "ablation" (Fig. 6), "sensitivity" (Figs. 8-10)
-    test: Literal["ttest", "wilcoxon"] = "ttest"  # paired test: the paper's t-test | signed-rank (no normality)
+    test: PairedTest = "ttest"  # paired test: the paper's t-test | Wilcoxon signed-rank (no normality assumption)
 
 
 @dataclass

@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .models import MODELS
-from .plugins import PLUGINS
+from .names import MODEL_NAMES as MODELS
+from .names import PLUGIN_NAMES as PLUGINS
+from .names import TESTS
 
 LABELS = ["dataset", "model", "plugin", "variant"]
-TESTS = ("ttest", "wilcoxon")
 COMPARE_COLUMNS = ["arm", "reference", "metric", "n", "ref_mean", "mean", "improvement_pct", "test", "statistic",
                    "p_value", "note"]
 

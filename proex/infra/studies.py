@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from ..experiment import resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
+from .tracker import Tracker, absolute_sqlite, git_commit, is_finished, local_root, metric_key
 
 log = logging.getLogger("proex.infra.studies")
 
@@ -48,10 +48,7 @@ def open_storage(url: str):
         path = Path(url[len("journal:"):]).expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        path = Path(url[len("sqlite:///"):]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
+    url = absolute_sqlite(url)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
