@@ -46,7 +46,7 @@ def main() -> None:
                     train[k] = int(v)
                 cell = CellConfig(dataset=args.dataset, model="lightgcn", plugin=plugin, train=train,
                                   profiles=args.profiles if plugin != "base" else None)
-                r, _ = run_cell(cell, inter)
+                r = run_cell(cell, inter)[0].to_dict()
                 print(f"{plugin:<12} {seed:>4} {rule:<24} {r['epochs_run']:>6} {r['best_epoch']:>5} "
                       f"{'yes' if r['first_dip'] else 'no':>4} {r['test']['recall@20']:>9.4f}", flush=True)
                 if args.curves:

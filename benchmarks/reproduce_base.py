@@ -73,7 +73,7 @@ def run_one(model: str, dataset: str, seed: int, device: str, inter) -> None:
     result, _ = run_cell(cell, inter)
     path = run_path(model, dataset, seed)
     with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump(result.to_dict(), f, indent=1)
     os.replace(path + ".tmp", path)
 
 

@@ -63,7 +63,7 @@ def run(model: str, seed: int, name: str, spec: tuple, epochs: int, runs_dir: st
     train["batch_size"] = PAIRWISE_BATCH if MODELS[model].family == "pairwise" else GENERATIVE_BATCH
     cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles, plugin_config=pcfg, train=train)
     result, _ = run_cell(cell, load_dataset(dataset))
-    keep = {k: result[k] for k in ("config", "best_epoch", "val", "test", "wall_seconds", "profile_bank")}
+    keep = {k: result.to_dict()[k] for k in ("config", "best_epoch", "val", "test", "wall_seconds", "profile_bank")}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(keep, f, indent=1)

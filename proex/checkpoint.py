@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from .data.interactions import Interactions
-from .data.tensors import TrainData
 
 FORMAT = "proex-checkpoint/1"
 
@@ -27,12 +26,14 @@ def fingerprint(inter: Interactions) -> str:
 
 
 def save(path: str, system: torch.nn.Module, config: dict, inter: Interactions, metrics: dict | None = None,
-         profile_bank: str | None = None) -> None:
-    """Write weights + resolved config + dataset identity (+ the profile bank's id) atomically to `path`."""
+         profile_bank: str | None = None, config_hash: str | None = None) -> None:
+    """Write weights + resolved config (and its hash, the cell's id) + dataset identity (+ the profile bank's
+    id) atomically to `path`."""
     payload = {
         "profile_bank": profile_bank,
         "format": FORMAT,
         "config": config,
+        "config_hash": config_hash,
         "state_dict": {k: v.detach().cpu() for k, v in system.state_dict().items()},
         "dataset": {"name": inter.name, "n_users": inter.n_users, "n_items": inter.n_items,
                     "fingerprint": fingerprint(inter)},
@@ -62,8 +63,7 @@ def load(path: str, inter: Interactions, device: str | torch.device = "cpu", pro
 
     profiles: the profile bank for profile-aware plug-ins; default: the `profiles` the run was trained with.
     """
-    from .experiment import CellConfig, build_system, resolve
-    from .plugins import plugin_class
+    from .experiment import CellConfig, build_cell, resolve
 
     payload = read(path)
     ds = payload["dataset"]
@@ -78,16 +78,10 @@ def load(path: str, inter: Interactions, device: str | torch.device = "cpu", pro
     cell = CellConfig(dataset=cfg["dataset"], model=cfg["model"], plugin=cfg["plugin"], profiles=spec,
                       model_config=cfg["model_config"], plugin_config=cfg["plugin_config"],
                       train={**cfg["train"], "device": str(device)})
-    data = TrainData(inter, torch.device(device))
-    bank = None
-    if plugin_class(cell.plugin).needs_profiles:
-        from .profiles.load import load_profiles
-
-        bank = load_profiles(spec, inter)
-        if payload.get("profile_bank") and bank.bank_id != payload["profile_bank"]:
-            raise ValueError(f"{path}: trained with profile bank {payload['profile_bank']}, but {spec!r} is bank "
-                             f"{bank.bank_id}; pass the bank the model was trained with (profiles=...).")
-    system = build_system(resolve(cell, where=path), data, bank)
-    system.load_state_dict(payload["state_dict"])
-    system.eval()
-    return system, data, payload
+    built = build_cell(resolve(cell, where=path), inter, device)
+    if built.bank is not None and payload.get("profile_bank") and built.bank.bank_id != payload["profile_bank"]:
+        raise ValueError(f"{path}: trained with profile bank {payload['profile_bank']}, but {spec!r} is bank "
+                         f"{built.bank.bank_id}; pass the bank the model was trained with (profiles=...).")
+    built.system.load_state_dict(payload["state_dict"])
+    built.system.eval()
+    return built.system, built.data, payload

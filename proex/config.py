@@ -41,6 +41,8 @@ def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str) -> T:
     """Instantiate dataclass `cls` from `mapping`, rejecting unknown keys and coercing simple types.
 
     where: a human description of the source ("grids/smoke.yaml: model", "--set") used in errors.
+    A field typed `Literal[...]` accepts only the listed values; a dataclass with a `validate()` method (range
+    checks a type cannot say) has it called, its ValueError ("key: why") reported as a ConfigError at `where`.
     """
     mapping = dict(mapping or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -52,7 +54,14 @@ def build(cls: type[T], mapping: Mapping[str, Any] | None, where: str) -> T:
         )
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(value, hints.get(name), f"{where}.{name}") for name, value in mapping.items()}
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as exc:  # "key: what is wrong" -> "<where>.key: what is wrong"
+            raise ConfigError(f"{where}.{exc}") from None
+    return obj
 
 
 def replace(obj: T, overrides: Mapping[str, Any] | None, where: str) -> T:
@@ -80,6 +89,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Literal:
+        if not any(value == a and type(value) is type(a) for a in args):
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {allowed}")
+        return value
     if origin is typing.Union or str(origin) == "types.UnionType":
         non_none = [a for a in args if a is not type(None)]
         if len(non_none) == 1:

@@ -3,10 +3,14 @@
 `resolve` fills every setting of a cell and records the layer that set it, lowest priority first:
   code default       the field default of the model's / plug-in's Config or of TrainConfig
   reference          the official configuration of (model, plug-in, dataset) (`proex.reference`)
-  derived            a width the official code computes from the profile bank (d_text), when the bank is known
   the cell's layers  hparams file < grid fixed < grid variant < study trial < command line, as recorded in
                      `CellConfig.sources` by whoever built the cell (an unrecorded override reads "cell")
-Everything a run needs is in the resolved config, so a cell is reproducible from it alone.
+  derived            a width the official code computes from the profile bank (d_text), filled in by
+                     `with_text_dim` once the bank is open (`build_cell`); the cell's hash leaves it out, so a
+                     cell has one id, the same in the grid, the run's tags, config.json, metrics.json and the
+                     checkpoint, whether or not its bank was read (the bank's own id is logged beside it)
+Everything a run needs is in the resolved config, so a cell is reproducible from it alone. A cell is resolved
+once (`resolve`); `run_cell` and `checkpoint.load` open its data and bank and build its system with `build_cell`.
 """
 from __future__ import annotations
 
@@ -61,6 +65,7 @@ class Resolved:
     plugin_cfg: Any
     train_cfg: TrainConfig
     sources: dict[str, str] = field(default_factory=dict)
+    derived: tuple[str, ...] = ()  # "section.key" of the values filled in from the bank (`with_text_dim`)
 
     def to_dict(self) -> dict:
         return {
@@ -72,8 +77,13 @@ class Resolved:
         }
 
     def config_hash(self) -> str:
-        """A short hash of the resolved config (names runs, lets a relaunch skip finished cells)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        """A short hash of the resolved config with its bank-derived values left unset: the cell's one id (names
+        runs, lets a relaunch skip finished cells), equal before and after the bank is read."""
+        asked = self.to_dict()
+        for key in self.derived:
+            section, _, name = key.partition(".")
+            asked[section][name] = None
+        return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def dataset_key(dataset: str) -> str:
@@ -98,11 +108,11 @@ def _layered(cls: type, ref: dict[str, tuple[Any, str]], overrides: dict, cell: 
 
 def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
             check_profiles: bool = True) -> Resolved:
-    """Every setting of the cell, with its source.
+    """Every setting of the cell, with its source: the one resolution of a cell that grids, studies, the trial
+    body, `proex train`, `proex config` and checkpoints share.
 
-    text_dim: the profile bank's embedding width. With it, a profile MLP's unset `hidden_dim` becomes the
-    official (d_text + d_side) // 2 (RLMRec `*_plus.py`, ProRec `lightgcn_proex.py`); without it (a grid
-    naming its cells before any bank is read) that one width stays None until the run loads its bank.
+    text_dim: the profile bank's embedding width, when known (see `with_text_dim`); without it (a grid naming
+    its cells before any bank is read) a derived width stays None until `build_cell` opens the bank.
     check_profiles: refuse a profile-aware plug-in without `profiles` (off for `proex config`)."""
     mcls = model_class(cell.model)
     pcls = plugin_class(cell.plugin)
@@ -116,11 +126,6 @@ def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
         plugin_cfg, psources = _layered(pcls.Config, ref["plugin_config"], cell.plugin_config, cell,
                                         "plugin_config", where)
         sources.update(psources)
-        if getattr(plugin_cfg, "hidden_dim", 0) is None and text_dim is not None:
-            side = mcls.side_width(model_cfg)
-            plugin_cfg = dataclasses.replace(plugin_cfg, hidden_dim=mapping_width(text_dim, side))
-            sources["plugin_config.hidden_dim"] = (f"derived: (d_text {text_dim} + d_side {side}) // 2, the profile "
-                                                   "MLP of RLMRec *_plus.py and ProRec lightgcn_proex.py")
     elif cell.plugin_config:
         raise cfglib.ConfigError(f"{where}.plugin_config: plug-in {cell.plugin!r} takes no settings")
     train_cfg, tsources = _layered(TrainConfig, ref["train"], cell.train, cell, "train", where)
@@ -129,7 +134,22 @@ def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
     if missing:
         raise cfglib.ConfigError(f"{where}.train: no reference value for {missing} ({cell.model}/{cell.plugin}); "
                                  "set them with --train key=value")
-    return Resolved(cell, model_cfg, plugin_cfg, train_cfg, sources)
+    resolved = Resolved(cell, model_cfg, plugin_cfg, train_cfg, sources)
+    return with_text_dim(resolved, text_dim) if text_dim is not None else resolved
+
+
+def with_text_dim(resolved: Resolved, text_dim: int) -> Resolved:
+    """The resolved cell with the widths that depend on the bank's width filled in: a profile MLP's unset
+    `hidden_dim` becomes the official (d_text + d_side) // 2 (RLMRec `*_plus.py`, ProRec `lightgcn_proex.py`).
+    Its `config_hash` is unchanged (derived values are not part of the cell's id)."""
+    if getattr(resolved.plugin_cfg, "hidden_dim", 0) is not None:
+        return resolved
+    side = model_class(resolved.cell.model).side_width(resolved.model_cfg)
+    plugin_cfg = dataclasses.replace(resolved.plugin_cfg, hidden_dim=mapping_width(text_dim, side))
+    sources = {**resolved.sources, "plugin_config.hidden_dim": f"derived: (d_text {text_dim} + d_side {side}) // 2, "
+               "the profile MLP of RLMRec *_plus.py and ProRec lightgcn_proex.py"}
+    return dataclasses.replace(resolved, plugin_cfg=plugin_cfg, sources=sources,
+                               derived=resolved.derived + ("plugin_config.hidden_dim",))
 
 
 def build_system(resolved: Resolved, data: TrainData, bank=None):
@@ -139,36 +159,86 @@ def build_system(resolved: Resolved, data: TrainData, bank=None):
     return plugin_class(resolved.cell.plugin)(model, resolved.plugin_cfg, bank).to(data.device)
 
 
-def run_cell(cell: CellConfig, interactions: Interactions | None = None,
-             callback: Callable[[ValidationReport], None] | None = None,
-             state_path: str | None = None) -> tuple[dict, Any]:
-    """Train and evaluate one cell. Returns (result dict, trained system).
+@dataclass
+class BuiltCell:
+    """A resolved cell made concrete: its data on the device, its bank, its widths derived, its system."""
 
-    result: {"config": resolved config, "config_hash", "best_epoch", "val", "test", "history", timings}.
+    resolved: Resolved  # with the bank-derived widths filled in
+    data: TrainData
+    bank: Any  # ProfileBank, or None for a plug-in without profiles
+    system: Any  # the plug-in wrapping its model, on data.device
+
+
+def build_cell(resolved: Resolved, inter: Interactions, device, profiles: str | None = None) -> BuiltCell:
+    """Open the cell's profile bank (`profiles`, default the cell's own spec: pass the runnable one when the
+    spec holds placeholders), fill in the widths it determines, and build the system on `device`. The one
+    sequence `run_cell` and `checkpoint.load` share."""
+    import torch
+
+    data = TrainData(inter, torch.device(device))
+    bank = None
+    if plugin_class(resolved.cell.plugin).needs_profiles:
+        from .profiles.load import load_profiles
+
+        bank = load_profiles(profiles or resolved.cell.profiles, inter)
+        resolved = with_text_dim(resolved, bank.dim)
+    return BuiltCell(resolved, data, bank, build_system(resolved, data, bank))
+
+
+@dataclass
+class CellResult:
+    """What one trained cell gives back: its config and hash, the best epoch's metrics, the curve, timings."""
+
+    config: dict  # the resolved config that ran (`Resolved.to_dict`, derived widths filled in)
+    config_sources: dict  # "section.key" -> the layer that set it
+    config_hash: str  # the cell's id (`Resolved.config_hash`)
+    dataset_name: str
+    profile_bank: str | None  # the bank's content id, None without profiles
+    device: str
+    wall_seconds: float
+    best_epoch: int
+    val: dict  # metric name ('recall@20') -> validation value at the best epoch
+    test: dict  # metric name -> test value at the best epoch
+    epochs_run: int
+    history: list = field(default_factory=list)  # every validation: epoch, metrics, losses
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    first_dip: bool = False  # the best validation was the first of several (`proex.train.FIRST_DIP`)
+    first_dip_warning: str = ""  # that warning, with the epochs filled in, when first_dip
+
+    def to_dict(self) -> dict:
+        """The layout of metrics.json and result.json ("first_dip": the warning text, "" when not flagged)."""
+        out = dataclasses.asdict(self)
+        out["first_dip"] = out.pop("first_dip_warning")
+        return out
+
+
+def run_cell(cell: CellConfig | Resolved, interactions: Interactions | None = None,
+             callback: Callable[[ValidationReport], None] | None = None,
+             state_path: str | None = None, device: str | None = None,
+             profiles: str | None = None) -> tuple[CellResult, Any]:
+    """Train and evaluate one cell (a CellConfig is resolved here; a Resolved one is used as it is). Returns
+    (CellResult, trained system).
+
+    device: where to train, overriding the config's `train.device` without changing the config (and its hash);
+    the trial body passes the device Ray assigned. profiles: the bank spec to open (placeholders filled in).
     """
     from .data.registry import load_dataset
 
-    resolved = resolve(cell)
+    resolved = cell if isinstance(cell, Resolved) else resolve(cell)
+    cell = resolved.cell
     tcfg = resolved.train_cfg
-    device = resolve_device(tcfg.device)
+    device = resolve_device(device or tcfg.device)
     seed_everything(tcfg.seed)
     inter = interactions if interactions is not None else load_dataset(cell.dataset)
-    data = TrainData(inter, device)
-    bank = None
-    if plugin_class(cell.plugin).needs_profiles:
-        from .profiles.load import load_profiles
-
-        bank = load_profiles(cell.profiles, inter)
-        resolved = resolve(cell, text_dim=bank.dim)  # the widths derived from the bank, in the logged config
-    system = build_system(resolved, data, bank)
+    built = build_cell(resolved, inter, device, profiles)
+    resolved, data, bank, system = built.resolved, built.data, built.bank, built.system
     log.info("%s + %s on %s (%d users, %d items, %d train) on %s, seed %d", cell.model, cell.plugin, inter.name,
              data.n_users, data.n_items, data.n_edges, device, tcfg.seed)
     t0 = time.perf_counter()
     fit: FitResult = Trainer(tcfg, callback, state_path).fit(system, data)
-    result = {
-        "config": resolved.to_dict(), "config_sources": resolved.sources, "config_hash": resolved.config_hash(),
-        "dataset_name": inter.name,
-        "profile_bank": bank.bank_id if bank is not None else None,
-        "device": str(device), "wall_seconds": time.perf_counter() - t0, **fit.to_dict(),
-    }
+    result = CellResult(resolved.to_dict(), resolved.sources, resolved.config_hash(), inter.name,
+                        bank.bank_id if bank is not None else None, str(device), time.perf_counter() - t0,
+                        fit.best_epoch, dict(fit.val), dict(fit.test), fit.epochs_run, fit.history,
+                        fit.train_seconds, fit.eval_seconds, bool(fit.first_dip), fit.first_dip)
     return result, system

@@ -21,13 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .config import ConfigError, build, read_yaml_mapping
-from .experiment import SECTIONS, CellConfig, dataset_key, resolve, with_overrides
+from .experiment import SECTIONS, CellConfig, Resolved, dataset_key, resolve, with_overrides
 from .models import MODELS
+from .names import PairedTest
 from .plugins import PLUGINS
 
 
@@ -71,12 +72,12 @@ class ReportSpec:
     reference_variant: str | None = None  # variant the others are compared with (ablation: "full")
     metrics: tuple[str, ...] = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")  # test metrics tabulated
     figures: tuple[str, ...] = ()  # any of "curves" (Fig. 5), "ablation" (Fig. 6), "sensitivity" (Figs. 8-10)
-    test: str = "ttest"  # paired test: "ttest" (the paper's) | "wilcoxon" (signed-rank, no normality assumption)
+    test: PairedTest = "ttest"  # paired test: the paper's t-test | Wilcoxon signed-rank (no normality assumption)
 
 
 @dataclass
 class ParamSpec:
-    type: str = "float"  # "float" | "int" | "categorical"
+    type: Literal["float", "int", "categorical"] = "float"
     low: float | None = None
     high: float | None = None
     log: bool = False  # sample on a log scale
@@ -127,26 +128,41 @@ class HParams:
 
 @dataclass(frozen=True)
 class GridCell:
-    cell_id: str  # hash of the resolved config (profiles as written in the grid)
-    cell: CellConfig  # profiles may still hold {dataset} / {data_dir}
+    """One cell of a grid, resolved once when the grid expands; the trial body runs `resolved` as it is."""
+
+    cell_id: str  # resolved.config_hash(): the run's key and config_hash tag, config.json's and the checkpoint's
+    resolved: Resolved  # every setting and its source; profiles may still hold {dataset} / {data_dir}
     seed: int
     variants: tuple[str, ...]  # variant labels ("" without a variant axis); several when variants coincide
 
     @property
+    def config(self) -> CellConfig:
+        """The cell as the grid's layers set it (model, plugin, dataset, profiles, overrides and their sources)."""
+        return self.resolved.cell
+
+    @property
     def labels(self) -> dict:
         """model, plugin, dataset, seed, variant: the columns reports group by (MLflow tags too)."""
-        return {"model": self.cell.model, "plugin": self.cell.plugin, "dataset": dataset_key(self.cell.dataset),
-                "seed": self.seed, "variant": self.variants[0], "profiles": self.cell.profiles or ""}
+        c = self.config
+        return {"model": c.model, "plugin": c.plugin, "dataset": dataset_key(c.dataset),
+                "seed": self.seed, "variant": self.variants[0], "profiles": c.profiles or ""}
+
+    def run_name(self, seed: bool = True) -> str:
+        """'lightgcn-proex-synthetic-s0' (+ '-<variant>'): the name of the cell's MLflow run; without the seed,
+        the cell's part of its study's name."""
+        c, variant = self.config, self.variants[0]
+        return "-".join([c.model, c.plugin, dataset_key(c.dataset)] + [f"s{self.seed}"] * seed + [variant] * bool(variant))
 
     def runnable(self, data_dir: str | None = None) -> CellConfig:
         """The cell with `{dataset}` / `{data_dir}` filled in for the node that runs it."""
-        if not self.cell.profiles:
-            return self.cell
+        c = self.config
+        if not c.profiles:
+            return c
         from .data.registry import default_data_dir
 
-        spec = self.cell.profiles.replace("{dataset}", dataset_key(self.cell.dataset))
+        spec = c.profiles.replace("{dataset}", dataset_key(c.dataset))
         spec = spec.replace("{data_dir}", str(data_dir or default_data_dir()))
-        return dataclasses.replace(self.cell, profiles=spec)
+        return dataclasses.replace(c, profiles=spec)
 
 
 def load_grid(path: str | os.PathLike) -> GridSpec:
@@ -193,8 +209,6 @@ def _validate(g: GridSpec) -> None:
     for m in g.report.metrics:
         if not re.fullmatch(r"(recall|ndcg)@\d+", m):
             raise ConfigError(f"{where}: report.metrics: {m!r} is not recall@K or ndcg@K")
-    if g.report.test not in ("ttest", "wilcoxon"):
-        raise ConfigError(f"{where}: report.test: {g.report.test!r}; use ttest (paired t-test) or wilcoxon")
     bad = set(g.report.figures) - {"curves", "ablation", "sensitivity"}
     if bad:
         raise ConfigError(f"{where}: report.figures: unknown {sorted(bad)}; use curves, ablation, sensitivity")
@@ -218,11 +232,8 @@ def _validate_study(s: StudySpec, where: str) -> None:
         if p.type == "categorical":
             if not p.choices:
                 raise ConfigError(f"{where}.space.{key}: a categorical parameter needs choices")
-        elif p.type in ("int", "float"):
-            if p.low is None or p.high is None or p.low > p.high:
-                raise ConfigError(f"{where}.space.{key}: give low <= high")
-        else:
-            raise ConfigError(f"{where}.space.{key}.type: {p.type!r}; use float, int or categorical")
+        elif p.low is None or p.high is None or p.low > p.high:
+            raise ConfigError(f"{where}.space.{key}: give low <= high")
         s.space[key] = p
 
 
@@ -322,7 +333,7 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
         raise ConfigError(str(exc) if str(exc).startswith(where) else f"{label}: {exc}") from None
     if int(grid.select.split("@")[1]) not in resolved.train_cfg.ks:
         raise ConfigError(f"{label}: select {grid.select} needs K in train.ks {resolved.train_cfg.ks}")
-    return GridCell(resolved.config_hash(), cell, seed, (var.name,))
+    return GridCell(resolved.config_hash(), resolved, seed, (var.name,))
 
 
 def apply_params(cell: CellConfig, params: dict[str, Any], layer: str = "study trial") -> CellConfig:

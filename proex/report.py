@@ -34,15 +34,15 @@ import pandas as pd
 from scipy import stats
 
 from . import report_provenance as provenance
-from .models import MODELS
+from .names import MODEL_NAMES as MODELS
+from .names import PLUGIN_NAMES as PLUGINS
+from .names import TESTS
 from .paper_values import paper_value
-from .plugins import PLUGINS
 from .report_format import fmt_p, to_latex, to_markdown
 from .report_figures import plot_ablation, plot_curves, plot_sensitivity  # noqa: F401 (callers use report.plot_*)
 from .report_stats import LEVEL, hodges_lehmann, holm, t_interval
 
 LABELS = ["dataset", "model", "plugin", "variant"]
-TESTS = ("ttest", "wilcoxon")
 COMPARE_COLUMNS = ["arm", "reference", "metric", "n", "ref_mean", "mean", "improvement_pct", "estimate", "ci_low",
                    "ci_high", "ci_level", "test", "statistic", "p_value", "p_holm", "note", "protocol", "tuning"]
 SUMMARY_COLUMNS = LABELS + ["metric", "n", "mean", "std", "ci_low", "ci_high", "paper", "paper_diff_pct",

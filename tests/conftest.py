@@ -77,8 +77,8 @@ def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 2
     cell = CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent:k=4,dim=16",
                       train={"epochs": 3, "device": "cpu", "batch_size": batch_size})
     result, _ = run_cell(cell, inter)
-    assert result["config"]["plugin"] == plugin and 0.0 <= result["test"]["recall@20"] <= 1.0
-    assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+    assert result.config["plugin"] == plugin and 0.0 <= result.test["recall@20"] <= 1.0
+    assert all(np.isfinite(v) for row in result.history for k, v in row.items() if k.startswith("loss_"))
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,7 @@ def test_train_grid_and_profile_commands_take_the_card(ml, tmp_path, capsys):
                                      "dataset: [data/mine.yaml], seed: [0]}\nfixed:\n  profiles: prof/{dataset}/bank\n")
     cells = load_grid(tmp_path / "g.yaml").expand()
     assert {c.labels["dataset"] for c in cells} == {"mine"}
-    assert [c.runnable().profiles for c in cells if c.cell.plugin == "proex"] == ["prof/mine/bank"]
+    assert [c.runnable().profiles for c in cells if c.config.plugin == "proex"] == ["prof/mine/bank"]
 
 
 def test_review_text_in_the_interaction_table_is_kept_for_training_pairs_only(tmp_path):

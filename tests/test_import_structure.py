@@ -88,3 +88,15 @@ def test_ray_mlflow_optuna_only_in_infra():
             continue
         bad = {n.split(".")[0] for n in _imports(path)} & INFRA_ONLY
         assert not bad, f"{path.relative_to(ROOT.parent)} imports {sorted(bad)} outside proex/infra/"
+
+
+def test_report_orders_rows_without_importing_torch():
+    """`proex report` on a folder or a tracking store is pandas work: ordering rows by model and plug-in reads
+    the names from proex.names, not the torch modules that register them."""
+    import subprocess
+    import sys
+
+    code = "import sys, proex.report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT.parent)}, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]

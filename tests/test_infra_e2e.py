@@ -60,7 +60,7 @@ def test_smoke_grid_submitted_as_a_ray_job_lands_in_mlflow(ray_head, mlflow_serv
     inter = load_dataset("synthetic")
     for gc in cells:
         run = finished[gc.cell_id]
-        assert run.data.tags["model"] == gc.cell.model and run.data.tags["seed"] == str(gc.seed)
+        assert run.data.tags["model"] == gc.config.model and run.data.tags["seed"] == str(gc.seed)
         assert run.data.tags["git_commit"] != "" and run.data.tags["config_hash"] == gc.cell_id
         assert 0 < run.data.metrics["test_recall_at_20"] <= 1 and "best_epoch" in run.data.metrics
         assert len(tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")) >= 2

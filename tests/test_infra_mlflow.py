@@ -14,7 +14,7 @@ pytest.importorskip("mlflow")
 
 from proex import checkpoint  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
-from proex.experiment import resolve, run_cell  # noqa: E402
+from proex.experiment import run_cell  # noqa: E402
 from proex.grid import load_grid  # noqa: E402
 from proex.infra.cell_recorder import CellRecorder  # noqa: E402
 from proex.infra.publishing import publish_report  # noqa: E402
@@ -56,8 +56,8 @@ def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_
 def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path):
     tracker = Tracker(store, "proex-unit")
     grid = load_grid(os.path.join(GRIDS, "smoke.yaml"))
-    gc = next(c for c in grid.expand() if c.cell.plugin == "proex")
-    cell = dataclasses.replace(gc.cell, train={**gc.cell.train, "epochs": 3})
+    gc = next(c for c in grid.expand() if c.config.plugin == "proex")
+    cell = dataclasses.replace(gc.config, train={**gc.config.train, "epochs": 3})
     run, _ = tracker.run_for("cell", gc.cell_id, tags=gc.labels)
     rec = CellRecorder(tracker, run.info.run_id)
     inter = load_dataset("synthetic")
@@ -66,12 +66,12 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     done = tracker.finished()
     assert list(done) == [gc.cell_id]
     metrics = done[gc.cell_id].data.metrics
-    assert metrics["test_recall_at_20"] == pytest.approx(result["test"]["recall@20"])
-    assert done[gc.cell_id].data.tags["profile_bank"] == result["profile_bank"]
-    assert done[gc.cell_id].data.tags["first_dip"] == "no" and result["first_dip"] == ""
+    assert metrics["test_recall_at_20"] == pytest.approx(result.test["recall@20"])
+    assert done[gc.cell_id].data.tags["profile_bank"] == result.profile_bank
+    assert done[gc.cell_id].data.tags["first_dip"] == "no" and not result.first_dip
     path = tracker.download(run.info.run_id, "checkpoint/checkpoint.pt", str(tmp_path / "dl"))
     loaded, data, payload = checkpoint.load(path, inter)
-    assert payload["config"] == result["config"]
+    assert payload["config"] == result.config
 
     from proex.cli import recommend as recommend_command
 
@@ -98,7 +98,7 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
 
 def _fake_finished(tracker, parent_id, gc, r20, patience=None):
     """A finished cell's run as a trial leaves it: the resolved config as params (patience: replaced), metrics."""
-    params = resolve(gc.cell).to_dict()
+    params = gc.resolved.to_dict()
     params["train"]["patience"] = patience or params["train"]["patience"]
     run, _ = tracker.run_for("cell", gc.cell_id, parent_id, gc.labels, params=params)
     tracker.log_metrics(run.info.run_id, {"test_recall@20": r20, "test_ndcg@20": r20 / 2, "best_val_recall@20": r20},
@@ -114,8 +114,8 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     tracker = Tracker(store, "proex-smoke")
     parent, _ = tracker.run_for("grid", grid.name)
     for i, gc in enumerate(cells):
-        patience = 5 if gc.cell.plugin == "base" and gc.cell.model == "lightgcn" else 20  # read from the params
-        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.cell.plugin == "proex") + 0.001 * i * i,
+        patience = 5 if gc.config.plugin == "base" and gc.config.model == "lightgcn" else 20  # read from the params
+        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.config.plugin == "proex") + 0.001 * i * i,
                        patience)
     dipped = tracker.finished()[cells[1].cell_id].info.run_id  # as CellRecorder.final tags a first-dip run
     tracker.set_tags(dipped, {"first_dip": "yes"})

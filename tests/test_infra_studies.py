@@ -66,5 +66,5 @@ def test_winner_is_merged_into_the_hparams_file_the_grids_read(tmp_path):
     assert body == {"model_config": {"layers": 2}, "train": {"batch_size": 512, "lr": 0.003},
                     "source": {"study": "s", "value": 0.3}}
     tuned = load_grid(str(tmp_path / "tune.yaml")).expand()[0]  # the grid now runs the winner
-    assert tuned.cell.train["lr"] == 0.003 and tuned.cell.model_config == {"layers": 2}
+    assert tuned.config.train["lr"] == 0.003 and tuned.config.model_config == {"layers": 2}
     assert tuned.cell_id != gc.cell_id

@@ -346,8 +346,8 @@ def test_run_cell_end_to_end_records_bank(synth):
     inter, _ = synth
     result, _ = run_cell(CellConfig(dataset="synthetic", model="lightgcn", plugin="proex", profiles="synthetic-latent:k=3",
                                     train={"epochs": 4, "device": "cpu"}), inter)
-    assert result["profile_bank"] and result["config"]["profiles"] == "synthetic-latent:k=3"
-    assert 0 < result["test"]["recall@20"] <= 1
+    assert result.profile_bank and result.config["profiles"] == "synthetic-latent:k=3"
+    assert 0 < result.test["recall@20"] <= 1
 
 
 def test_models_never_import_plugins():
@@ -365,7 +365,7 @@ def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
                       profiles="synthetic-latent:k=3,dim=8", train={"epochs": 2, "device": "cpu"})
     result, system = run_cell(cell, inter)
     path = str(tmp_path / "ck.pt")
-    checkpoint.save(path, system, result["config"], inter, profile_bank=result["profile_bank"])
+    checkpoint.save(path, system, result.config, inter, profile_bank=result.profile_bank)
     loaded, data, _ = checkpoint.load(path, inter)
     batch = data.user_batch(torch.arange(9))
     system.eval()

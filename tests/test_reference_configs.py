@@ -191,7 +191,7 @@ def test_grid_cells_record_their_layers(tmp_path):
     (tmp_path / "g.yaml").write_text(
         "name: g\naxes: {model: [lightgcn], plugin: [base], dataset: [amazon], seed: [1],\n"
         "  variant: [{name: v, train: {patience: 9}}]}\nfixed: {train: {epochs: 7}}\nhparams: hp\n")
-    cell = load_grid(str(tmp_path / "g.yaml")).expand()[0].cell
+    cell = load_grid(str(tmp_path / "g.yaml")).expand()[0].config
     r = resolve(cell)
     assert (r.model_cfg.layers, r.train_cfg.epochs, r.train_cfg.patience, r.train_cfg.seed) == (4, 7, 9, 1)
     assert r.sources["model_config.layers"].startswith("hparams file:")

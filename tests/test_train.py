@@ -69,14 +69,14 @@ def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
 def test_checkpoint_round_trip(tiny, tmp_path):
     result, system = run_cell(_cell(epochs=3), tiny)
     path = str(tmp_path / "ck.pt")
-    checkpoint.save(path, system, result["config"], tiny, {"test": result["test"]})
+    checkpoint.save(path, system, result.config, tiny, {"test": result.test})
     loaded, data2, payload = checkpoint.load(path, tiny)
     users = torch.arange(10)
     system.eval()
     from proex.models import UserBatch
     with torch.no_grad():
         assert torch.equal(system.scorer()(UserBatch(users, None)), loaded.scorer()(UserBatch(users, None)))
-    assert payload["metrics"]["test"] == result["test"]
+    assert payload["metrics"]["test"] == result.test
     json.dumps(payload["config"])  # the stored config is plain data
 
 
@@ -85,7 +85,7 @@ def test_checkpoint_refuses_other_dataset(tiny, tmp_path):
 
     result, system = run_cell(_cell(epochs=0), tiny)
     path = str(tmp_path / "ck.pt")
-    checkpoint.save(path, system, result["config"], tiny)
+    checkpoint.save(path, system, result.config, tiny)
     with pytest.raises(ValueError, match="trained on dataset"):
         checkpoint.load(path, random_interactions(seed=5))
 
@@ -150,7 +150,7 @@ def test_compiled_loss_matches_eager_and_trains_end_to_end(synth):
     cell = CellConfig(dataset="synthetic", model="lightgcn", plugin="proex", profiles="synthetic-latent:k=4,dim=16",
                       train={"epochs": 3, "device": "cpu", "batch_size": 256, "compile": True})
     result, _ = run_cell(cell, inter)
-    assert result["config"]["train"]["compile"] is True and 0.0 < result["test"]["recall@20"] <= 1.0
+    assert result.config["train"]["compile"] is True and 0.0 < result.test["recall@20"] <= 1.0
 
 
 def test_tf32_switch_is_scoped_to_the_fit(tiny, monkeypatch):
@@ -248,6 +248,6 @@ def test_run_whose_best_validation_is_its_first_is_flagged_and_warm_up_lets_it_c
     assert [h["epoch"] for h in warm.history] == [0, 3, 6, 9, 12, 15] and warm.epochs_run == 16
     # A run that learns is not flagged, and the flag reaches the result dict (metrics.json, MLflow).
     ok, _ = run_cell(_cell(epochs=9, patience=5), tiny)
-    assert ok["best_epoch"] > 0 and ok["first_dip"] == ""
+    assert ok.best_epoch > 0 and not ok.first_dip and ok.first_dip_warning == ""
     flagged, _ = run_cell(_cell(epochs=300, patience=2, lr=0.0), tiny)
-    assert flagged["first_dip"].startswith("best validation is the first one")
+    assert flagged.first_dip and flagged.first_dip_warning.startswith("best validation is the first one")

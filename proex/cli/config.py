@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument("--plugin", default="base", help="base, proex, rlmrec_con, rlmrec_gen, kar, alpharec, dmrec_g|c|m")
     p.add_argument("--dataset", default="synthetic", help="amazon, yelp, steam, or any other dataset name or path "
                    "(datasets outside the paper take the Amazon-Book reference rows)")
-    p.add_argument("--profiles", default=None, help="profile bank (its width sets the profile MLP's hidden width; "
-                   "loads the dataset and the bank)")
+    p.add_argument("--profiles", default=None, help="profile bank (its width, read from its manifest or spec, sets "
+                   "the profile MLP's hidden width)")
     p.add_argument("--text-dim", type=int, default=None,
                    help=f"profile embedding width when no --profiles is given (default {DEFAULT_TEXT_DIM}, ada-002)")
     p.add_argument("--set", dest="model_set", nargs="*", default=[], metavar="KEY=VALUE", help="model overrides")
@@ -53,10 +53,9 @@ def run(args) -> int:
     text_dim = args.text_dim
     if plugin_class(cell.plugin).needs_profiles and text_dim is None:
         if cell.profiles:
-            from ..data.registry import load_dataset
-            from ..profiles.load import load_profiles
+            from ..profiles.load import profile_width
 
-            text_dim = load_profiles(cell.profiles, load_dataset(cell.dataset)).dim
+            text_dim = profile_width(cell.profiles)
         else:
             text_dim = DEFAULT_TEXT_DIM
     resolved = resolve(cell, where="command line", text_dim=text_dim, check_profiles=False)

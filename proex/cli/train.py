@@ -41,18 +41,19 @@ def run(args) -> int:
     state_path = os.path.join(out, "train_state.pt")
     if not args.resume and os.path.exists(state_path):
         os.remove(state_path)
-    result, system = run_cell(cell, inter, state_path=state_path)
-    checkpoint.save(os.path.join(out, "checkpoint.pt"), system, result["config"], inter,
-                    {"val": result["val"], "test": result["test"], "best_epoch": result["best_epoch"]},
-                    profile_bank=result.get("profile_bank"))
+    result, system = run_cell(resolved, inter, state_path=state_path)
+    checkpoint.save(os.path.join(out, "checkpoint.pt"), system, result.config, inter,
+                    {"val": result.val, "test": result.test, "best_epoch": result.best_epoch},
+                    profile_bank=result.profile_bank, config_hash=result.config_hash)
+    record = result.to_dict()
     if inter.extras.get("card"):  # every dataset key that ran, not only those the command named
-        result["dataset_card"] = inter.extras["card"]
+        record["dataset_card"] = inter.extras["card"]
     with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=2)
+        json.dump(record, f, indent=2)
     os.remove(state_path)
     summary = {"out": out, "model": cell.model, "plugin": cell.plugin, "dataset": inter.name,
-               "seed": resolved.train_cfg.seed, "best_epoch": result["best_epoch"],
-               "val": result["val"], "test": result["test"], "wall_seconds": round(result["wall_seconds"], 1),
-               **({"first_dip": result["first_dip"]} if result.get("first_dip") else {})}
+               "seed": resolved.train_cfg.seed, "best_epoch": result.best_epoch,
+               "val": result.val, "test": result.test, "wall_seconds": round(result.wall_seconds, 1),
+               **({"first_dip": result.first_dip_warning} if result.first_dip else {})}
     print(json.dumps(summary, indent=2))
     return 0

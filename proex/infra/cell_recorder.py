@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..experiment import CellResult
 from .tracker import Tracker
 
 
@@ -26,28 +27,31 @@ class CellRecorder:
                                                **{f"loss_{k}": v for k, v in losses.items()}}, step=epoch)
         self.last = epoch
 
-    def final(self, cell_id: str, result: dict, system, inter, workdir: str) -> None:
+    def final(self, cell_id: str, result: CellResult, system, inter, workdir: str) -> None:
         from .. import checkpoint
 
         os.makedirs(workdir, exist_ok=True)
         ckpt = os.path.join(workdir, "checkpoint.pt")
-        checkpoint.save(ckpt, system, result["config"], inter, {k: result[k] for k in ("val", "test", "best_epoch")},
-                        profile_bank=result.get("profile_bank"))
-        meta = {"cell_id": cell_id, "config_hash": result["config_hash"], "dataset_name": result["dataset_name"],
-                "profile_bank": result.get("profile_bank"), "config": result["config"]}
-        paths = {"config.json": meta, "result.json": result, "config_sources.json": result["config_sources"]}
+        checkpoint.save(ckpt, system, result.config, inter,
+                        {"val": result.val, "test": result.test, "best_epoch": result.best_epoch},
+                        profile_bank=result.profile_bank, config_hash=result.config_hash)
+        meta = {"cell_id": cell_id, "config_hash": result.config_hash, "dataset_name": result.dataset_name,
+                "profile_bank": result.profile_bank, "config": result.config}
+        paths = {"config.json": meta, "result.json": result.to_dict(), "config_sources.json": result.config_sources}
         for name, body in paths.items():
             with open(os.path.join(workdir, name), "w") as f:
                 json.dump(body, f, indent=1, default=str)
         self.tracker.log_files(self.run_id, [ckpt, os.path.join(workdir, "config.json")], "checkpoint")
         self.tracker.log_files(self.run_id, [os.path.join(workdir, n) for n in ("result.json", "config_sources.json")])
-        self.tracker.log_params(self.run_id, result["config"])  # the widths derived once the bank was loaded
-        final = {**{f"test_{k}": v for k, v in result["test"].items()},
-                 **{f"best_val_{k}": v for k, v in result["val"].items()},
-                 **{k: result[k] for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds", "wall_seconds")}}
-        self.tracker.log_metrics(self.run_id, final, step=max(result["best_epoch"], 0))
-        dip = result.get("first_dip") or ""
-        self.tracker.set_tags(self.run_id, {"profile_bank": result.get("profile_bank") or "none",
-                                            "dataset_name": result["dataset_name"], "first_dip": "yes" if dip else "no",
+        self.tracker.log_params(self.run_id, result.config)  # the widths derived once the bank was loaded
+        final = {**{f"test_{k}": v for k, v in result.test.items()},
+                 **{f"best_val_{k}": v for k, v in result.val.items()},
+                 **{k: getattr(result, k) for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds",
+                                                     "wall_seconds")}}
+        self.tracker.log_metrics(self.run_id, final, step=max(result.best_epoch, 0))
+        dip = result.first_dip_warning
+        self.tracker.set_tags(self.run_id, {"profile_bank": result.profile_bank or "none",
+                                            "dataset_name": result.dataset_name,
+                                            "first_dip": "yes" if result.first_dip else "no",
                                             **({"mlflow.note.content": f"**Stopped in its first dip**: {dip}"} if dip else {})})
         self.tracker.finish(self.run_id)

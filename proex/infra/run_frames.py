@@ -4,7 +4,7 @@ long format): the input of `proex.report`, which itself never touches MLflow.
 Everything comes from the one search of finished runs (`Tracker.finished`): no artifact is downloaded, so a
 report over hundreds of runs stays a single query. A run's protocol is read from its params (the resolved
 config, flattened: `train.patience`); the source of each value (reference row, hparams file, grid fixed, ...)
-from the grid's cell, resolved again here: the run was found by that cell's id, the hash of the same resolved
+from the grid's cell, resolved once when the grid expanded: the run was found by that cell's id, the hash of the same resolved
 config, so its values are the cell's values.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 
 import pandas as pd
 
-from ..experiment import resolve
 from ..protocol import PROTOCOL_KEYS
 from .tracker import Tracker, logged_metrics, metric_key
 
@@ -34,11 +33,8 @@ def run_protocol(run) -> dict:
 
 
 def cell_sources(gc) -> dict:
-    """{"section.key": source} of the grid cell's resolved values ({} if it no longer resolves)."""
-    try:
-        return resolve(gc.cell, check_profiles=False).sources
-    except ValueError:
-        return {}
+    """{"section.key": source} of the grid cell's resolved values (resolved once, when the grid expanded)."""
+    return gc.resolved.sources
 
 
 def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:

@@ -32,10 +32,10 @@ import optuna
 import ray
 from optuna.trial import TrialState
 
-from ..experiment import dataset_key, resolve
+from ..experiment import resolve
 from ..grid import GridCell, GridSpec, HParams, apply_params, hparams_path, load_hparams, save_hparams
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
+from .tracker import Tracker, absolute_sqlite, git_commit, is_finished, local_root, metric_key
 
 log = logging.getLogger("proex.infra.studies")
 
@@ -48,10 +48,7 @@ def open_storage(url: str):
         path = Path(url[len("journal:"):]).expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        path = Path(url[len("sqlite:///"):]).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
+    url = absolute_sqlite(url)
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
@@ -61,8 +58,7 @@ def study_name(grid: GridSpec, gc: GridCell) -> str:
     base config starts a new study instead of mixing incompatible trials."""
     space = json.dumps({k: dataclasses.asdict(v) for k, v in grid.study.space.items()}, sort_keys=True)
     digest = hashlib.sha256((gc.cell_id + space).encode()).hexdigest()[:8]
-    label = f"{gc.cell.model}-{gc.cell.plugin}-{dataset_key(gc.cell.dataset)}" + (f"-{gc.variants[0]}" if gc.variants[0] else "")
-    return f"{grid.name}/{label}-{digest}"
+    return f"{grid.name}/{gc.run_name(seed=False)}-{digest}"
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -135,7 +131,7 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                                 sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed), load_if_exists=True)
     srun, _ = tracker.run_for("study", name, parent_run_id, {**gc.labels, "study": name, "storage": storage},
                               {"space": {k: dataclasses.asdict(v) for k, v in spec.space.items()},
-                               "n_trials": spec.n_trials, "cell": resolve(gc.cell).to_dict()}, name=name, shared=True)
+                               "n_trials": spec.n_trials, "cell": gc.resolved.to_dict()}, name=name, shared=True)
     tracker.reopen(srun.info.run_id)
     task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
     ctx = TrialContext(tracker.uri, tracker.experiment, srun.info.run_id, "trial", grid.name, grid.select, r.cpu,
@@ -163,8 +159,9 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             trial.set_user_attr("heartbeat", time.time())
             params = suggest(trial, spec.space)
             key = f"{name}#{trial.number}"
-            cell = apply_params(gc.cell, params, f"study trial: {key}")
-            tc = TrackedCell(dataclasses.replace(gc, cell=cell), key, key, {**tags, **params, "trial": trial.number})
+            resolved = resolve(apply_params(gc.config, params, f"study trial: {key}"), where=key)
+            trial_cell = dataclasses.replace(gc, cell_id=resolved.config_hash(), resolved=resolved)
+            tc = TrackedCell(trial_cell, key, key, {**tags, **params, "trial": trial.number})
             ref = task.remote(ctx, tc, workdir)
             inflight[ref] = trial
         if not inflight:
@@ -198,8 +195,8 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
 
 def write_hparams(grid: GridSpec, gc: GridCell, params: dict, source: dict) -> Path:
     """Merge the best parameters into the cell's hyperparameter file (creating it), atomically."""
-    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.cell.model,
-                        gc.cell.plugin, gc.cell.dataset)
+    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.config.model,
+                        gc.config.plugin, gc.config.dataset)
     hp = load_hparams(path) if path.exists() else HParams()
     for key, value in params.items():
         section, _, field = key.partition(".")

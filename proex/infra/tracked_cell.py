@@ -15,12 +15,10 @@ trial states only save work (a Tune checkpoint to resume from, a trial to tell),
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..experiment import resolve
 from ..grid import GridCell
 from . import devices
 from .cell_recorder import CellRecorder
@@ -44,8 +42,8 @@ class TrialContext:
 
 @dataclass(frozen=True)
 class TrackedCell:
-    """One run to make: the cell, the key its run is found by, its display name and its tags."""
-    cell: GridCell
+    """One run to make: the resolved cell, the key its run is found by, its display name and its tags."""
+    grid_cell: GridCell
     key: str  # cell id (grid) or '<study>#<trial number>' (study)
     name: str  # the MLflow run name, e.g. 'lightgcn-proex-synthetic-s0'
     tags: dict = field(default_factory=dict)
@@ -57,12 +55,12 @@ class CellOutcome:
     already_finished: bool  # True: nothing was trained, the results are the run's logged ones
     test: dict  # metric name ('recall@20') -> test value
     best_val: dict  # metric name -> validation value at the best epoch
-    first_dip: str = ""  # the warning when the best validation was the first one, else ""
+    first_dip: bool = False  # the best validation was the first one (`proex.train.FIRST_DIP`)
 
 
 def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str,
                      on_validation: Callable | None = None) -> CellOutcome:
-    """Train `tc.cell` into its MLflow run (see the module docstring); `state_path` is the trainer state to
+    """Train `tc.grid_cell` into its MLflow run (see the module docstring); `state_path` is the trainer state to
     resume from and keep up to date, `workdir` a folder for the checkpoint files before they are logged."""
     import torch
 
@@ -73,13 +71,14 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
         os.chdir(ctx.cwd)
     torch.set_num_threads(max(1, int(ctx.cpu)))
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    gc = tc.cell
-    tags = {**{k: str(v) for k, v in tc.tags.items()}, "grid": ctx.grid, "git_commit": ctx.git_commit}
-    run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, resolve(gc.cell).to_dict(), name=tc.name)
+    gc = tc.grid_cell
+    tags = {**{k: str(v) for k, v in tc.tags.items()}, "grid": ctx.grid, "git_commit": ctx.git_commit,
+            "cell_id": gc.cell_id, "config_hash": gc.cell_id}
+    run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, gc.resolved.to_dict(), name=tc.name)
     run_id = run.info.run_id
     if is_finished(run):
         return CellOutcome(run_id, True, logged_metrics(run, "test_"), logged_metrics(run, "best_val_"),
-                           run.data.tags.get("mlflow.note.content", "") if run.data.tags.get("first_dip") == "yes" else "")
+                           run.data.tags.get("first_dip") == "yes")
     resumes = int(run.data.tags.get("resumes", "0")) + (1 if os.path.exists(state_path) else 0)
     if not created:
         tracker.reopen(run_id)
@@ -92,17 +91,16 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
             on_validation(report)
 
     try:
-        device, device_tags = devices.assign(gc.cell.train.get("device", "auto"), f"{ctx.kind} {tc.key} ({ctx.grid})")
+        device, device_tags = devices.assign(gc.resolved.train_cfg.device, f"{ctx.kind} {tc.key} ({ctx.grid})")
         tracker.set_tags(run_id, device_tags)
-        cell = gc.runnable()
-        cell = dataclasses.replace(cell, train={**cell.train, "device": device})
-        inter = load_dataset(cell.dataset)
+        inter = load_dataset(gc.config.dataset)
         if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
             log_dataset(tracker, run_id, inter, gc.labels["dataset"])
-        result, system = run_cell(cell, inter, callback=validation, state_path=state_path)
+        result, system = run_cell(gc.resolved, inter, callback=validation, state_path=state_path, device=device,
+                                  profiles=gc.runnable().profiles)
         recorder.final(tc.key, result, system, inter, workdir)
     except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
         tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracker.finish(run_id, "FAILED")
         raise
-    return CellOutcome(run_id, False, dict(result["test"]), dict(result["val"]), result.get("first_dip") or "")
+    return CellOutcome(run_id, False, dict(result.test), dict(result.val), result.first_dip)

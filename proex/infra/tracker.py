@@ -38,16 +38,21 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 def resolve_uri(uri: str | None = None) -> str:
     """`uri`, else $MLFLOW_TRACKING_URI, else the default sqlite store; relative sqlite paths made absolute
     (Ray trials run in other folders) and their folder created."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
-        uri = f"sqlite:///{path}"
+    uri = absolute_sqlite(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
     if "://" not in uri:
         raise ValueError(f"tracking URI {uri!r}: give sqlite:///path/mlflow.db or http://host:port "
                          "(MLflow 3 does not take a plain folder)")
-    if uri.startswith("sqlite:////"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return uri
+
+
+def absolute_sqlite(url: str) -> str:
+    """A relative 'sqlite:///path' made absolute (Ray workers run in other folders) and its folder created;
+    any other URL unchanged. Shared by the MLflow store and the Optuna storage."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{Path(url[len('sqlite:///'):]).expanduser().resolve()}"
+    if url.startswith("sqlite:////"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return url
 
 
 def local_root(uri: str) -> Path | None:

@@ -1,7 +1,7 @@
 """A grid's cells as Ray Tune trials: fractional GPUs, retries, checkpoints, resume, MLflow logging.
 
 `run_grid(grid)` builds one `Tuner` whose `param_space` is `grid_search` over every cell of the grid (a small
-record per cell: id, CellConfig, labels), wrapped in `tune.with_resources` ({"cpu", "gpu"} per trial; a
+record per cell: its id, its run name and the `GridCell` itself, resolved once when the grid expanded), wrapped in `tune.with_resources` ({"cpu", "gpu"} per trial; a
 fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial is the one
 trial body `tracked_cell.run_tracked_cell` (skip a finished run, train, log, mark done or FAILED) with Tune's
 checkpoint as the trainer state it resumes from, and each validation reported to Tune with that state as
@@ -16,7 +16,6 @@ the UI to recompute it) runs again in a fresh Tune experiment.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -28,7 +27,6 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from ..experiment import CellConfig
 from ..grid import GridCell, GridSpec, grid_digest
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
@@ -79,12 +77,12 @@ def default_storage(tracker: Tracker) -> str:
     return str(root / "tune") if root else os.path.expanduser("~/ray_results/proex")
 
 
+RECORD_FORMAT = 2  # in the Tune experiment's name: a folder saved with another record layout is not restored
+
+
 def cell_record(gc: GridCell) -> dict:
-    return {"id": gc.cell_id, "cell": dataclasses.asdict(gc.cell), "seed": gc.seed, "variants": list(gc.variants)}
-
-
-def _grid_cell(rec: dict) -> GridCell:
-    return GridCell(rec["id"], CellConfig(**rec["cell"]), rec["seed"], tuple(rec["variants"]))
+    """A trial's config: the cell id (names its folder), its run name, and the resolved cell it runs."""
+    return {"id": gc.cell_id, "name": gc.run_name(), "grid_cell": gc}
 
 
 def _trial(config: dict, ctx: TrialContext) -> None:
@@ -104,10 +102,9 @@ def _trial(config: dict, ctx: TrialContext) -> None:
         metrics = {metric_key(f"val_{k}"): v for k, v in r.metrics.items()}
         tune.report({**metrics, "epoch": r.epoch}, checkpoint=tune.Checkpoint.from_directory(state_dir))
 
-    gc = _grid_cell(rec)
-    tags = {**gc.labels, "cell_id": gc.cell_id, "config_hash": gc.cell_id}
+    gc = rec["grid_cell"]
     try:
-        out = run_tracked_cell(ctx, TrackedCell(gc, gc.cell_id, trial_name(rec), tags), state, os.path.join(work, "out"),
+        out = run_tracked_cell(ctx, TrackedCell(gc, gc.cell_id, rec["name"], gc.labels), state, os.path.join(work, "out"),
                                on_validation=report)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -119,12 +116,6 @@ def _trial_dirname(trial) -> str:
     return f"cell-{trial.config['cell']['id']}"
 
 
-def trial_name(rec: dict) -> str:
-    """'lightgcn-proex-synthetic-s0' (+ '-<variant>'): the cell's readable name, as its MLflow run is named."""
-    gc = _grid_cell(rec)
-    return "-".join([gc.cell.model, gc.cell.plugin, gc.labels["dataset"], f"s{gc.seed}"] + [v for v in gc.variants[:1] if v])
-
-
 class CellProgress(tune.Callback):
     """One console line per finished, retried or failed cell (Tune's own status tables are off)."""
 
@@ -132,14 +123,15 @@ class CellProgress(tune.Callback):
         self.n, self.ended = n_cells, 0
 
     def _line(self, trial, what: str) -> None:
-        print(f"[{self.ended}/{self.n}] {trial_name(trial.config['cell'])} {what}", flush=True)
+        print(f"[{self.ended}/{self.n}] {trial.config['cell']['name']} {what}", flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.ended += 1
         r = trial.last_result or {}
         metrics = "  ".join(f"{canonical(k[5:])} {v:.4f}" for k, v in r.items() if k.startswith("test_"))
         state = "already finished" if r.get("skipped") else f"done in {r.get('time_total_s', 0):.0f} s"
-        dip = f"\n    WARNING: {r['first_dip']}" if r.get("first_dip") else ""
+        dip = ("\n    WARNING: its best validation was its first, it may have stopped in an early dip (its run's "
+               "description says more; fix: train.min_epochs or more patience)") if r.get("first_dip") else ""
         self._line(trial, f"{state}: {metrics}{dip}")
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -164,7 +156,7 @@ def _tuner(trainable, grid: GridSpec, cells: list[GridCell], storage: str, name:
     return tune.Tuner(
         trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
         tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
-                                    trial_name_creator=lambda t: trial_name(t.config["cell"])),
+                                    trial_name_creator=lambda t: t.config["cell"]["name"]),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[CellProgress(len(cells))],
                                   failure_config=tune.FailureConfig(max_failures=grid.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
@@ -190,7 +182,7 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     todo = [c for c in cells if c.cell_id not in done]
     log.info("grid %s: %d cells, %d finished before, %d to run", grid.name, len(cells), len(cells) - len(todo), len(todo))
     storage = storage or default_storage(tracker)
-    name = f"{grid.name}-{grid_digest(cells)}"
+    name = f"{grid.name}-{grid_digest(cells)}-r{RECORD_FORMAT}"
     if todo:
         connect(address, num_cpus, worker_logs)
         ctx = TrialContext(tracker.uri, tracker.experiment, parent_id, "cell", grid.name, grid.select,

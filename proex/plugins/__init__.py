@@ -1,6 +1,7 @@
 """Plug-ins over the base-model interface; `base` is the model alone."""
 from __future__ import annotations
 
+from ..names import PLUGIN_NAMES
 from .alpharec import AlphaRec
 from .base import Base, Plugin, Scorer
 from .dmrec import DMRec, DMRecC, DMRecG, DMRecM
@@ -10,6 +11,7 @@ from .rlmrec import RLMRecCon, RLMRecGen
 
 PLUGINS: dict[str, type[Plugin]] = {p.name: p for p in (Base, ProEx, RLMRecCon, RLMRecGen, KAR, AlphaRec,
                                                         DMRecG, DMRecC, DMRecM)}
+assert tuple(PLUGINS) == PLUGIN_NAMES, "proex.names.PLUGIN_NAMES lists the registered plug-ins, in this order"
 
 
 def plugin_class(name: str) -> type[Plugin]:

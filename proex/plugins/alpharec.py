@@ -17,6 +17,7 @@ gives AlphaRec* of the DMRec paper (the user's own profile instead of the item m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +37,11 @@ class AlphaRecConfig:
     hidden_mult: float = 2.0  # MLP hidden width = hidden_mult · d_text (official, ada-002 'v2': 2)
     temperature: float = 0.15  # τ (books/movies 0.15; games 0.2: per dataset in proex.reference)
     negatives: int = 256  # uniformly sampled negative items per (user, positive) pair
-    user_input: str = "items_mean"  # "items_mean" (AlphaRec) | "profile" (AlphaRec*, the user's own profile)
+    user_input: Literal["items_mean", "profile"] = "items_mean"  # AlphaRec | AlphaRec* (the user's own profile)
+
+    def validate(self) -> None:
+        if self.negatives < 1:
+            raise ValueError(f"negatives: must be >= 1, got {self.negatives}")
 
 
 class AlphaRec(Plugin):
@@ -49,10 +54,6 @@ class AlphaRec(Plugin):
         if model.name != "lightgcn":
             raise ValueError(f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
                              f"use --model lightgcn (got {model.name!r})")
-        if cfg.user_input not in ("items_mean", "profile"):
-            raise ValueError(f"alpharec: user_input must be items_mean|profile, got {cfg.user_input!r}")
-        if cfg.negatives < 1:
-            raise ValueError(f"alpharec: negatives must be >= 1, got {cfg.negatives}")
         self.cfg = cfg
         tables = single_profile(bank, cfg.profile, model, self.name)
         items = tables.item[0]  # [I, d_text]

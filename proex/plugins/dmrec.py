@@ -32,6 +32,7 @@ its annealed KL as the model weights it. A generative model whose risk has no "k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -43,7 +44,7 @@ from .base import Plugin, Scorer
 from .profile_maps import AggregateMap
 from .rlmrec import single_profile
 
-VARIANTS = ("godm", "cpdm", "mddm")
+Variant = Literal["godm", "cpdm", "mddm"]
 
 
 def kl_gauss(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, eps: float = 1e-7) -> Tensor:
@@ -62,11 +63,15 @@ def wasserstein2(mu_a: Tensor, logvar_a: Tensor, mu_b: Tensor, logvar_b: Tensor,
 
 @dataclass
 class DMRecConfig:
-    variant: str = "godm"  # matching term: "godm" | "cpdm" | "mddm" (fixed by the registered name)
+    variant: Variant = "godm"  # matching term (fixed by the registered name)
     beta: float = 0.4  # β of the matching term (GODM amazon; per variant and dataset in proex.reference)
     profile: int = 0  # which profile of the bank (0 = original RLMRec/DMRec profile)
     hidden_dim: int = 600  # meta-network width (code: 600)
     eps: float = 1e-7  # ε of the KL and W2 terms (code: 10e-8)
+
+    def validate(self) -> None:
+        if self.variant == "mddm" and not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta: MDDM needs beta in [0, 1], got {self.beta}")
 
 
 class DMRec(Plugin):
@@ -81,10 +86,6 @@ class DMRec(Plugin):
         if model.family != "generative":
             raise ValueError(f"{self.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
                              f"{model.name!r} is {model.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
-        if cfg.variant not in VARIANTS:
-            raise ValueError(f"{self.name}: variant must be one of {VARIANTS}, got {cfg.variant!r}")
-        if cfg.variant == "mddm" and not 0.0 <= cfg.beta <= 1.0:
-            raise ValueError(f"{self.name}: MDDM needs beta in [0, 1], got {cfg.beta}")
         self.cfg = cfg
         self.tables = single_profile(bank, cfg.profile, model, self.name)
         self.map = AggregateMap(self.tables.dim, model.side_dim, cfg.hidden_dim, agg="sum")
@@ -145,19 +146,19 @@ class DMRec(Plugin):
 
 @dataclass
 class GODMConfig(DMRecConfig):
-    variant: str = "godm"
+    variant: Variant = "godm"
     beta: float = 0.4  # amazon (yelp 0.8, steam 1.0)
 
 
 @dataclass
 class CPDMConfig(DMRecConfig):
-    variant: str = "cpdm"
+    variant: Variant = "cpdm"
     beta: float = 0.2  # amazon (yelp 0.9, steam 0.6)
 
 
 @dataclass
 class MDDMConfig(DMRecConfig):
-    variant: str = "mddm"
+    variant: Variant = "mddm"
     beta: float = 0.6  # amazon (yelp 0.4, steam 0.5)
 
 

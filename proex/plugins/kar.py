@@ -32,6 +32,11 @@ class KARConfig:
     n_specific: int = 5  # experts of each tower (KAR)
     expert_hidden: int = 128  # expert MLP hidden width (KAR expert arch 128 -> 32)
 
+    def validate(self) -> None:
+        if self.n_shared < 0 or self.n_specific < 0 or self.n_shared + self.n_specific < 1:
+            raise ValueError(f"n_shared, n_specific: need at least one expert per tower, got n_shared="
+                             f"{self.n_shared}, n_specific={self.n_specific}")
+
 
 class HybridExperts(nn.Module):
     """Two gated towers over a common pool of experts, all experts evaluated as one batched product.
@@ -42,9 +47,6 @@ class HybridExperts(nn.Module):
 
     def __init__(self, d_text: int, out_dim: int, n_shared: int, n_specific: int, hidden: int):
         super().__init__()
-        if n_shared < 0 or n_specific < 0 or n_shared + n_specific < 1:
-            raise ValueError(f"kar: need at least one expert per tower, got n_shared={n_shared}, "
-                             f"n_specific={n_specific}")
         n = n_shared + 2 * n_specific
         self.w1 = nn.Parameter(torch.empty(n, d_text, hidden))
         self.b1 = nn.Parameter(torch.zeros(n, 1, hidden))

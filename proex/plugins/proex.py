@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,18 +56,22 @@ class ProExConfig:
     alpha: float = 0.1  # Dirichlet concentration α
     inv_weight: float = 10.0  # λ3 on Var_e(L_e) (code 10; paper A.2.3 1.0, used for generative bases); 0 = "w/o inv"
     reg_weight: float = 0.4  # λ2 on Ω (the yml's ex_weight); 0 = "w/o reg"
-    reg_form: str = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
+    reg_form: Literal["official", "paper"] = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
     reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
-    env_reduce: str = "sum"  # "sum" of environment risks (code) | "mean"
+    env_reduce: Literal["sum", "mean"] = "sum"  # "sum" of environment risks (code) | "mean"
     mixing: bool = True  # False = ablation "w/o mixing": mean-pooled profiles in training too
     align_weight: float = 0.0  # λ1 (0 in the pairwise code; 1.0 for generative bases, Eq. 11)
     align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
     align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
-    align_form: str = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
+    align_form: Literal["mddm", "added"] = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
     hidden_dim: int | None = None  # mapping width; None = profile_maps.mapping_width(d_text, side_dim), set by
     #                                resolve once the bank is known (generative bases: 600, DMRec's meta-network)
-    agg: str = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
+    agg: Literal["sum", "mean"] = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
     profiles: tuple[int, ...] | None = None  # profile subset (ablation: (0,) = original only); None = all K
+
+    def validate(self) -> None:
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs: must be >= 1, got {self.num_envs}")
 
 
 def profile_spread(p: Tensor, temperature: float) -> Tensor:
@@ -97,13 +102,6 @@ class ProEx(Plugin):
 
     def __init__(self, model, cfg: ProExConfig, bank: ProfileBank):
         super().__init__(model)
-        if cfg.reg_form not in ("official", "paper") or cfg.env_reduce not in ("sum", "mean"):
-            raise ValueError(f"proex: reg_form must be official|paper and env_reduce sum|mean, got "
-                             f"{cfg.reg_form!r}, {cfg.env_reduce!r}")
-        if cfg.align_form not in ("mddm", "added"):
-            raise ValueError(f"proex: align_form must be mddm|added, got {cfg.align_form!r}")
-        if cfg.num_envs < 1:
-            raise ValueError(f"proex: num_envs must be >= 1, got {cfg.num_envs}")
         self.cfg = cfg
         bank = bank.subset(cfg.profiles) if cfg.profiles else bank
         bank.check(model.n_users, model.n_items, where=bank.path or "profile bank")

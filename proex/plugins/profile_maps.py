@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -75,10 +77,8 @@ class DirectMap(nn.Module):
 class AggregateMap(nn.Module):
     """Per profile k: [μ_k ‖ logσ²_k] = f(agg(rows · item_k) + user_k[users]). Output [K, B, out_dim]."""
 
-    def __init__(self, d_text: int, out_dim: int, hidden: int | None = None, agg: str = "sum"):
+    def __init__(self, d_text: int, out_dim: int, hidden: int | None = None, agg: Literal["sum", "mean"] = "sum"):
         super().__init__()
-        if agg not in ("sum", "mean"):
-            raise ValueError(f"agg must be 'sum' or 'mean', got {agg!r}")
         self.agg = agg
         hidden = hidden or META_WIDTH
         self.net = nn.Sequential(nn.Linear(d_text, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))

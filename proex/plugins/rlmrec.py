@@ -118,6 +118,10 @@ class RLMRecGenConfig:
     profile: int = 0  # which profile of the bank (0 = original RLMRec profile)
     hidden_dim: int | None = None  # MLP width; None = (d_text + D) // 2 as in RLMRec (set by resolve)
 
+    def validate(self) -> None:
+        if not 0.0 <= self.mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio: must be in [0, 1], got {self.mask_ratio}")
+
 
 class RLMRecGen(_PairwiseOnly):
     """RLMRec-Gen: masked-node reconstruction of the profile embeddings (RLMRec *_gene.py)."""
@@ -127,8 +131,6 @@ class RLMRecGen(_PairwiseOnly):
 
     def __init__(self, model, cfg: RLMRecGenConfig, bank: ProfileBank):
         super().__init__(model, cfg, bank)
-        if not 0.0 <= cfg.mask_ratio <= 1.0:
-            raise ValueError(f"{self.name}: mask_ratio must be in [0, 1], got {cfg.mask_ratio}")
         if not isinstance(getattr(model, "embedding", None), nn.Parameter):
             raise ValueError(f"{self.name}: model {model.name!r} has no ego embedding table to mask")
         self.mask_token = nn.Parameter(torch.zeros(1, model.embedding.shape[1]))  # NodeMask token, zero init

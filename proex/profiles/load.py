@@ -8,15 +8,37 @@
 """
 from __future__ import annotations
 
+import inspect
+import json
 from pathlib import Path
 
 from ..config import parse_overrides
 from ..data.interactions import DataError, Interactions
 from .bank import ProfileBank, load_bank
-from .importers import import_rlmrec
+from .importers import import_rlmrec, rlmrec_profile_files
 from .synthetic import latent_profiles, random_profiles
 
 SYNTHETIC_KEYS = {"k", "dim", "wording_noise", "noise_profiles", "seed"}
+
+
+def profile_width(spec: str) -> int:
+    """The embedding width (d_text) of the bank `spec` names, without building it or loading its dataset: a
+    saved bank's manifest.json, the `dim` of a synthetic or random spec (or its default), the width of the
+    RLMRec item pickle."""
+    for prefix, make in (("synthetic-latent", latent_profiles), ("random", random_profiles)):
+        if spec == prefix or spec.startswith(f"{prefix}:"):
+            items = [s for s in spec.partition(":")[2].split(",") if s.strip()]
+            values = parse_overrides(items, where=f"profiles {spec!r}")
+            return int(values.get("dim", inspect.signature(make).parameters["dim"].default))
+    if spec.startswith("rlmrec:"):
+        from ..data.safe_pickle import safe_load
+
+        return int(safe_load(rlmrec_profile_files(spec.partition(":")[2])[0][1]).shape[1])
+    manifest = Path(spec) / "manifest.json"
+    if manifest.exists():
+        return int(json.loads(manifest.read_text())["dim"])
+    raise DataError(f"profiles {spec!r}: not a profile-bank folder (no manifest.json), 'rlmrec:<folder>' or "
+                    "'synthetic-latent[:k=4,...]'; pass --text-dim to give the width instead.")
 
 
 def load_profiles(spec: str, inter: Interactions) -> ProfileBank:
