@@ -4,8 +4,10 @@
   code default       the field default of the model's / plug-in's Config or of TrainConfig
   reference          the official configuration of (model, plug-in, dataset) (`proex.reference`)
   derived            a width the official code computes from the profile bank (d_text), when the bank is known
-  the cell's layers  hparams file < grid fixed < grid variant < study trial < command line, as recorded in
-                     `CellConfig.sources` by whoever built the cell (an unrecorded override reads "cell")
+  the cell's layers  grid shared protocol < grid fixed < hparams file < grid variant < study trial < command
+                     line, as recorded in `CellConfig.sources` by whoever built the cell (an unrecorded override
+                     reads "cell"); the hparams file (a tuned winner for this one cell) wins over the grid-wide
+                     `fixed`, as `proex.grid` explains
 Everything a run needs is in the resolved config, so a cell is reproducible from it alone.
 """
 from __future__ import annotations

@@ -44,11 +44,15 @@ class AlphaRec(Plugin):
     Config = AlphaRecConfig
     needs_profiles = True
 
+    @classmethod
+    def refusal(cls, model_cls) -> str | None:
+        if model_cls.name != "lightgcn":
+            return (f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
+                    f"use --model lightgcn (got {model_cls.name!r})")
+        return None
+
     def __init__(self, model, cfg: AlphaRecConfig, bank: ProfileBank):
         super().__init__(model)
-        if model.name != "lightgcn":
-            raise ValueError(f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
-                             f"use --model lightgcn (got {model.name!r})")
         if cfg.user_input not in ("items_mean", "profile"):
             raise ValueError(f"alpharec: user_input must be items_mean|profile, got {cfg.user_input!r}")
         if cfg.negatives < 1:

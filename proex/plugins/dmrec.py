@@ -76,11 +76,15 @@ class DMRec(Plugin):
     Config = DMRecConfig
     needs_profiles = True
 
+    @classmethod
+    def refusal(cls, model_cls) -> str | None:
+        if model_cls.family != "generative":
+            return (f"{cls.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
+                    f"{model_cls.name!r} is {model_cls.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
+        return None
+
     def __init__(self, model, cfg: DMRecConfig, bank: ProfileBank):
         super().__init__(model)
-        if model.family != "generative":
-            raise ValueError(f"{self.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
-                             f"{model.name!r} is {model.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
         if cfg.variant not in VARIANTS:
             raise ValueError(f"{self.name}: variant must be one of {VARIANTS}, got {cfg.variant!r}")
         if cfg.variant == "mddm" and not 0.0 <= cfg.beta <= 1.0:
