@@ -82,8 +82,9 @@ def reference_train(model: str, plugin: str, dataset: str) -> tuple[dict, dict]:
 
 
 def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | None = None,
-                    stated: Mapping[str, Any] | None = None, where: str = "") -> dict[str, tuple[Any, str]]:
-    """{key: (value, source)} of the one protocol every arm trains under.
+                    stated: Mapping[str, Any] | None = None, label: str = "grid protocol: shared"
+                    ) -> dict[str, tuple[Any, str]]:
+    """{key: (value, source)} of the one protocol every arm trains under; `label` starts each source.
 
     arms: {arm name: train config dict} (each arm's own protocol). Rule, for each key not in `stated`:
       epochs, min_epochs  the largest among the arms (no arm is cut shorter than its own protocol allows);
@@ -95,8 +96,7 @@ def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | 
     """
     stated = dict(stated or {})
     names = list(arms)
-    ref = reference_arm if reference_arm in arms else names[0]
-    label = f"grid protocol: shared ({where})" if where else "grid protocol: shared"
+    ref = reference_arm if reference_arm in arms else sorted(names)[0]  # order-free: any arm's command agrees
     out: dict[str, tuple[Any, str]] = {}
     for key, value in stated.items():
         out[key] = (value, f"{label}, stated in the grid file")
@@ -130,10 +130,11 @@ def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | 
 
 
 def shared_layer(model: str, plugins: Iterable[str], dataset: str, reference_arm: str | None,
-                 stated: Mapping[str, Any] | None = None, where: str = "") -> dict[str, tuple[Any, str]]:
+                 stated: Mapping[str, Any] | None = None, label: str = "grid protocol: shared"
+                 ) -> dict[str, tuple[Any, str]]:
     """The shared protocol of (model, dataset) over the arms `plugins`, each arm at its reference protocol."""
     arms = {p: reference_train(model, p, dataset)[0] for p in dict.fromkeys(plugins)}
-    return shared_protocol(arms, reference_arm, stated, where)
+    return shared_protocol(arms, reference_arm, stated, label)
 
 
 def apply_layer(cell, layer: Mapping[str, tuple[Any, str]]):

@@ -339,7 +339,8 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
     spec = _protocol(grid)
     if spec.mode_for(dataset_key(dataset)) == "shared":
         arms = [p for p in grid.axes.plugin if p == plugin or PLUGINS[p].refusal(MODELS[model]) is None]
-        cell = apply_layer(cell, shared_layer(model, arms, dataset, grid.report.reference, spec.stated, where))
+        cell = apply_layer(cell, shared_layer(model, arms, dataset, grid.report.reference, spec.stated,
+                                               f"grid protocol: shared ({where})"))
     for part, layer in parts:
         values = {s: dict(getattr(part, s) or {}) for s in SECTIONS}
         if pcls.Config is None:
