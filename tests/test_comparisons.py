@@ -171,3 +171,12 @@ def test_an_hparams_file_without_a_study_says_so(tmp_path):
                                      "seed: [1]}\nhparams: hp\n")
     r = resolve(load_grid(tmp_path / "g.yaml").expand()[0].cell)
     assert "not from a study" in r.sources["model_config.layers"]
+
+
+def test_without_protocol_datasets_outside_the_paper_share_one(tmp_path):
+    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
+                                     "dataset: [synthetic, amazon], seed: [0]}\nfixed: {profiles: p}\n")
+    patience = {(gc.cell.dataset, gc.cell.plugin): resolve(gc.cell).train_cfg.patience
+                for gc in load_grid(tmp_path / "g.yaml").expand()}
+    assert patience == {("synthetic", "base"): 20, ("synthetic", "proex"): 20,
+                        ("amazon", "base"): 5, ("amazon", "proex"): 20}
