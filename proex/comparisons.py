@@ -151,7 +151,8 @@ def borrowed_values(sources: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sources.items() if is_borrowed(v)}
 
 
-def difference_lines(arms_by_group: Mapping[str, Mapping[str, Mapping[str, Any]]], modes: Mapping[str, str]) -> list[str]:
+def difference_lines(arms_by_group: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                     modes: Mapping[str, str]) -> list[str]:
     """One line per comparison group whose arms' protocols differ (protocol_of of each arm's train dict)."""
     lines = []
     for group, arms in arms_by_group.items():

@@ -85,8 +85,8 @@ ROWS: list[Row] = [
     Row(("ldiffrec", "cvga"), ALL, ALL, "borrowed from DMRec's Mult-VAE training protocol (" + PROREC
         + "mult_vae_{godm,cpdm,mddm}.yml train, optimizer; paper A.2.3: one protocol for the generative bases); "
         "L-DiffRec's own: 1000 epochs, batch 400, validation every 5 epochs, stop 20 epochs after the best "
-        "(YiyanXu/DiffRec L-DiffRec/main.py l.248, l.301); ID-GRec's own CVGA protocol: patience 10 validations every 10 "
-        "epochs, batch 1024 (BlueGhostYi/ID-GRec configure/CVGA.txt)", train=MULTVAE_TRAIN),
+        "(YiyanXu/DiffRec L-DiffRec/main.py l.248, l.301); ID-GRec's own CVGA protocol: patience 10 validations "
+        "every 10 epochs, batch 1024 (BlueGhostYi/ID-GRec configure/CVGA.txt)", train=MULTVAE_TRAIN),
 
     # ---- base models -----------------------------------------------------------------------------------------
     *_per_dataset("gccf", ALL, RLMREC + "gccf.yml", "model_config", {

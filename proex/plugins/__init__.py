@@ -27,5 +27,6 @@ def check_pair(model: str, plugin: str) -> None:
         raise ValueError(reason)
 
 
-__all__ = ["PLUGINS", "plugin_class", "check_pair", "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
+__all__ = ["PLUGINS", "plugin_class", "check_pair",
+           "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
            "DMRecG", "DMRecC", "DMRecM", "Scorer"]
