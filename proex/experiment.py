@@ -3,8 +3,10 @@
 `resolve` fills every setting of a cell and records the layer that set it, lowest priority first:
   code default       the field default of the model's / plug-in's Config or of TrainConfig
   reference          the official configuration of (model, plug-in, dataset) (`proex.reference`)
-  the cell's layers  hparams file < grid fixed < grid variant < study trial < command line, as recorded in
-                     `CellConfig.sources` by whoever built the cell (an unrecorded override reads "cell")
+  the cell's layers  grid shared protocol < grid fixed < hparams file < grid variant < study trial < command
+                     line, as recorded in `CellConfig.sources` by whoever built the cell (an unrecorded override
+                     reads "cell"); the hparams file (a tuned winner for this one cell) wins over the grid-wide
+                     `fixed`, as `proex.grid` explains
   derived            a width the official code computes from the profile bank (d_text), filled in by
                      `with_text_dim` once the bank is open (`build_cell`); the cell's hash leaves it out, so a
                      cell has one id, the same in the grid, the run's tags, config.json, metrics.json and the
@@ -56,6 +58,11 @@ def with_overrides(cell: CellConfig, overrides: dict[str, dict], layer: str) -> 
     return dataclasses.replace(cell, **sections, sources=sources)
 
 
+# Settings added after cell ids were first published, hashed only when set away from their default, so every
+# cell that does not use them keeps its id (and its finished runs) across the upgrade.
+HASHED_WHEN_SET = {"train.eval_offset": 0}
+
+
 @dataclass
 class Resolved:
     """A cell with every setting filled in, and the layer behind each (`sources`, keyed "section.key")."""
@@ -83,6 +90,10 @@ class Resolved:
         for key in self.derived:
             section, _, name = key.partition(".")
             asked[section][name] = None
+        for key, default in HASHED_WHEN_SET.items():
+            section, _, name = key.partition(".")
+            if asked[section].get(name, default) == default:
+                asked[section].pop(name, None)
         return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -3,12 +3,16 @@
 A grid file declares axes (model, plugin, dataset, seed; optionally profiles and named variants), settings
 shared by every cell (`fixed`), a folder of per-cell hyperparameter files (the tuned winners that
 `ray_jobs/tune.py` writes back; missing files mean the reference defaults), the resources of one trial, the
-validation metric that selects the best epoch (never a test metric), and optionally a `study` section for
-Optuna. `load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
+validation metric that selects the best epoch (never a test metric), the training protocol of each comparison
+(`protocol`: official per-arm protocols or one shared protocol, `proex.comparisons`), and optionally a `study`
+section for Optuna. `load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
 `GridSpec.expand()` returns `GridCell`s whose id is the hash of the resolved config, so a relaunch finds the
 cells it already ran. A cell's settings, lowest priority first: the reference configuration
-(`proex.reference`, via `proex.experiment.resolve`) < `fixed` < its hparams file
-`<model>-<plugin>-<dataset>.yaml` (a study's tuned winner) < its variant; each override records its layer.
+(`proex.reference`, via `proex.experiment.resolve`) < the grid's shared protocol (when its comparison uses one)
+< `fixed` < its hparams file `<model>-<plugin>-<dataset>.yaml` < its variant; each override records its layer.
+The hparams file wins over `fixed` because it is the more specific: a study's tuned winner for exactly this
+(model, plug-in, dataset), where `fixed` is a default for every cell of the grid; a variant is the deliberate
+change the grid measures, so it wins over both. To force a value over tuned files, use a variant.
 
 `profiles` may name `{dataset}` and `{data_dir}` (the registry's data folder on the node that runs the cell);
 ids are computed before substitution, so they do not depend on where the data lives.
@@ -25,11 +29,12 @@ from typing import Any, Literal
 
 import yaml
 
+from .comparisons import ProtocolSpec, apply_layer, borrowed_values, difference_lines, parse_protocol, shared_layer
 from .config import ConfigError, build, read_yaml_mapping
 from .experiment import SECTIONS, CellConfig, Resolved, dataset_key, resolve, with_overrides
 from .models import MODELS
 from .names import PairedTest
-from .plugins import PLUGINS
+from .plugins import PLUGINS, check_pair
 
 
 
@@ -106,6 +111,8 @@ class GridSpec:
     hparams: str | None = None  # folder of per-cell hyperparameter files, relative to the grid file
     resources: Resources = field(default_factory=Resources)
     select: str = "val/recall@20"  # validation metric selecting the best epoch
+    # official | shared | {shared: {patience: 20, ...}}; absent = shared outside the paper's datasets (comparisons.py)
+    protocol: Any = None
     max_failures: int = 2  # retries of a failed trial (Ray Tune FailureConfig)
     max_concurrent: int | None = None  # cap on concurrent trials; None = as many as resources allow
     report: ReportSpec = field(default_factory=ReportSpec)
@@ -201,6 +208,8 @@ def _validate(g: GridSpec) -> None:
         if name in g.fixed.train:
             raise ConfigError(f"{where}: fixed.train.{name}: set it with {'axes.seed' if name == 'seed' else 'select'}")
     g.select = parse_select(g.select, f"{where}: select")
+    if not isinstance(g.protocol, ProtocolSpec):
+        g.protocol = parse_protocol(g.protocol, f"{where}: protocol")
     r = g.resources
     if r.cpu <= 0 or r.gpu < 0 or (r.gpu > 1 and r.gpu != int(r.gpu)):
         raise ConfigError(f"{where}: resources: cpu > 0 and gpu a fraction <= 1 or a whole number, got {r}")
@@ -284,6 +293,19 @@ def _profiles_for(grid: GridSpec, spec: Any, dataset: str, where: str) -> str | 
     return spec
 
 
+def _protocol(grid: GridSpec) -> ProtocolSpec:
+    return grid.protocol if isinstance(grid.protocol, ProtocolSpec) else parse_protocol(grid.protocol, "protocol")
+
+
+def hparams_layer(path: Path, hp: HParams) -> str:
+    """The source text of an hparams file's values: the file and how it was tuned (study and trial budget)."""
+    src = hp.source or {}
+    if src.get("study"):
+        trials = src.get("complete_trials", src.get("n_trials"))
+        return f"hparams file: {path} (study {src['study']}, {trials if trials is not None else '?'} trials)"
+    return f"hparams file: {path} (not from a study: {src or 'no source recorded'})"
+
+
 def expand(grid: GridSpec) -> list[GridCell]:
     """Ordered cells: dataset, model, variant, seed, plugin (so base/ProEx pairs finish together)."""
     where = grid.path or grid.name
@@ -310,15 +332,26 @@ def expand(grid: GridSpec) -> list[GridCell]:
 
 def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: str) -> GridCell:
     pcls = PLUGINS[plugin]
+    label = f"{where}: cell {model}/{plugin}/{dataset}/seed {seed}" + (f"/{var.name}" if var.name else "")
+    try:
+        check_pair(model, plugin)
+    except ValueError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
     parts = [(grid.fixed, f"grid fixed: {where}")]
     hp_path = hparams_path(grid, model, plugin, dataset)
     if hp_path is not None and hp_path.exists():
-        parts.append((load_hparams(hp_path), f"hparams file: {hp_path}"))
+        hp = load_hparams(hp_path)
+        parts.append((hp, hparams_layer(hp_path, hp)))
     parts.append((var, f"grid variant {var.name!r}: {where}"))
     profiles = None
     if pcls.needs_profiles:
         profiles = var.profiles or _profiles_for(grid, prof_spec, dataset, f"{where}: profiles")
     cell = CellConfig(dataset=dataset, model=model, plugin=plugin, profiles=profiles)
+    spec = _protocol(grid)
+    if spec.mode_for(dataset_key(dataset)) == "shared":
+        arms = [p for p in grid.axes.plugin if p == plugin or PLUGINS[p].refusal(MODELS[model]) is None]
+        cell = apply_layer(cell, shared_layer(model, arms, dataset, grid.report.reference, spec.stated,
+                                               f"grid protocol: shared ({where})"))
     for part, layer in parts:
         values = {s: dict(getattr(part, s) or {}) for s in SECTIONS}
         if pcls.Config is None:
@@ -326,7 +359,6 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
         cell = with_overrides(cell, values, layer)
     cell = with_overrides(cell, {"train": {"seed": seed}}, f"grid axes.seed: {where}")
     cell = with_overrides(cell, {"train": {"select": grid.select}}, f"grid select: {where}")
-    label = f"{where}: cell {model}/{plugin}/{dataset}/seed {seed}" + (f"/{var.name}" if var.name else "")
     try:
         resolved = resolve(cell, where=label)
     except ValueError as exc:
@@ -348,3 +380,40 @@ def apply_params(cell: CellConfig, params: dict[str, Any], layer: str = "study t
 def grid_digest(cells: list[GridCell]) -> str:
     """A short hash of the cell ids: names the Ray Tune experiment, so an edited grid starts a new one."""
     return hashlib.sha256(",".join(c.cell_id for c in cells).encode()).hexdigest()[:8]
+
+
+def start_lines(grid: GridSpec, cells: list[GridCell]) -> list[str]:
+    """What a grid prints when it starts: the protocol of each comparison group whose arms differ, and the cells
+    whose settings are borrowed or extrapolated (once per model/plug-in/dataset, with the keys and sources)."""
+    spec = _protocol(grid)
+    groups: dict[str, dict[str, dict]] = {}
+    modes: dict[str, str] = {}
+    borrowed: dict[str, dict[str, list[str]]] = {}
+    for gc in cells:
+        ds = dataset_key(gc.config.dataset)
+        group = f"{gc.config.model}/{ds}" + (f"/{gc.variants[0]}" if gc.variants[0] else "") + (
+            f" [{gc.config.profiles}]" if grid.axes.profiles else "")
+        arm = gc.config.plugin
+        if arm in groups.get(group, {}):
+            continue  # one seed per arm: the seed is not part of the protocol
+        resolved = gc.resolved
+        groups.setdefault(group, {})[arm] = dataclasses.asdict(resolved.train_cfg)
+        modes[group] = spec.mode_for(ds)
+        combo = f"{gc.config.model}/{arm}/{ds}"
+        if combo not in borrowed:
+            keys_of: dict[str, list[str]] = {}
+            for key, source in borrowed_values(resolved.sources).items():
+                keys_of.setdefault(source, []).append(key)
+            borrowed[combo] = keys_of
+    lines = difference_lines(groups, modes)
+    by_source: dict[str, list[str]] = {}
+    for combo, sources in borrowed.items():
+        for source, keys in sources.items():
+            by_source.setdefault(source, []).append(f"{combo} ({', '.join(keys)})")
+    if by_source:
+        n = sum(1 for b in borrowed.values() if b)
+        lines.append(f"borrowed or extrapolated settings in {n} of {len(borrowed)} model/plug-in/dataset "
+                     "combinations (proex config --sources shows each value's source):")
+        for source, combos in by_source.items():
+            lines.append(f"  {source}: {'; '.join(combos)}")
+    return lines

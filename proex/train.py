@@ -1,6 +1,7 @@
 """The training loop shared by every model and plug-in (HKUDS/RLMRec encoder/trainer/trainer.py).
 
-Adam, one pass over the training batches per epoch; validation after epochs 0, 3, 6, ... (eval_every);
+Adam, one pass over the training batches per epoch; validation after epochs 0, 3, 6, ... (eval_every; with
+eval_offset 1 after epochs 4, 9, 14, ... as AlphaRec's (epoch + 1) % verbose == 0);
 selection on validation Recall@20 (strictly greater improves); patience counted in validations; the best
 state is restored, validated once more and tested once. A callback sees every validation (the grid hangs
 Ray and MLflow on it). With `state_path` set, the full loop state (model, optimizer, best state, counters,
@@ -44,6 +45,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
     reference_kernels: bool = False  # run the plain reference versions of proex.kernels (same numbers, slower)
     min_epochs: int = 0  # warm-up: validations before this epoch never count against patience; 0 = off (why: FIRST_DIP)
+    eval_offset: int = 0  # validate after epochs e with (e + eval_offset) % eval_every == 0 (0 RLMRec, 1 AlphaRec)
 
 
 # A run whose best validation is its first one. Every official config (ProRec, RLMRec yml files) stops on
@@ -159,7 +161,7 @@ class Trainer:
             system.model.on_epoch_end(epoch)
             state.train_s += seconds
             since_eval += seconds
-            if epoch % cfg.eval_every == 0:
+            if (epoch + cfg.eval_offset) % cfg.eval_every == 0:
                 report = self._validate(system, val_eval, cfg, state, epoch, losses, since_eval)
                 since_eval, state.epoch = 0.0, epoch + 1
                 if self.state_path:

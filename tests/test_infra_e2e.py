@@ -50,6 +50,8 @@ def test_smoke_grid_submitted_as_a_ray_job_lands_in_mlflow(ray_head, mlflow_serv
                             "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "8/8 cells finished" in done.stdout and "MLflow UI:" in done.stdout and "report.md" in done.stdout
+    # the grid's start says which protocol each comparison trains under (synthetic data: one shared protocol)
+    assert "lightgcn/synthetic: one shared protocol for base, proex" in done.stdout + done.stderr
 
     grid = load_grid(os.path.join(REPO, "grids", "smoke.yaml"))
     cells = grid.expand()

@@ -115,9 +115,11 @@ OFFICIAL_EXTRA = {
     ("gccf", "rlmrec_con", "amazon"): {"plugin_config.hidden_dim": 816},  # gccf_plus.py MLP
     ("ldiffrec", "base", "amazon"): {"model_config.lamda": 0.05, "model_config.steps": 5, "model_config.noise_scale": 0.5,
                                      "model_config.noise_min": 0.001, "model_config.noise_max": 0.005,
-                                     "model_config.lr1": 5e-4, "model_config.lr2": 1e-4},
+                                     "model_config.lr1": 5e-4, "model_config.lr2": 1e-4,
+                                     "model_config.reweight": True},
     ("ldiffrec", "base", "yelp"): {"model_config.lamda": 0.03, "model_config.noise_scale": 0.01,
-                                   "model_config.noise_min": 0.005, "model_config.noise_max": 0.01},
+                                   "model_config.noise_min": 0.005, "model_config.noise_max": 0.01,
+                                   "model_config.reweight": False},
     ("cvga", "base", "yelp"): {"model_config.latent_dim": 64, "model_config.dropout": 0.3, "train.batch_size": 1024},
     ("cvga", "dmrec_m", "steam"): {"plugin_config.beta": 0.5, "plugin_config.hidden_dim": 600},
     # AlphaRec: 64-d, 2 layers, no weight decay reaching Adam, lr 5e-4, eval every 5 epochs, patience 20, 500 epochs
@@ -127,6 +129,11 @@ OFFICIAL_EXTRA = {
                                          "train.epochs": 500, "plugin_config.temperature": 0.15,
                                          "plugin_config.negatives": 256},
     ("lightgcn", "alpharec", "steam"): {"plugin_config.temperature": 0.2},
+    # AlphaRec's seed 101 (parse.py l.25) and validation when (e + 1) % 5 == 0 (abstract_RS.py l.140)
+    ("lightgcn", "alpharec", "yelp"): {"train.seed": 101, "train.eval_offset": 1, "plugin_config.temperature": 0.15},
+    # L-DiffRec: the released checkpoints' reweight (inference.py l.139-143: amazon-book reweight1, yelp reweight0)
+    ("ldiffrec", "base", "steam"): {"model_config.reweight": True},
+    ("ldiffrec", "proex", "yelp"): {"model_config.reweight": False},
     # KAR's HEA: 2 shared + 5 task experts, expert MLP 128 -> out
     ("lightgcn", "kar", "yelp"): {"plugin_config.n_shared": 2, "plugin_config.n_specific": 5,
                                   "plugin_config.expert_hidden": 128, "train.patience": 5},

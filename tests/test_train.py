@@ -40,6 +40,16 @@ def test_validation_schedule_and_early_stopping(tiny):
     assert res.val["recall@20"] == pytest.approx(best.metrics["recall@20"])
 
 
+def test_eval_offset_validates_after_epochs_with_e_plus_offset_divisible(tiny):
+    # AlphaRec validates when (epoch + 1) % verbose == 0 (LehengTHU/AlphaRec abstract_RS.py): epochs 4, 9, 14
+    seen = []
+    _fit(tiny, _cell(epochs=15, patience=50, eval_every=5, eval_offset=1), callback=seen.append)
+    assert [r.epoch for r in seen] == [4, 9, 14]
+    seen.clear()
+    _fit(tiny, _cell(epochs=15, patience=50, eval_every=5), callback=seen.append)
+    assert [r.epoch for r in seen] == [0, 5, 10]
+
+
 def test_same_seed_same_result(tiny):
     a, _, _ = _fit(tiny, _cell(epochs=6))
     b, _, _ = _fit(tiny, _cell(epochs=6))

@@ -5,7 +5,7 @@ import json
 import os
 
 from .. import checkpoint
-from .config import cell_from_args
+from .config import add_protocol_args, cell_from_args
 from .dataset_flags import add_dataset_args, dataset_spec
 
 
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1")
     p.add_argument("--out", default=None, help="output directory (default runs/<model>-<plugin>-<dataset>-<hash>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt if present")
+    add_protocol_args(p)
 
 
 def run(args) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from ..grid import GridCell, GridSpec, grid_digest
+from ..grid import GridCell, GridSpec, grid_digest, start_lines
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
 from .tracker import Tracker, canonical, git_commit, local_root, metric_key
@@ -181,6 +181,8 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     done = tracker.finished("cell")
     todo = [c for c in cells if c.cell_id not in done]
     log.info("grid %s: %d cells, %d finished before, %d to run", grid.name, len(cells), len(cells) - len(todo), len(todo))
+    for line in start_lines(grid, cells):  # protocol differences and borrowed settings, once per grid start
+        log.info("grid %s: %s", grid.name, line)
     storage = storage or default_storage(tracker)
     name = f"{grid.name}-{grid_digest(cells)}-r{RECORD_FORMAT}"
     if todo:

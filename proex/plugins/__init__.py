@@ -1,6 +1,7 @@
 """Plug-ins over the base-model interface; `base` is the model alone."""
 from __future__ import annotations
 
+from ..models import model_class
 from ..names import PLUGIN_NAMES
 from .alpharec import AlphaRec
 from .base import Base, Plugin, Scorer
@@ -21,5 +22,13 @@ def plugin_class(name: str) -> type[Plugin]:
         raise ValueError(f"unknown plug-in {name!r}; known plug-ins: {', '.join(PLUGINS)}") from None
 
 
-__all__ = ["PLUGINS", "plugin_class", "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
+def check_pair(model: str, plugin: str) -> None:
+    """Raise ValueError (the plug-in's own message) when `plugin` cannot run on `model`, before data is read."""
+    reason = plugin_class(plugin).refusal(model_class(model))
+    if reason:
+        raise ValueError(reason)
+
+
+__all__ = ["PLUGINS", "plugin_class", "check_pair",
+           "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
            "DMRecG", "DMRecC", "DMRecM", "Scorer"]

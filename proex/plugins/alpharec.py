@@ -49,11 +49,15 @@ class AlphaRec(Plugin):
     Config = AlphaRecConfig
     needs_profiles = True
 
+    @classmethod
+    def refusal(cls, model_cls) -> str | None:
+        if model_cls.name != "lightgcn":
+            return (f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
+                    f"use --model lightgcn (got {model_cls.name!r})")
+        return None
+
     def __init__(self, model, cfg: AlphaRecConfig, bank: ProfileBank):
         super().__init__(model)
-        if model.name != "lightgcn":
-            raise ValueError(f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
-                             f"use --model lightgcn (got {model.name!r})")
         self.cfg = cfg
         tables = single_profile(bank, cfg.profile, model, self.name)
         items = tables.item[0]  # [I, d_text]

@@ -29,9 +29,18 @@ class Plugin(nn.Module):
 
     def __init__(self, model: BaseModel, cfg=None, bank=None):
         """Every plug-in is built as cls(model, cfg, bank): cfg an instance of `Config` (None without one),
-        bank a ProfileBank (None unless `needs_profiles`)."""
+        bank a ProfileBank (None unless `needs_profiles`). Refuses a model `refusal` names."""
         super().__init__()
+        reason = self.refusal(type(model))
+        if reason:
+            raise ValueError(reason)
         self.model = model
+
+    @classmethod
+    def refusal(cls, model_cls: type[BaseModel]) -> str | None:
+        """Why this plug-in cannot run on the base model class `model_cls`, or None: the one check behind
+        `proex train`, `proex config` and grid files (`proex.plugins.check_pair`), before any data is read."""
+        return None
 
     def loss_terms(self, batch) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -81,11 +81,15 @@ class DMRec(Plugin):
     Config = DMRecConfig
     needs_profiles = True
 
+    @classmethod
+    def refusal(cls, model_cls) -> str | None:
+        if model_cls.family != "generative":
+            return (f"{cls.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
+                    f"{model_cls.name!r} is {model_cls.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
+        return None
+
     def __init__(self, model, cfg: DMRecConfig, bank: ProfileBank):
         super().__init__(model)
-        if model.family != "generative":
-            raise ValueError(f"{self.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
-                             f"{model.name!r} is {model.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
         self.cfg = cfg
         self.tables = single_profile(bank, cfg.profile, model, self.name)
         self.map = AggregateMap(self.tables.dim, model.side_dim, cfg.hidden_dim, agg="sum")

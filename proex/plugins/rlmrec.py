@@ -63,11 +63,15 @@ class _PairwiseOnly(Base):
 
     needs_profiles = True
 
+    @classmethod
+    def refusal(cls, model_cls) -> str | None:
+        if model_cls.family != "pairwise":
+            return (f"{cls.name}: this plug-in needs a pairwise graph model (gccf, lightgcn, simgcl); "
+                    f"{model_cls.name!r} is {model_cls.family}. Use dmrec_g/dmrec_c/dmrec_m or proex for it.")
+        return None
+
     def __init__(self, model, cfg, bank: ProfileBank):
         super().__init__(model)
-        if model.family != "pairwise":
-            raise ValueError(f"{self.name}: this plug-in needs a pairwise graph model (gccf, lightgcn, simgcl); "
-                             f"{model.name!r} is {model.family}. Use dmrec_g/dmrec_c/dmrec_m or proex for it.")
         self.cfg = cfg
         self.tables = single_profile(bank, cfg.profile, model, self.name)
 
