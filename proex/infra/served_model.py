@@ -213,13 +213,34 @@ class ServedRecommender(PythonModel):
         return out.drop(columns="_row").reset_index(drop=True)
 
 
+def model_location(client, uri: str) -> str:
+    """The artifact location of the logged model `uri` names: models:/<name>@<alias>, models:/<name>/<version> or
+    models:/<model id>. Resolved with `client` (MLflow's own models:/ resolution of a logged-model id reads the
+    default store, not the one given)."""
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest or "/" in rest:
+        name, alias = rest.split("@", 1) if "@" in rest else (rest, None)
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(*rest.split("/", 1))
+        rest = mv.model_id or mv.source[len("models:/"):]  # a server's answer may leave model_id empty
+    return client.get_logged_model(rest).artifact_location
+
+
 def recommend_from_model(uri: str, users: list[int], k: int, tracking_uri: str | None = None) -> pd.DataFrame:
-    """`proex recommend --model-uri`: the table a logged or registered served model returns for `users`."""
+    """`proex recommend --model-uri`: the table a logged or registered served model returns for `users`.
+    uri: models:/<name>@<alias>, models:/<name>/<version>, models:/<model id>, or a local model folder."""
     import mlflow.artifacts
     import mlflow.pyfunc
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = uri if os.path.isdir(uri) else mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=tmp, tracking_uri=Tracker(tracking_uri, experiment=None).uri)
+        local = uri
+        if uri.startswith("models:/"):
+            tracker = Tracker(tracking_uri, experiment=None)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_location(tracker.client, uri), dst_path=tmp,
+                                                        tracking_uri=tracker.uri)
         model = mlflow.pyfunc.load_model(local)
-        return model.predict(pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "k": k}))
+        try:
+            return model.predict(pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "k": k}))
+        except MlflowException as exc:  # a bad user or k: the CLI's clear error, not a traceback
+            if exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            raise ValueError(f"{uri}: {exc.message}") from None
