@@ -53,8 +53,9 @@ def serve_model(model_uri: str, tracking_uri: str, host: str = "127.0.0.1", port
     cmd = [str(exe) if exe.exists() else "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
            "--host", host, "--port", str(port), "--workers", "1"]
     log = open(log_path or os.devnull, "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**(env or os.environ), "MLFLOW_TRACKING_URI": tracking_uri})
+    env = {**(env or os.environ), "MLFLOW_TRACKING_URI": tracking_uri}
+    env["PATH"] = f"{exe.parent}{os.pathsep}{env.get('PATH', '')}"  # it starts `uvicorn` from this environment
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://{host}:{port}"
     deadline = time.time() + timeout_s
     while time.time() < deadline:
