@@ -150,5 +150,6 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     out = run_grid(grid, store, str(tmp_path / "tune"), str(tmp_path / "report2"))
     assert not ray.is_initialized()
     assert out.finished == 8 and out.failed == [] and len(tracker.find(kind="cell")) == 8
+    assert out.registered == []  # these runs hold no served model and no checkpoint: skipped with a warning
     assert os.path.exists(out.report_files["report.md"])
     torch.set_num_threads(1)

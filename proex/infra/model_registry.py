@@ -10,6 +10,7 @@ registers nothing twice and leaves the aliases alone; `promote` moves `champion`
 """
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .run_frames import runs_frame
 from .served_model import log_served_model
 from .tracker import Tracker, metric_key
 
+log = logging.getLogger("proex.infra.model_registry")
 ALIAS = "champion"
 LABELS = ("model", "plugin", "dataset", "variant")
 
@@ -101,7 +103,8 @@ def version_tags(grid, row: dict, pvalues: dict) -> dict:
 def register_best(grid, tracker: Tracker, cells: list | None = None) -> list[Registration]:
     """Register the best finished cell of each (model, plug-in, dataset, variant) of `grid` by best validation
     `grid.select` (ties: the lowest seed). New versions become `champion`; versions already there are left as
-    they are (a `promote` stays in force)."""
+    they are (a `promote` stays in force). A run that cannot be registered (no served model and no checkpoint)
+    is skipped with a warning that names it."""
     runs = runs_frame(tracker, cells if cells is not None else grid.expand())
     select = f"val_{grid.select}"
     if runs.empty or select not in runs.columns:
@@ -113,7 +116,12 @@ def register_best(grid, tracker: Tracker, cells: list | None = None) -> list[Reg
     out = []
     for row in best.to_dict("records"):
         name = registered_name(grid.name, row)
-        reg = register_run(tracker, name, row["run_id"], version_tags(grid, row, pvalues), champion=False)
+        try:
+            reg = register_run(tracker, name, row["run_id"], version_tags(grid, row, pvalues), champion=False)
+        except (MlflowException, ValueError, FileNotFoundError) as exc:  # e.g. a run without model or checkpoint
+            log.warning("%s: run %s not registered (%s: %s); fix it, then `proex models register --grid %s`",
+                        name, row["run_id"], type(exc).__name__, str(exc)[:300], grid.path or grid.name)
+            continue
         if reg.created:
             tracker.client.set_registered_model_alias(name, ALIAS, reg.version)
             reg = Registration(reg.name, reg.version, reg.run_id, True, True)
