@@ -101,7 +101,8 @@ def measure(model: str, inter, tmp: str, repeats: int, k: int) -> dict:
             rows[label] = {"http": timed(lambda: post(url, users, k), repeats),
                            "pyfunc": timed(lambda: pyfunc.predict(frame), repeats),
                            "top_k": timed(lambda: top_k(system, data, users, k), repeats)}
-        rows["1,000 users"]["recommend"] = timed(lambda: recommend(ckpt, many, k, dataset=inter.name), max(3, repeats // 5))
+        rows["1,000 users"]["recommend"] = timed(lambda: recommend(ckpt, many, k, dataset=inter.name),
+                                                 max(3, repeats // 5))
     finally:
         stop_server(proc)
     return {"model": model, "artifact_bytes": size, "log_seconds": log_s, "latency": rows}

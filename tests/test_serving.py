@@ -125,15 +125,16 @@ def test_champion_served_over_http_answers_like_proex_recommend(grid_run, model,
     uri = grid_run["uri"]
     name = f"proex-serve-{model}-proex-synthetic"
     champion = Tracker(uri, experiment=None).client.get_model_version_by_alias(name, "champion")
-    proc, url = serve_model(f"models:/{name}@champion", uri, port=free_ports(1)[0], log_path=str(tmp_path / "serve.log"),
-                            env=base_env())
+    proc, url = serve_model(f"models:/{name}@champion", uri, port=free_ports(1)[0],
+                            log_path=str(tmp_path / "serve.log"), env=base_env())
     try:
         served = served_equals_recommend(url, uri, champion.run_id, tmp_path)
         # a user may ask for different k on different rows; rows keep the request's order
         status, body = post(url, frame(["user", "k"], [[7, 3], [0, 2]]))
         mixed = pd.DataFrame(body["predictions"])
         assert status == 200 and mixed.user.tolist() == [7, 7, 7, 0, 0]
-        assert mixed.item.tolist() == served[served.user == 7].item[:3].tolist() + served[served.user == 0].item[:2].tolist()
+        first = served[served.user == 7].item[:3].tolist() + served[served.user == 0].item[:2].tolist()
+        assert mixed.item.tolist() == first
         bad = {"unknown user": frame(["user", "k"], [[600, 5]]), "positive integer": frame(["user", "k"], [[0, 0]]),
                "send `user`": frame(["k"], [[5]]), "no original user ids": frame(["user_id", "k"], [["u1", 5]])}
         if model == "multvae":
@@ -151,7 +152,8 @@ def test_champion_served_over_http_answers_like_proex_recommend(grid_run, model,
     done = proex("recommend", "--model-uri", f"models:/{name}@champion", "--tracking-uri", uri,
                  "--users", *map(str, USERS), "--k", "5", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert pd.read_csv(out)[["user", "rank", "item"]].values.tolist() == served[["user", "rank", "item"]].values.tolist()
+    cols = ["user", "rank", "item"]
+    assert pd.read_csv(out)[cols].values.tolist() == served[cols].values.tolist()
     done = proex("recommend", "--model-uri", f"models:/{name}@champion", "--tracking-uri", uri, "--users", "600")
     assert done.returncode == 2 and "unknown user [600]" in done.stderr and "Traceback" not in done.stderr
 
@@ -163,7 +165,8 @@ def test_promote_moves_the_alias_and_registering_again_adds_nothing(grid_run):
     tracker = Tracker(uri, "proex-serve")
     other = next(r for r in tracker.finished("cell").values() if r.data.tags["model"] == "lightgcn"
                  and r.data.tags["plugin"] == "base" and r.info.run_id != champion.run_id)
-    done = proex("models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri, "--promote", other.info.run_id)
+    done = proex("models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri,
+                 "--promote", other.info.run_id)
     assert done.returncode == 0, done.stderr[-3000:]
     assert client.get_model_version_by_alias(name, "champion").run_id == other.info.run_id
     done = proex("models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri)

@@ -17,7 +17,8 @@ def register(sub) -> None:
     r = what.add_parser("register", help="register (or --promote) a grid's best cells on validation")
     r.add_argument("--grid", required=True, help="the grid YAML file the cells ran from")
     r.add_argument("--promote", default=None, metavar="RUN_ID", help="make this finished cell its model's champion")
-    r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    r.add_argument("--tracking-uri", default=None,
+                   help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
 
 
 def run(args) -> int:

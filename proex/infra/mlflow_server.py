@@ -1,6 +1,6 @@
-"""Start and stop an `mlflow server` or an `mlflow models serve` (each in its own process group). On a cluster every node must reach one tracking
-server: `start_server` runs it with a database backend and proxied artifacts (`--serve-artifacts`), so workers
-need no shared disk.
+"""Start and stop an `mlflow server` or an `mlflow models serve` (each in its own process group). On a cluster
+every node must reach one tracking server: `start_server` runs it with a database backend and proxied artifacts
+(`--serve-artifacts`), so workers need no shared disk.
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000
 
 
 def serve_model(model_uri: str, tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
-                log_path: str | None = None, timeout_s: float = 180.0, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+                log_path: str | None = None, timeout_s: float = 180.0,
+                env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`mlflow models serve -m <model_uri> --env-manager local` on `host:port` (its own session; stop it with
     `stop_server`), the model read from `tracking_uri`. Returns (process, base URL) once /ping answers 200."""
     exe = Path(sys.executable).with_name("mlflow")

@@ -45,7 +45,8 @@ def pvalue_key(grid, row: dict, metric: str) -> str:
     """The parent run's metric `publish_report` logs for this arm's comparison (see publishing.publish_report)."""
     if grid.report.reference_variant:
         return metric_key(f"pvalue/{metric_key(metric)}/{row['dataset']}/{row['model']}/{row['variant']}")
-    arm = f"{row['plugin']}/{row['variant']}" if row.get("variant") and row["variant"] != row["plugin"] else row["plugin"]
+    variant = row.get("variant")
+    arm = f"{row['plugin']}/{variant}" if variant and variant != row["plugin"] else row["plugin"]
     return metric_key(f"pvalue/{metric_key(metric)}/{row['dataset']}/{row['model']}/{arm}")
 
 
@@ -69,9 +70,9 @@ def register_run(tracker: Tracker, name: str, run_id: str, tags: dict, champion:
     the alias at it."""
     client = tracker.client
     try:
+        serve = f"`mlflow models serve -m models:/{name}@{ALIAS} --env-manager local`"
         client.create_registered_model(name, tags={"grid": tags.get("grid", "")},
-                                       description="Best cell on validation of a proex grid; serve it with "
-                                                   f"`mlflow models serve -m models:/{name}@{ALIAS} --env-manager local`")
+                                       description=f"Best cell on validation of a proex grid; serve it with {serve}")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise

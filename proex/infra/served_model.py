@@ -130,7 +130,8 @@ class ServedRecommender(PythonModel):
         with open(context.artifacts["served"]) as f:
             self.meta = json.load(f)
         if self.meta.get("format") != FORMAT:
-            raise MlflowException(f"{context.artifacts['served']}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
+            raise MlflowException(f"{context.artifacts['served']}: format {self.meta.get('format')!r}, "
+                                  f"expected {FORMAT!r}")
         with np.load(context.artifacts["tables"], allow_pickle=False) as z:
             self.arrays = {k: z[k] for k in z.files}
         self.user_ids, self.item_ids = self.arrays.get("user_ids"), self.arrays.get("item_ids")
