@@ -14,6 +14,7 @@ import torch
 
 from . import checkpoint
 from .data.tensors import TrainData
+from .metrics import Scorer
 
 
 @torch.no_grad()
@@ -21,8 +22,14 @@ def top_k(system, data: TrainData, users: Sequence[int], k: int = 20, batch_size
     """items [len(users), k] (dense item indices, best first) and their scores; each user's training items
     are excluded. k is capped at the number of items a user can still be recommended."""
     system.eval()
-    scorer = system.scorer()
-    dense = system.model.scores_need_rows
+    return rank(system.scorer(), data, users, k, system.model.scores_need_rows, batch_size)
+
+
+@torch.no_grad()
+def rank(scorer: Scorer, data: TrainData, users: Sequence[int], k: int = 20, dense: bool = True,
+         batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` for any scorer (a served model's stored tables too): score, mask the training items, top k.
+    dense: the scorer reads the users' dense training rows (generative models)."""
     k = min(k, data.n_items)
     items, scores = [], []
     for start in range(0, len(users), batch_size):
@@ -52,12 +59,19 @@ def recommend(path: str, users: Sequence[int], k: int = 20, dataset: str | None 
         raise ValueError(f"users {bad[:5]} are outside 0..{inter.n_users - 1} (dense user indices of {inter.name})")
     system, data, _ = checkpoint.load(path, inter, device, profiles)
     items, scores = top_k(system, data, [int(u) for u in users], k)
+    return table(users, items, scores, inter.user_ids, inter.item_ids)
+
+
+def table(users: Sequence[int], items: np.ndarray, scores: np.ndarray, user_ids: np.ndarray | None = None,
+          item_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """`recommend`'s table from `top_k`'s arrays (items, scores [len(users), k]): user, [user_id,] rank, item,
+    score[, item_id]; rows with score -inf (a user with fewer than k unseen items) dropped."""
     n, kk = items.shape
     out = pd.DataFrame({"user": np.repeat(np.asarray(users, dtype=np.int64), kk), "rank": np.tile(np.arange(1, kk + 1), n),
                         "item": items.reshape(-1), "score": scores.reshape(-1)})
     out = out[np.isfinite(out["score"])].reset_index(drop=True)
-    if inter.user_ids is not None:
-        out.insert(1, "user_id", inter.user_ids[out["user"].to_numpy()])
-    if inter.item_ids is not None:
-        out["item_id"] = inter.item_ids[out["item"].to_numpy()]
+    if user_ids is not None:
+        out.insert(1, "user_id", user_ids[out["user"].to_numpy()])
+    if item_ids is not None:
+        out["item_id"] = item_ids[out["item"].to_numpy()]
     return out

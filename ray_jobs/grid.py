@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"            files: {link['artifacts']}")
     else:
         print(f"report:     {out.report_files.get('report.md')}")
+    for reg in out.registered:
+        print(f"registered: models:/{reg.name}@champion" + (f" (version {reg.version})" if reg.champion else
+                                                             f" (run already version {reg.version})"))
+    if out.registered:
+        print(f"serve:      mlflow models serve -m models:/{out.registered[0].name}@champion --env-manager local "
+              f"(with MLFLOW_TRACKING_URI={out.tracking_uri})")
     print(f"MLflow UI:  {link['serve']}")
     print(f"            then open {link['compare']}")
     if not out.tracking_uri.startswith("http"):

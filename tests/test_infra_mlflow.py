@@ -94,6 +94,18 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
 
     items, _ = top_k(loaded, data, [0, 7], 5)
     assert recs.item.tolist() == items.reshape(-1).tolist()
+    # the served model logged into the run (its Models tab entry) answers with the same lists
+    from proex.infra.served_model import recommend_from_model
+
+    model_id = tracker.client.get_run(run.info.run_id).data.tags["served_model_id"]
+    logged = tracker.client.get_logged_model(model_id)
+    assert logged.source_run_id == run.info.run_id and str(logged.status) in ("READY", "LoggedModelStatus.READY")
+    served = recommend_from_model(f"models:/{model_id}", [0, 7], 5, store)
+    assert served[["user", "rank", "item"]].values.tolist() == recs[["user", "rank", "item"]].values.tolist()
+    assert served.score.to_numpy() == pytest.approx(recs.score.to_numpy(), abs=1e-5)
+    for users, k, message in (([600], 5, "unknown user"), ([0], 0, "positive integer")):
+        with pytest.raises(ValueError, match=message):
+            recommend_from_model(f"models:/{model_id}", users, k, store)
 
 
 def _fake_finished(tracker, parent_id, gc, r20, patience=None):
@@ -150,5 +162,6 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     out = run_grid(grid, store, str(tmp_path / "tune"), str(tmp_path / "report2"))
     assert not ray.is_initialized()
     assert out.finished == 8 and out.failed == [] and len(tracker.find(kind="cell")) == 8
+    assert out.registered == []  # these runs hold no served model and no checkpoint: skipped with a warning
     assert os.path.exists(out.report_files["report.md"])
     torch.set_num_threads(1)

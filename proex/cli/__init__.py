@@ -9,10 +9,12 @@
     proex config --model lightgcn --plugin proex --dataset steam --sources
     proex report grids/table2.yaml
     proex recommend --run <mlflow run id> --users 0 1 2 --k 10
+    proex recommend --model-uri models:/proex-smoke-lightgcn-proex-synthetic@champion --users 0 1 2
+    proex models register --grid grids/smoke.yaml [--promote <run id>]
 
 This module builds the parser and dispatches; each subcommand is one module of this package with
 `register(subparsers)` and `run(args) -> exit status`: train, data, profiles (banks; the LLM stage in
-llm_profiles), report, recommend, config. `dataset_flags` holds the dataset flags several of them share.
+llm_profiles), report, recommend, models (the model registry), config. `dataset_flags` holds the dataset flags several of them share.
 The library never reads argv; this package is the only place that does.
 """
 from __future__ import annotations
@@ -23,11 +25,11 @@ import sys
 
 from ..config import ConfigError
 from ..data.interactions import DataError
-from . import config, data, profiles, recommend, report, train
+from . import config, data, models, profiles, recommend, report, train
 
 # subcommand -> its module, in the order `proex --help` lists them
 COMMANDS = {"train": train, "data": data, "profiles": profiles, "report": report, "recommend": recommend,
-            "config": config}
+            "models": models, "config": config}
 
 
 def main(argv: list[str] | None = None) -> int:

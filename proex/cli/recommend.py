@@ -2,8 +2,10 @@
 
     proex recommend --run 3f2c...e1 --users 0 1 2 --k 10  # top-10 lists from a run's best checkpoint
     proex recommend --checkpoint runs/x/checkpoint.pt --users-file users.txt --out recs.csv
+    proex recommend --model-uri models:/proex-smoke-lightgcn-proex-synthetic@champion --users 0 1 2
 
---run needs the `infra` extra (MLflow); a local checkpoint needs nothing more.
+--run and --model-uri (a logged or registered served model: the lists `mlflow models serve` answers with) need the
+`infra` extra (MLflow); a local checkpoint needs nothing more.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def register(sub) -> None:
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="MLflow run id of a finished cell (its checkpoint artifact is used)")
     src.add_argument("--checkpoint", help="a checkpoint.pt written by `proex train` or a grid")
+    src.add_argument("--model-uri", help="a served model: models:/<name>@champion, models:/<name>/<version>, "
+                                         "models:/<model id> or a local MLflow model folder")
     who = c.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", nargs="+", type=int, help="dense user indices")
     who.add_argument("--users-file", help="a file with one dense user index per line")
@@ -26,7 +30,7 @@ def register(sub) -> None:
     add_dataset_args(c, default="the dataset the model was trained on")
     c.add_argument("--profiles", default=None, help="profile bank (default: the one the model was trained with)")
     c.add_argument("--device", default="cpu")
-    c.add_argument("--tracking-uri", default=None, help="MLflow URI for --run")
+    c.add_argument("--tracking-uri", default=None, help="MLflow URI for --run and --model-uri")
     c.add_argument("--out", default=None, help="write .csv or .json instead of printing")
 
 
@@ -37,6 +41,11 @@ def run(args) -> int:
     if users is None:
         with open(args.users_file) as f:
             users = [int(line) for line in f if line.strip()]
+    if args.model_uri:
+        from ..infra.served_model import recommend_from_model
+
+        table = recommend_from_model(args.model_uri, users, args.k, args.tracking_uri)
+        return write(table, args, users)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.checkpoint
         if args.run:
@@ -45,6 +54,10 @@ def run(args) -> int:
             tracker = Tracker(args.tracking_uri, experiment=None)
             path = tracker.download(args.run, "checkpoint/checkpoint.pt", tmp)
         table = recommend(path, users, args.k, dataset_spec(args, default=None), args.device, args.profiles)
+    return write(table, args, users)
+
+
+def write(table, args, users) -> int:
     if args.out:
         if args.out.endswith(".json"):
             table.to_json(args.out, orient="records", indent=1)

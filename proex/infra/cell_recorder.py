@@ -1,6 +1,7 @@
 """`CellRecorder`: writes one cell's training into its MLflow run (the layout in `tracker`): the validation
 curve as it runs, then the final metrics, the best checkpoint (`proex.checkpoint`) and its config as artifacts,
-and the tag done=1 that marks the cell finished.
+the served model (`served_model`: an MLflow Model in the UI's Models tab), and the tag done=1 that marks the
+cell finished.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 
 from ..experiment import CellResult
+from .served_model import log_served_model
 from .tracker import Tracker
 
 
@@ -54,4 +56,5 @@ class CellRecorder:
                                             "dataset_name": result.dataset_name,
                                             "first_dip": "yes" if result.first_dip else "no",
                                             **({"mlflow.note.content": f"**Stopped in its first dip**: {dip}"} if dip else {})})
+        log_served_model(self.tracker, self.run_id, system, inter, step=max(result.best_epoch, 0))
         self.tracker.finish(self.run_id)

@@ -1,6 +1,6 @@
-"""Start and stop an `mlflow server` (its own process group). On a cluster every node must reach one tracking
-server: `start_server` runs it with a database backend and proxied artifacts (`--serve-artifacts`), so workers
-need no shared disk.
+"""Start and stop an `mlflow server` or an `mlflow models serve` (each in its own process group). On a cluster
+every node must reach one tracking server: `start_server` runs it with a database backend and proxied artifacts
+(`--serve-artifacts`), so workers need no shared disk.
 """
 from __future__ import annotations
 
@@ -45,8 +45,35 @@ def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000
     raise RuntimeError(f"mlflow server did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
 
 
+def serve_model(model_uri: str, tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
+                log_path: str | None = None, timeout_s: float = 180.0,
+                env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`mlflow models serve -m <model_uri> --env-manager local` on `host:port` (its own session; stop it with
+    `stop_server`), the model read from `tracking_uri`. Returns (process, base URL) once /ping answers 200."""
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe) if exe.exists() else "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "--host", host, "--port", str(port), "--workers", "1"]
+    log = open(log_path or os.devnull, "ab")
+    env = {**(env or os.environ), "MLFLOW_TRACKING_URI": tracking_uri}
+    env["PATH"] = f"{exe.parent}{os.pathsep}{env.get('PATH', '')}"  # it starts `uvicorn` from this environment
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    url = f"http://{host}:{port}"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited with {proc.returncode}; see {log.name}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"mlflow models serve did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
+
+
 def stop_server(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    """Stop a server started by `start_server` (its own process group only)."""
+    """Stop a server started by `start_server` or `serve_model` (its own process group only)."""
     import signal
 
     if proc.poll() is None:

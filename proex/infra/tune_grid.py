@@ -28,6 +28,7 @@ import ray
 from ray import tune
 
 from ..grid import GridCell, GridSpec, grid_digest, start_lines
+from .model_registry import register_best
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
 from .tracker import Tracker, canonical, git_commit, local_root, metric_key
@@ -47,6 +48,7 @@ class GridOutcome:
     experiment_id: str = ""
     storage: str = ""  # Ray Tune experiment folder
     report_files: dict = field(default_factory=dict)
+    registered: list = field(default_factory=list)  # model_registry.Registration of each (model, plug-in, dataset)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, worker_logs: bool = False) -> None:
@@ -166,7 +168,8 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
              report_dir: str | None = None, verbose: int = 0, address: str | None = None,
              num_cpus: int | None = None, worker_logs: bool = False) -> GridOutcome:
     """Run every unfinished cell of `grid` on Ray (connected with `connect(address, num_cpus, worker_logs)`
-    only when a cell is left to run), then write the report and log it on the grid's parent run.
+    only when a cell is left to run), then write the report and log it on the grid's parent run, and register the best cell of each (model, plug-in,
+    dataset) on validation (`model_registry.register_best`).
     verbose: Tune's own console output (0 = none: `CellProgress` prints a line per cell; 1-3 = Tune's tables)."""
     cells = grid.expand()
     tracker = Tracker(tracking_uri, experiment_name(grid))
@@ -212,6 +215,7 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, cells=cells)
+    registered = register_best(grid, tracker, cells)  # the winners on validation, as registry versions
     tracker.finish(parent_id, "FINISHED" if not failed else "FAILED")
     return GridOutcome(grid.name, len(cells), len(cells) - len(failed), failed, parent_id, tracker.uri,
-                       tracker.experiment_id, os.path.join(storage, name), files)
+                       tracker.experiment_id, os.path.join(storage, name), files, registered)

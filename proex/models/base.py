@@ -61,6 +61,22 @@ class GraphState:
     items: Tensor
 
 
+@dataclass(frozen=True)
+class InnerProducts:
+    """A scorer whose scores are inner products of two tables: scores(batch) = users[batch.users] @ items.T,
+    [B, n_items]. Pairwise models score this way (side vectors fused into the tables first, so
+    (e_u + s_u) @ (e_i + s_i).T as in `PairwiseModel.score`); a served model stores the two tables, not the network.
+
+    users: [n_users, D], items: [n_items, D].
+    """
+
+    users: Tensor
+    items: Tensor
+
+    def __call__(self, batch) -> Tensor:
+        return self.users[batch.users] @ self.items.T
+
+
 @dataclass
 class LatentState:
     """State of the generative models for a batch of users: the collaborative posterior.

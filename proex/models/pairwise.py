@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..data.sampling import bpr_batches
 from ..data.tensors import TrainData
-from .base import BaseModel, GraphState, PairBatch, Side, UserBatch
+from .base import BaseModel, GraphState, InnerProducts, PairBatch, Side, UserBatch
 from .graph import bipartite_adjacency, bpr_loss
 
 
@@ -59,3 +59,10 @@ class PairwiseModel(BaseModel):
         if side is not None:
             u, items = u + side.user, items + side.item
         return u @ items.T
+
+    def score_tables(self, state: GraphState, side: Side | None = None) -> InnerProducts:
+        """`score` for every user at once, as its two tables (side.user here is [n_users, D], all users)."""
+        users, items = state.users, state.items
+        if side is not None:
+            users, items = users + side.user, items + side.item
+        return InnerProducts(users, items)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.base import PairBatch
+from ..models.base import InnerProducts, PairBatch
 from ..profiles.bank import ProfileBank
 from .base import Plugin, Scorer
 from .rlmrec import single_profile
@@ -87,4 +87,4 @@ class AlphaRec(Plugin):
 
     def scorer(self) -> Scorer:
         users, items = self._normalised_state()
-        return lambda batch: users[batch.users] @ items.T  # cosine similarities [B, I]
+        return InnerProducts(users, items)  # cosine similarities [B, I]

@@ -61,6 +61,5 @@ class Base(Plugin):
     def scorer(self) -> Scorer:
         model = self.model
         if model.state_covers_all_rows:  # pairwise: propagate every user and item once per evaluation
-            state = model.encode(None).state
-            return lambda batch: model.score(batch, state, None)
+            return model.score_tables(model.encode(None).state)
         return lambda batch: model.score(batch, model.encode(batch).state, None)

@@ -98,4 +98,4 @@ class KAR(_PairwiseOnly):
         model = self.model
         state = model.encode(None).state
         su, si = self._all(self.tables.user[0], "user"), self._all(self.tables.item[0], "item")
-        return lambda batch: model.score(batch, state, Side(user=su[batch.users], item=si))
+        return model.score_tables(state, Side(user=su, item=si))

@@ -212,7 +212,7 @@ class ProEx(Plugin):
         if not self.generative:
             state = model.encode(None).state
             pu, pi = self.pooled(self.tables.user), self.pooled(self.tables.item)
-            return lambda batch: model.score(batch, state, Side(user=pu[batch.users], item=pi))
+            return model.score_tables(state, Side(user=pu, item=pi))
 
         def score(batch: UserBatch) -> Tensor:
             mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)
