@@ -8,7 +8,10 @@
   4. trains with `experiment.run_cell`, logging every validation (and passing it to the caller's hook, which
      Tune uses to report and checkpoint), resuming from `state_path` if it holds a trainer state;
   5. logs the final metrics, the best checkpoint and its config, and marks the run done; any exception marks
-     the run FAILED with the error as a tag, then propagates (a retry reopens the run).
+     the run FAILED with the error as a tag, then propagates (a retry reopens the run);
+  6. a hook that raises `StopTraining` (a study's pruner) ends the run KILLED with tags pruned=true and
+     stop_reason, its validation curve so far logged; the outcome says `stopped`, and a later call on the same
+     key returns that outcome again without training.
 
 The MLflow `done` tag is the one answer to "is this cell finished?": Tune's experiment folder and Optuna's
 trial states only save work (a Tune checkpoint to resume from, a trial to tell), they never decide it.
@@ -22,6 +25,7 @@ from typing import Callable
 
 from ..experiment import resolve
 from ..grid import GridCell
+from ..train import StopTraining
 from . import devices
 from .cell_recorder import CellRecorder
 from .tracker import Tracker, is_finished, logged_metrics
@@ -58,6 +62,12 @@ class CellOutcome:
     test: dict  # metric name ('recall@20') -> test value
     best_val: dict  # metric name -> validation value at the best epoch
     first_dip: str = ""  # the warning when the best validation was the first one, else ""
+    stopped: str = ""  # why a hook stopped the training (a pruned study trial), else "": nothing was tested
+
+
+def was_stopped(run) -> bool:
+    """Whether `run` was ended by a `StopTraining` hook (a pruned study trial): KILLED with tag pruned=true."""
+    return run.info.status == "KILLED" and run.data.tags.get("pruned") == "true"
 
 
 def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str,
@@ -77,6 +87,8 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     tags = {**{k: str(v) for k, v in tc.tags.items()}, "grid": ctx.grid, "git_commit": ctx.git_commit}
     run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, resolve(gc.cell).to_dict(), name=tc.name)
     run_id = run.info.run_id
+    if was_stopped(run):
+        return CellOutcome(run_id, True, {}, {}, stopped=run.data.tags.get("stop_reason", "stopped"))
     if is_finished(run):
         return CellOutcome(run_id, True, logged_metrics(run, "test_"), logged_metrics(run, "best_val_"),
                            run.data.tags.get("mlflow.note.content", "") if run.data.tags.get("first_dip") == "yes" else "")
@@ -101,6 +113,10 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
             log_dataset(tracker, run_id, inter, gc.labels["dataset"])
         result, system = run_cell(cell, inter, callback=validation, state_path=state_path)
         recorder.final(tc.key, result, system, inter, workdir)
+    except StopTraining as stop:  # not a failure: the run ends KILLED, marked pruned, with its curve so far
+        tracker.set_tags(run_id, {"pruned": "true", "stop_reason": str(stop)[:5000]})
+        tracker.finish(run_id, "KILLED")
+        return CellOutcome(run_id, False, {}, {}, stopped=str(stop) or "stopped")
     except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
         tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracker.finish(run_id, "FAILED")
