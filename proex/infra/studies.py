@@ -296,6 +296,14 @@ def report_dir(tracker: Tracker, name: str) -> str:
     return str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / name.replace("/", "_"))
 
 
+def written_by(grid: GridSpec, gc: GridCell) -> str | None:
+    """The study that wrote the cell's hparams file (its `source.study`), if any. Once written, the winner is
+    part of the cell, so `study_name` of the cell names a new study; the report wants the one that ran."""
+    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.cell.model,
+                        gc.cell.plugin, gc.cell.dataset)
+    return load_hparams(path).source.get("study") if path.exists() else None
+
+
 def report_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
                    out_dir: str | None = None, log_files: bool = True) -> list[dict]:
     """The report of each study of a study file (finished or not), written again from its storage and MLflow
@@ -304,10 +312,10 @@ def report_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str
 
     tracker = Tracker(tracking_uri, f"proex-{grid.name}")
     storage = storage or default_storage(grid, tracker)
-    out = []
+    out, names = [], optuna.study.get_all_study_names(open_storage(storage))
     for gc in study_cells(grid):
-        name = study_name(grid, gc)
-        if name not in optuna.study.get_all_study_names(open_storage(storage)):
+        name = written_by(grid, gc) or study_name(grid, gc)
+        if name not in names:
             raise ConfigError(f"{grid.path}: no study {name} in {redact(storage)}; run it first "
                               f"(python ray_jobs/tune.py {grid.path}) or pass the storage it used (--storage)")
         study = open_study(name, storage, grid.study)

@@ -75,8 +75,7 @@ def write_plots(study: optuna.Study, out_dir: str) -> tuple[list[str], list[str]
                 ax = getattr(vis, func)(study)
         fig = ax.flat[0].figure if hasattr(ax, "flat") else ax.figure
         fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, name), dpi=110)
+        fig.savefig(os.path.join(out_dir, name), dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(name)
     return files, notes
@@ -93,12 +92,17 @@ def best_curve(tracker: Tracker, study: optuna.Study, select: str) -> pd.DataFra
     return pd.DataFrame(rows, columns=["epoch", f"val_{select}"])
 
 
+def shown(value) -> str:
+    """A parameter value as text: floats to 4 significant digits (1e-09, 0.003), others as they are."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value (the last intermediate one for a pruned trial), last epoch, params."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value, "last_epoch": t.last_step,
-                     **{k: v for k, v in t.params.items()}})
+                     **{k: shown(v) for k, v in t.params.items()}})
     return pd.DataFrame(rows)
 
 
@@ -119,7 +123,7 @@ def write_study_report(study: optuna.Study, tracker: Tracker, out_dir: str, sele
         curve = best_curve(tracker, study, select)
         curve.to_csv(os.path.join(out_dir, "best_curve.csv"), index=False)
         lines += [f"## Best trial: #{best.number}, val/{select} = {best.value:.4f}", "",
-                  to_markdown(pd.DataFrame({"parameter": list(best.params), "value": list(best.params.values())}),
+                  to_markdown(pd.DataFrame({"parameter": list(best.params), "value": [shown(v) for v in best.params.values()]}),
                               index=False), ""]
         if not curve.empty:
             fig, ax = plt.subplots(figsize=(6, 3.5))
