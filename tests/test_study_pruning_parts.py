@@ -14,9 +14,9 @@ pytest.importorskip("mlflow")
 from proex.config import ConfigError  # noqa: E402
 from proex.grid import PrunerSpec, load_grid  # noqa: E402
 from proex.infra.pruning import PruneTarget, make_pruner, pruning_hook  # noqa: E402
-from proex.infra.studies import open_storage, redact, study_cells, study_name  # noqa: E402
+from proex.infra.studies import open_storage, study_cells, study_name  # noqa: E402
 from proex.infra.study_report import dashboard_command, write_study_report  # noqa: E402
-from proex.infra.tracker import Tracker  # noqa: E402
+from proex.infra.tracker import Tracker, redact  # noqa: E402
 from proex.train import StopTraining, ValidationReport  # noqa: E402
 
 STUDY = """
@@ -98,7 +98,7 @@ def test_the_worker_hook_reports_every_validation_and_stops_a_trial_below_the_me
 def test_storage_passwords_stay_out_of_what_is_printed_and_recorded():
     url = "postgresql://proex:s3cret@db:5432/optuna"
     assert redact(url) == "postgresql://proex:***@db:5432/optuna" and "s3cret" not in dashboard_command(url)
-    assert dashboard_command("sqlite:////x/optuna.db") == "optuna-dashboard sqlite:////x/optuna.db --host 127.0.0.1 --port 8080"
+    assert dashboard_command("sqlite:////x/o.db") == "optuna-dashboard sqlite:////x/o.db --host 127.0.0.1 --port 8080"
 
 
 def test_a_report_of_one_complete_trial_says_why_it_has_no_importances(tmp_path):

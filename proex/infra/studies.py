@@ -14,8 +14,9 @@ that nothing ever tells, so "rerun continues up to the budget" does not hold. He
     space (plus its `arm_space`), budget, pruner and sampler seed, and its winner file records all four;
   * stale trials: the driver stamps its running trials with a heartbeat (user attr) every `heartbeat_s`; a
     RUNNING trial whose heartbeat is older than `grace_s` belonged to a dead driver: told its value (or PRUNED)
-    if its MLflow run got that far, else marked FAIL, its MLflow run FAILED, and its parameters enqueued again. Optuna's own heartbeat only
-    exists for RDB storages; this one also works with JournalStorage (a journal file on a cluster's NFS);
+    if its MLflow run got that far, else marked FAIL, its MLflow run FAILED, and its parameters enqueued
+    again. Optuna's own heartbeat only exists for RDB storages; this one also works with JournalStorage (a
+    journal file on a cluster's NFS);
   * storage: SQLite under mlruns/ by default (`sqlite:///mlruns/optuna.db`), any RDB URL (PostgreSQL on a
     cluster), or a journal file (`journal:/shared/optuna.log`);
   * every trial is an MLflow run (kind=trial) under a study run (kind=study); the best parameters are written
@@ -31,7 +32,6 @@ import logging
 import os
 import shutil
 import time
-import urllib.parse
 from pathlib import Path
 
 import optuna
@@ -44,7 +44,7 @@ from ..grid import GridCell, GridSpec, HParams, StudySpec, apply_params, hparams
 from .pruning import PruneTarget, describe_pruner, make_pruner, pruning_hook
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell, was_stopped
 from .study_report import dashboard_command, publish_study_report
-from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
+from .tracker import Tracker, git_commit, is_finished, local_root, metric_key, redact
 
 log = logging.getLogger("proex.infra.studies")
 
@@ -63,15 +63,6 @@ def open_storage(url: str):
         url = f"sqlite:///{path}"
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-
-
-def redact(url: str) -> str:
-    """A storage URL without its password (it goes into logs, MLflow tags and hparams files)."""
-    parts = urllib.parse.urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def arm_space(spec: StudySpec, plugin: str) -> dict:

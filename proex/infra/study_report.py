@@ -1,4 +1,5 @@
-"""A study's report: what a researcher looks at when a study ends, as files and on the study's MLflow run.
+"""A study's report: what a researcher looks at when a study ends, as files and on the study's MLflow run
+(`publish_study_report`; `studies.report_studies` writes it again later, what `proex report <study file>` runs).
 
 Figures are Optuna's own (`optuna.visualization.matplotlib`): the optimisation history, the parameter
 importances (fANOVA, Optuna's default evaluator; it needs at least two COMPLETE trials whose parameters
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 
 from ..report import _pyplot, to_markdown
 from .publishing import describe_run
-from .tracker import Tracker, metric_key
+from .tracker import Tracker, metric_key, redact
 
 log = logging.getLogger("proex.infra.study_report")
 
@@ -36,8 +37,6 @@ PLOTS = {  # file -> Optuna's matplotlib function
 def dashboard_command(storage: str, port: int = 8080) -> str:
     """The shell command that opens `storage` in optuna-dashboard (the `dashboard` install extra); a journal
     file is named with its storage class, a URL's password is left to the reader."""
-    from .studies import redact
-
     if storage.startswith("journal:"):
         path = os.path.abspath(os.path.expanduser(storage[len("journal:"):]))
         return f"optuna-dashboard {path} --storage-class JournalFileStorage --host 127.0.0.1 --port {port}"
@@ -123,8 +122,8 @@ def write_study_report(study: optuna.Study, tracker: Tracker, out_dir: str, sele
         curve = best_curve(tracker, study, select)
         curve.to_csv(os.path.join(out_dir, "best_curve.csv"), index=False)
         lines += [f"## Best trial: #{best.number}, val/{select} = {best.value:.4f}", "",
-                  to_markdown(pd.DataFrame({"parameter": list(best.params), "value": [shown(v) for v in best.params.values()]}),
-                              index=False), ""]
+                  to_markdown(pd.DataFrame({"parameter": list(best.params),
+                                            "value": [shown(v) for v in best.params.values()]}), index=False), ""]
         if not curve.empty:
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.plot(curve["epoch"], curve[f"val_{select}"], marker="o")
@@ -144,7 +143,8 @@ def write_study_report(study: optuna.Study, tracker: Tracker, out_dir: str, sele
     return {n: os.path.join(out_dir, n) for n in names}
 
 
-def publish_study_report(study: optuna.Study, tracker: Tracker, run_id: str, out_dir: str, select: str) -> dict[str, str]:
+def publish_study_report(study: optuna.Study, tracker: Tracker, run_id: str, out_dir: str,
+                         select: str) -> dict[str, str]:
     """Write the study's report to `out_dir`, log its files under report/ on the study run `run_id` and render
     report.md with its figures as the run's description. Returns {file: path}."""
     files = write_study_report(study, tracker, out_dir, select)
