@@ -118,7 +118,8 @@ def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_p
           heartbeat_s: 1
           grace_s: 5
           pruner: {type: median, n_startup_trials: 1, n_warmup_steps: 3}
-          space:
+          sampler_seed: 9  # its draws: good, hopeless, good, hopeless, good, good: the first hopeless one is
+          space:           # pruned (or completes) beside the first good one, the second is pruned at epoch 3
             train.lr: {type: categorical, choices: [1.0e-9, 1.0e-2]}  # half of the trials are hopeless
     """))
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
@@ -134,10 +135,10 @@ def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_p
 
     tracker = None
 
-    def one_complete_and_one_mid_training():
+    def one_complete_one_pruned_and_one_mid_training():
         nonlocal tracker
         ts = trials()
-        if not any(t.state == TrialState.COMPLETE for t in ts):
+        if not any(t.state == TrialState.COMPLETE for t in ts) or not any(t.state == TrialState.PRUNED for t in ts):
             return False
         tracker = tracker or Tracker(uri, "proex-study")
         for t in ts:
@@ -149,7 +150,7 @@ def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_p
 
     driver = start_driver(args, log1, ray_env)
     try:
-        wait_for(one_complete_and_one_mid_training, 400, "one complete trial and one mid-training",
+        wait_for(one_complete_one_pruned_and_one_mid_training, 400, "a complete, a pruned and a mid-training trial",
                  proc=driver, log_path=log1)
     finally:
         stop_group(driver, signal.SIGKILL, wait_s=30)
