@@ -4,8 +4,9 @@ Adam, one pass over the training batches per epoch; validation after epochs 0, 3
 eval_offset 1 after epochs 4, 9, 14, ... as AlphaRec's (epoch + 1) % verbose == 0);
 selection on validation Recall@20 (strictly greater improves); patience counted in validations; the best
 state is restored, validated once more and tested once. A callback sees every validation (the grid hangs
-Ray and MLflow on it). With `state_path` set, the full loop state (model, optimizer, best state, counters,
-RNG) is written at every validation, and a later `fit` with the same path resumes from it.
+Ray and MLflow on it) and may end the fit at once by raising `StopTraining` (a pruned study trial). With
+`state_path` set, the full loop state (model, optimizer, best state, counters, RNG) is written at every
+validation, and a later `fit` with the same path resumes from it.
 """
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ FIRST_DIP = ("best validation is the first one (epoch {epoch}); the {later} late
              "the run may have stopped in an early dip instead of converging (e.g. RLMRec-Con while its kd term "
              "dominates the first epochs). Fix: a warm-up (--train min_epochs=N; train.min_epochs in a grid) or "
              "more patience (--train patience=N).")
+
+
+class StopTraining(Exception):
+    """Raised by a validation callback to end the fit at once, e.g. a study trial its pruner stopped: the loop
+    state of the last validation is already saved (`state_path`), nothing is tested, and the exception reaches
+    the caller of `Trainer.fit` with its reason as the message."""
 
 
 @dataclass

@@ -4,7 +4,7 @@
     ray job submit --address http://HEAD:8265 --working-dir . -- python ray_jobs/tune.py grids/tune_lightgcn.yaml \
         --tracking-uri http://HEAD:5000 --storage postgresql://USER@DBHOST/optuna
 
-Each study stops at its budget of COMPLETE trials; rerunning continues an interrupted study, failing and
+Each study stops at its budget of finished (COMPLETE or PRUNED) trials; rerunning continues an interrupted study, failing and
 re-queueing the trials a dead driver left RUNNING. The best parameters are written to the grid's hparams
 folder (<model>-<plugin>-<dataset>.yaml), which the paper grids read. The logic is in proex.infra.studies.
 """
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_grid.connect(args.address, args.num_cpus)
     for out in studies.run_studies(grid, args.tracking_uri, args.storage):
         print(json.dumps(out, default=str))
+        print(f"study {out['study']}: report in {os.path.dirname(out['report']['report.md'])}; open it in the "
+              f"dashboard (pip install -e '.[dashboard]'): {out['dashboard']}", flush=True)
     return 0
 
 

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install -q -r "requirements/${PROEX_TORCH:-cpu}.txt" -e ".[${PROEX_EXTRAS:-test,infra,llm}]"
+.venv/bin/python -m pip install -q -r "requirements/${PROEX_TORCH:-cpu}.txt" -e ".[${PROEX_EXTRAS:-test,infra,llm,dashboard}]"

@@ -2,8 +2,9 @@
 * a trial's worker is killed mid-way: Tune retries it from its checkpoint and the grid completes;
 * the driver is killed mid-grid: resubmitting the grid finishes the rest, with one MLflow run per cell and the
   cells finished before the kill left alone; a cell whose run is then deleted runs again on the next launch;
-* an Optuna study's driver is killed: the rerun ends with exactly its budget of COMPLETE trials, the trials
-  the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
+* an Optuna study with a median pruner over a half-hopeless space has its driver killed: the rerun ends with
+  exactly its budget of COMPLETE + PRUNED trials (the pruned ones KILLED in MLflow and tagged pruned=true),
+  the trials the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
     assert all(again[k].info.end_time == finished[k].info.end_time for k in finished if k != redo)
 
 
-def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ray_env):
+def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_path, ray_env):
     grid = tmp_path / "study.yaml"
     grid.write_text(textwrap.dedent("""
         name: study
@@ -112,12 +113,14 @@ def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ra
         hparams: hp                                                        # mid-training cannot finish after it
         resources: {cpu: 1}
         study:
-          n_trials: 4
+          n_trials: 5
           concurrency: 2
           heartbeat_s: 1
           grace_s: 5
-          space:
-            train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
+          pruner: {type: median, n_startup_trials: 1, n_warmup_steps: 3}
+          sampler_seed: 9  # its draws: good, hopeless, good, hopeless, good, good: the first hopeless one is
+          space:           # pruned (or completes) beside the first good one, the second is pruned at epoch 3
+            train.lr: {type: categorical, choices: [1.0e-9, 1.0e-2]}  # half of the trials are hopeless
     """))
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
@@ -132,10 +135,10 @@ def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ra
 
     tracker = None
 
-    def one_complete_and_one_mid_training():
+    def one_complete_one_pruned_and_one_mid_training():
         nonlocal tracker
         ts = trials()
-        if not any(t.state == TrialState.COMPLETE for t in ts):
+        if not any(t.state == TrialState.COMPLETE for t in ts) or not any(t.state == TrialState.PRUNED for t in ts):
             return False
         tracker = tracker or Tracker(uri, "proex-study")
         for t in ts:
@@ -147,7 +150,7 @@ def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ra
 
     driver = start_driver(args, log1, ray_env)
     try:
-        wait_for(one_complete_and_one_mid_training, 400, "one complete trial and one mid-training",
+        wait_for(one_complete_one_pruned_and_one_mid_training, 400, "a complete, a pruned and a mid-training trial",
                  proc=driver, log_path=log1)
     finally:
         stop_group(driver, signal.SIGKILL, wait_s=30)
@@ -159,14 +162,20 @@ def test_interrupted_study_ends_with_its_budget_and_nothing_running(tmp_path, ra
     finally:
         stop_group(driver2, wait_s=30)
     final = {t.number: t for t in trials()}
-    assert sum(t.state == TrialState.COMPLETE for t in final.values()) == 4
+    complete = sum(t.state == TrialState.COMPLETE for t in final.values())
+    pruned = [n for n, t in final.items() if t.state == TrialState.PRUNED]
+    assert complete + len(pruned) == 5 and pruned  # the budget, exactly, pruned trials included
     assert not [t for t in final.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     failed = [n for n in stale if final[n].state == TrialState.FAIL]
     assert failed  # the trial killed mid-training failed ...
     for n in stale:  # ... and was retried with its parameters; one finished before the kill was recovered
         assert final[n].state == TrialState.COMPLETE or any(t.user_attrs.get("retry_of") == n for t in final.values())
     hp = tmp_path / "hp" / "lightgcn-base-synthetic.yaml"
-    assert hp.exists() and "complete_trials: 4" in hp.read_text()
+    assert hp.exists() and f"complete_trials: {complete}\n" in hp.read_text()
+    assert f"pruned_trials: {len(pruned)}\n" in hp.read_text()
     runs = {r.data.tags["key"]: r for r in Tracker(uri, "proex-study").find(kind="trial")}
+    status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
     for n, t in final.items():  # every trial is an MLflow run whose status matches the study's record
-        assert runs[f"{names()[0]}#{n}"].info.status == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")
+        run = runs[f"{names()[0]}#{n}"]
+        assert run.info.status == status[t.state]
+        assert (run.data.tags.get("pruned") == "true") == (t.state == TrialState.PRUNED)

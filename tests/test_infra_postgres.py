@@ -4,7 +4,8 @@ behind a real MLflow server with proxied artifacts, and real Ray:
   records the GPU Ray assigned and trains on the CPU with one warning line; a cell demanding `cuda` fails
   clearly and leaves no RUNNING run;
 * an Optuna study on the same PostgreSQL driven by 3 concurrent workers, killed, and resumed by 3 workers to
-  exactly its budget of COMPLETE trials;
+  exactly its budget of COMPLETE + PRUNED trials (the workers' trials report to the shared storage and the
+  median pruner compares them there);
 * two grids submitted at once (`ray job submit`) sharing the tracking server without mixing runs.
 """
 from __future__ import annotations
@@ -124,6 +125,7 @@ study:
   concurrency: 1
   heartbeat_s: 1
   grace_s: 6
+  pruner: {type: median, n_startup_trials: 2, n_warmup_steps: 3}
   space:
     train.lr: {low: 1.0e-4, high: 1.0e-2, log: true}
 """
@@ -145,13 +147,13 @@ def test_study_with_three_workers_on_postgres_resumes_to_exactly_its_budget(post
 
     first = start("first")
     try:  # three workers ask and tell at once; kill them all once trials are both done and in flight
-        wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in trials()) >= 2
+        wait_for(lambda: sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials()) >= 2
                  and any(t.state == TrialState.RUNNING for t in trials()), 300, "2 complete trials and 1 running",
                  proc=first[0], log_path=str(tmp_path / "first0.log"))
     finally:
         for proc in first:
             stop_group(proc, signal.SIGKILL, wait_s=30)
-    assert sum(t.state == TrialState.COMPLETE for t in trials()) < 7, "the study finished before the kill"
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials()) < 7, "finished before the kill"
     second = start("second")
     try:
         for i, proc in enumerate(second):
@@ -160,7 +162,8 @@ def test_study_with_three_workers_on_postgres_resumes_to_exactly_its_budget(post
         for proc in second:
             stop_group(proc, wait_s=30)
     final = trials()
-    assert sum(t.state == TrialState.COMPLETE for t in final) == 7  # the budget, exactly
+    complete = sum(t.state == TrialState.COMPLETE for t in final)
+    assert complete + sum(t.state == TrialState.PRUNED for t in final) == 7  # the budget, exactly
     assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     tracker = Tracker(uri, "proex-shared_study")
     name = optuna.study.get_all_study_names(storage)[0]
@@ -174,11 +177,13 @@ def test_study_with_three_workers_on_postgres_resumes_to_exactly_its_budget(post
             assert key not in runs
         elif t.state == TrialState.COMPLETE:
             assert runs[key].info.status == "FINISHED"
+        elif t.state == TrialState.PRUNED:
+            assert runs[key].info.status == "KILLED" and runs[key].data.tags["pruned"] == "true"
         elif key in runs:  # a trial asked just before the kill, whose task never started, has no run
             assert runs[key].info.status == "FAILED"
     assert set(runs) <= {f"{name}#{t.number}" for t in final}  # no run without its trial
     assert len(tracker.find(kind="study")) == 1  # the three workers share one study run
-    assert "complete_trials: 7" in (tmp_path / "hp" / "lightgcn-base-synthetic.yaml").read_text()
+    assert f"complete_trials: {complete}" in (tmp_path / "hp" / "lightgcn-base-synthetic.yaml").read_text()
 
 
 TWO_GRIDS = {

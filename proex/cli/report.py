@@ -4,6 +4,8 @@ run, or of a folder of `proex train` outputs (no MLflow).
     proex report grids/table2.yaml                        # tables, p-values, figures; logged on the parent run
     proex report grids/smoke.yaml --tracking-uri http://127.0.0.1:5000 --out reports/smoke --no-log
     proex report runs/ --out reports/mine                 # the same files for a folder of `proex train` outputs
+    proex report grids/tune_smoke.yaml                    # a study file: each study's report (history,
+                                                          # importances, ...), logged on its study run
 
 A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more. Besides the files, the JSON it
 prints lists every comparison on one line: Improv.%, its 95% interval, the raw and Holm-adjusted p and, when the
@@ -25,6 +27,8 @@ def register(sub) -> None:
     r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>; for a folder of "
                    "runs <folder>/report)")
     r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
+    r.add_argument("--storage", default=None, help="a study file's Optuna storage (default: its study.storage, else "
+                   "sqlite beside the MLflow store, as ray_jobs/tune.py uses)")
     r.add_argument("--test", choices=("ttest", "wilcoxon"), default=None,
                    help="paired test over matched seeds (default: the grid's report.test, else ttest; folders: ttest)")
 
@@ -41,6 +45,12 @@ def run(args) -> int:
     from ..infra.tracker import Tracker, local_root
 
     grid = load_grid(args.grid)
+    if grid.study is not None:  # a study file: its trials are studies' runs, not grid cells
+        from ..infra.studies import report_studies
+
+        out = report_studies(grid, args.tracking_uri, args.storage, args.out, log_files=not args.no_log)
+        print(json.dumps(out, indent=2))
+        return 0
     if args.test:
         grid = dataclasses.replace(grid, report=dataclasses.replace(grid.report, test=args.test))
     tracker = Tracker(args.tracking_uri, f"proex-{grid.name}")

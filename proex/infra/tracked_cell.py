@@ -8,7 +8,10 @@
   4. trains with `experiment.run_cell`, logging every validation (and passing it to the caller's hook, which
      Tune uses to report and checkpoint), resuming from `state_path` if it holds a trainer state;
   5. logs the final metrics, the best checkpoint and its config, and marks the run done; any exception marks
-     the run FAILED with the error as a tag, then propagates (a retry reopens the run).
+     the run FAILED with the error as a tag, then propagates (a retry reopens the run);
+  6. a hook that raises `StopTraining` (a study's pruner) ends the run KILLED with tags pruned=true and
+     stop_reason, its validation curve so far logged; the outcome says `stopped`, and a later call on the same
+     key returns that outcome again without training.
 
 The MLflow `done` tag is the one answer to "is this cell finished?": Tune's experiment folder and Optuna's
 trial states only save work (a Tune checkpoint to resume from, a trial to tell), they never decide it.
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..grid import GridCell
+from ..train import StopTraining
 from . import devices
 from .cell_recorder import CellRecorder
 from .tracker import Tracker, is_finished, logged_metrics
@@ -56,6 +60,12 @@ class CellOutcome:
     test: dict  # metric name ('recall@20') -> test value
     best_val: dict  # metric name -> validation value at the best epoch
     first_dip: bool = False  # the best validation was the first one (`proex.train.FIRST_DIP`)
+    stopped: str = ""  # why a hook stopped the training (a pruned study trial), else "": nothing was tested
+
+
+def was_stopped(run) -> bool:
+    """Whether `run` was ended by a `StopTraining` hook (a pruned study trial): KILLED with tag pruned=true."""
+    return run.info.status == "KILLED" and run.data.tags.get("pruned") == "true"
 
 
 def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str,
@@ -76,6 +86,8 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
             "cell_id": gc.cell_id, "config_hash": gc.cell_id}
     run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, gc.resolved.to_dict(), name=tc.name)
     run_id = run.info.run_id
+    if was_stopped(run):
+        return CellOutcome(run_id, True, {}, {}, stopped=run.data.tags.get("stop_reason", "stopped"))
     if is_finished(run):
         return CellOutcome(run_id, True, logged_metrics(run, "test_"), logged_metrics(run, "best_val_"),
                            run.data.tags.get("first_dip") == "yes")
@@ -99,6 +111,10 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
         result, system = run_cell(gc.resolved, inter, callback=validation, state_path=state_path, device=device,
                                   profiles=gc.runnable().profiles)
         recorder.final(tc.key, result, system, inter, workdir)
+    except StopTraining as stop:  # not a failure: the run ends KILLED, marked pruned, with its curve so far
+        tracker.set_tags(run_id, {"pruned": "true", "stop_reason": str(stop)[:5000]})
+        tracker.finish(run_id, "KILLED")
+        return CellOutcome(run_id, False, {}, {}, stopped=str(stop) or "stopped")
     except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
         tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracker.finish(run_id, "FAILED")

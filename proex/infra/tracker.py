@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -213,3 +214,12 @@ class Tracker:
     def download(self, run_id: str, path: str, dst: str) -> str:
         os.makedirs(dst, exist_ok=True)
         return self.client.download_artifacts(run_id, path, dst)
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password (it goes into logs, MLflow tags and hparams files)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
