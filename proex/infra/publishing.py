@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from .run_frames import curves_frame, runs_frame
+from .grid_plan import cell_runs, run_state
+from .run_frames import cost_frame, curves_frame, runs_frame
 from .tracker import Tracker, metric_key
 
 
@@ -29,6 +30,7 @@ def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = No
     runs = runs_frame(tracker, cells)
     curves = curves_frame(tracker, runs, f"val_{grid.select}") if "curves" in grid.report.figures and not runs.empty else None
     files, comparison = report.write_report(runs, out_dir, grid.report, curves, title=grid.name)
+    append_progress_sections(grid, tracker, cells, files["report.md"])
     parents = tracker.find(kind="grid", key=grid.name)
     if log and parents:
         run_id = parents[0].info.run_id
@@ -45,3 +47,22 @@ def publish_report(grid, tracker: Tracker, out_dir: str, cells: list | None = No
         tracker.log_metrics(run_id, stats, step=len(runs))
         tracker.set_tags(run_id, {"report_runs": len(runs)})
     return files
+
+
+def append_progress_sections(grid, tracker: Tracker, cells: list, report_md: str) -> None:
+    """Add to report.md what the grid cost (`report_cost.cost_section`) and, while cells are left, the
+    comparisons still incomplete (`report_cost.incomplete_section`)."""
+    import pandas as pd
+
+    from ..report_cost import cost_section, incomplete_section
+
+    runs = cell_runs(tracker)
+    states = pd.DataFrame([{**gc.labels, "variant": v, "state": run_state(runs.get(gc.cell_id))}
+                           for gc in cells for v in gc.variants])
+    r = grid.resources
+    share, unit = (r.gpu, "GPU") if r.gpu > 0 else (r.cpu, "CPU")
+    arm, reference = ("variant", grid.report.reference_variant) if grid.report.reference_variant else \
+        ("plugin", grid.report.reference)
+    text = incomplete_section(states, reference, arm) + cost_section(cost_frame(tracker, cells, runs), share, unit)
+    with open(report_md, "a") as f:
+        f.write(text)
