@@ -17,6 +17,7 @@ import time
 from .tracker import Tracker, is_finished
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_ERRORS = ("SystemExit", "KeyboardInterrupt")  # what a trial's worker records when the stop ends it
 
 
 class StopSignals:
@@ -61,17 +62,21 @@ class StopSignals:
 
 def mark_interrupted(tracker: Tracker, cell_ids: list[str], since_ms: int) -> list[str]:
     """Mark the unfinished runs of `cell_ids` interrupted (status KILLED, tag interrupted=true, the time as
-    `interrupted_at_ms`); a run a stopped worker marked FAILED after `since_ms` loses that error tag (the stop
-    caused it). Returns the cell ids marked."""
+    `interrupted_at_ms`): those still RUNNING (a worker killed outright) and those a stopped worker marked FAILED
+    after `since_ms`, which lose that error tag (the stop caused it). Runs the trial body already marked
+    interrupted are counted too. Returns the cell ids marked."""
     wanted, marked = set(cell_ids), []
     for run in tracker.find(kind="cell"):
         key, tags = run.data.tags.get("key"), run.data.tags
         if key not in wanted or is_finished(run):
             continue
         failed_by_stop = run.info.status == "FAILED" and (run.info.end_time or 0) >= since_ms
+        if tags.get("interrupted") == "true" and run.info.status == "KILLED":
+            marked.append(key)
+            continue
         if run.info.status != "RUNNING" and not failed_by_stop:
             continue
-        if "error" in tags and failed_by_stop:
+        if "error" in tags and (failed_by_stop or tags["error"].startswith(STOP_ERRORS)):
             tracker.client.delete_tag(run.info.run_id, "error")
         tracker.set_tags(run.info.run_id, {"interrupted": "true", "interrupted_at_ms": since_ms})
         tracker.client.set_terminated(run.info.run_id, "KILLED")

@@ -104,6 +104,10 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
             log_dataset(tracker, run_id, inter, gc.labels["dataset"])
         result, system = run_cell(cell, inter, callback=validation, state_path=state_path)
         recorder.final(tc.key, result, system, inter, workdir)
+    except SystemExit:  # the trial's actor told to exit mid-training: a stopped grid (proex.infra.grid_stop)
+        tracker.set_tags(run_id, {"interrupted": "true", "interrupted_at_ms": int(time.time() * 1000)})
+        tracker.finish(run_id, "KILLED")
+        raise
     except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
         tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracker.finish(run_id, "FAILED")
