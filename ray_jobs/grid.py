@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we checkpoint often
-    # A clean console: one line per cell (tune_grid.CellProgress). Tune's newer output prints its header and
+    # A clean console: one line per cell (proex.infra.grid_progress). Tune's newer output prints its header and
     # paths even at verbose=0, the classic one prints nothing; "slow operation" warnings only say the CPUs
     # are shared with the trials.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

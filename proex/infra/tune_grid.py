@@ -64,7 +64,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, worker_logs
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/_driver.py does).
 
     worker_logs: stream the workers' stdout/stderr to this console. Off by default: a trial's result and
-    failure reach the console through `CellProgress` (and Tune's error files), while the raw stream also
+    failure reach the console through `grid_progress.GridProgress` (and Tune's error files), while the raw stream also
     carries Ray's own noise, such as the `SystemExit` traceback an actor prints when Tune ends it after a
     successful trial. The workers' logs stay in Ray's session folder (logs/worker-*.err)."""
     if ray.is_initialized():
