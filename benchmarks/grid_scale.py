@@ -12,8 +12,9 @@ local Ray run the grid. Measured in this process:
   report     wall of `publish_report` alone
   plan       wall of the `--dry-run` plan (`grid_plan.make_plan`, no probes)
   memory     the driver's peak RSS (Ray's and MLflow's processes are not counted)
-`--profile DIR` writes cProfile files of the resubmit and the report. `--keep DIR` keeps the MLflow store and
-prints the server command for the UI.
+`--profile DIR` writes cProfile files of the resubmit and the report. `--keep DIR` keeps the work folder.
+`--screenshot PNG` opens the grid's MLflow comparison view (the saved view, `proex.infra.ui.links`) in headless
+Chromium (Playwright, /usr/bin/chromium) and saves it, with the seconds until its first cell row showed.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import cProfile
 import json
 import os
+import re
 import resource
 import socket
 import sys
@@ -56,6 +58,28 @@ def timed(fn, profile: str | None = None):
     return out, time.perf_counter() - t0
 
 
+def screenshot(url: str, path: str) -> float:
+    """Open `url` in headless Chromium, wait for a cell's row, save a screenshot; seconds until the row showed."""
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]  # as tests/test_ui.py
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        page = browser.new_page(viewport={"width": 1900, "height": 1000})
+        page.add_init_script("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')")
+        t0 = time.perf_counter()
+        page.goto(url)
+        page.get_by_text(re.compile(r"-(base|proex)-syn\d-s\d")).first.wait_for(timeout=180_000)
+        shown = time.perf_counter() - t0
+        page.get_by_text("test_recall_at_20").first.wait_for(timeout=60_000)
+        page.screenshot(path=path)
+        with open(os.path.splitext(path)[0] + ".txt", "w") as f:
+            f.write(page.inner_text("body"))
+        browser.close()
+    return round(shown, 1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--num-cpus", type=int, default=2)
@@ -63,6 +87,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also write the Markdown page here")
     p.add_argument("--profile", default=None, help="folder for cProfile files of the resubmit and the report")
     p.add_argument("--keep", default=None, help="folder to keep the MLflow store in (default: temporary)")
+    p.add_argument("--screenshot", default=None, help="PNG of the MLflow comparison view of the grid's runs")
     args = p.parse_args()
 
     from proex.data.export import save_rlmrec
@@ -72,6 +97,7 @@ def main() -> None:
     from proex.infra.mlflow_server import start_server, stop_server
     from proex.infra.publishing import publish_report
     from proex.infra.tracker import Tracker
+    from proex.infra.ui import links
 
     work = args.keep or tempfile.mkdtemp(prefix="grid-scale-")
     os.makedirs(work, exist_ok=True)
@@ -104,9 +130,9 @@ def main() -> None:
                           prof and os.path.join(prof, "report.prof"))
         _, plan = timed(lambda: grid_plan.make_plan(grid, grid.expand(), tracker, probe_budget_s=0,
                                                     estimate_banks=False))
+        ui_s = screenshot(links(tracker, out.parent_run_id)["compare"], args.screenshot) if args.screenshot else None
     finally:
-        if not args.keep:
-            stop_server(server)
+        stop_server(server)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = out.n_cells
     row = {"cells": n, "finished": out.finished, "failed": len(out.failed), "launch_s": round(launch, 1),
@@ -114,11 +140,9 @@ def main() -> None:
            "overhead_per_cell_s": round((launch - train / args.num_cpus) / n, 3),
            "wall_per_cell_s": round(launch / n, 3), "resubmit_s": round(resubmit, 1),
            "resubmit_finished": again.finished, "report_s": round(report, 1), "plan_s": round(plan, 1),
-           "driver_peak_rss_mb": round(rss_mb), "loadavg_at_start": [round(x, 2) for x in load],
+           "driver_peak_rss_mb": round(rss_mb), "ui_first_row_s": ui_s, "loadavg_at_start": [round(x, 2) for x in load],
            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(row), flush=True)
-    if args.keep:
-        print(f"MLflow server still up: {uri} (pid {server.pid}); store in {work}/mlflow")
     if args.out:
         with open(args.out, "a") as f:
             f.write("\n```json\n" + json.dumps(row, indent=1) + "\n```\n")

@@ -11,6 +11,7 @@ multiplies by the resolved maximum of epochs (an upper bound: early stopping end
 """
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -154,7 +155,7 @@ class Plan:
         """(wall seconds for the cells left on the resources at hand, cells left without an estimate)."""
         left = [r for r in self.rows if r.state != "finished"]
         known = [self.costs[group_of(r.cell)].cell_s for r in left if group_of(r.cell) in self.costs]
-        known = [k for k in known if k == k]  # a failed probe's cost is NaN
+        known = [k for k in known if not math.isnan(k)]  # a failed probe's cost is NaN
         n = slots(self.grid, self.cpus, self.gpus)
         return (sum(known) / n if n else float("inf")), len(left) - len(known)
 
@@ -193,7 +194,7 @@ def make_plan(grid: GridSpec, cells: list[GridCell], tracker: Tracker, cpus: flo
 
 
 def _hms(s: float) -> str:
-    if s != s or s == float("inf"):
+    if math.isnan(s) or math.isinf(s):
         return "unknown"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m{int(s % 60):02d}s"
 
