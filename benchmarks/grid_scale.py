@@ -108,11 +108,17 @@ def main() -> None:
     with open(path, "w") as f:
         f.write(grid_yaml(os.path.join(work, "data"), args.seeds))
     grid = load_grid(path)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server, uri = start_server(os.path.join(work, "mlflow"), "127.0.0.1", port)
+    for attempt in range(3):  # a free port can be taken again before the server binds it (Ray's many ports)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        try:
+            server, uri = start_server(os.path.join(work, "mlflow"), "127.0.0.1", port)
+            break
+        except Exception:  # noqa: BLE001 - another port, then give up
+            if attempt == 2:
+                raise
     prof = args.profile
     if prof:
         os.makedirs(prof, exist_ok=True)
