@@ -10,11 +10,11 @@ import pandas as pd
 from .tracker import Tracker, logged_metrics, metric_key
 
 
-def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
+def runs_frame(tracker: Tracker, cells: list, done: dict | None = None) -> pd.DataFrame:
     """One row per finished cell and variant label: model, plugin, dataset, seed, variant, profiles, cell_id,
     run_id, best_epoch, first_dip (its best validation was its first: proex.train.FIRST_DIP), the test metrics
     under their canonical names ('recall@20') and 'val_recall@20' etc."""
-    done = tracker.finished("cell")
+    done = tracker.finished("cell") if done is None else done  # `done`: the caller's read of it (one search)
     rows = []
     for gc in cells:
         run = done.get(gc.cell_id)

@@ -37,7 +37,7 @@ from .grid_progress import GridProgress
 from .grid_stop import StopSignals, mark_interrupted
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracker import Tracker, git_commit, local_root, metric_key
+from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
 from .ui import save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")
@@ -169,7 +169,8 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     tracker = Tracker(tracking_uri, experiment_name(grid))
     commit = git_commit()
     parent_id = _open_parent(grid, tracker, len(every), commit)
-    done = tracker.finished("cell")
+    found = tracker.find(kind="cell")  # one search, shared with the report when nothing runs
+    done = {r.data.tags["key"]: r for r in found if is_finished(r)}  # as tracker.finished
     todo = [c for c in cells if c.cell_id not in done]
     log.info("grid %s: %d cells%s, %d finished before, %d to run", grid.name, len(every),
              f" ({len(cells)} in the slice)" if only else "", len(cells) - len(todo), len(todo))
@@ -183,11 +184,11 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
                                grid.resources.cpu, commit, os.getcwd())
             _fit_cells(grid, ctx, cells, todo, tracker, storage, name, verbose, stop, parent_id)
     marked = mark_interrupted(tracker, [c.cell_id for c in todo], stop.at_ms) if stop.stopped else []
-    finished = tracker.finished("cell")
+    finished = tracker.finished("cell") if todo else done  # nothing ran: the store is as read (seconds at 360 runs)
     failed = [c.cell_id for c in cells if c.cell_id not in finished and c.cell_id not in marked]
     close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
-    files = publish_report(grid, tracker, out, cells=every)
+    files = publish_report(grid, tracker, out, cells=every, found=None if todo else found)
     if stop.stopped:
         tracker.set_tags(parent_id, {"interrupted": "true"})
     tracker.finish(parent_id, "KILLED" if stop.stopped else "FAILED" if failed else "FINISHED")
