@@ -158,3 +158,10 @@ def test_sigint_marks_runs_interrupted_and_the_rerun_resumes_them(mlflow_uri, tm
         resumed = int(r.data.tags["resumed_from_epoch"])
         assert last[r.info.run_id] + 1 - 3 <= resumed <= last[r.info.run_id] + 1, (resumed, last[r.info.run_id])
         assert r.data.metrics["attempt"] == 1 and float(r.data.tags["paused_s"]) > 0
+    # the report's cost: 2 runs, each retried once; the paused time is not device time
+    report = (tmp_path / "report" / "report.md").read_text()
+    cost = re.search(r"\| \*\*grid\*\* \|  \|  \| 2 \| ([\d.]+) \| ([\d.]+) \| 2 \| ([\d.]+) \|", report)
+    assert cost, report[-1500:]
+    paused_h = sum(float(r.data.tags["paused_s"]) for r in tracker.find(kind="cell")) / 3600
+    spans_h = sum((r.info.end_time - r.info.start_time) / 3.6e6 for r in tracker.find(kind="cell"))
+    assert abs(float(cost.group(2)) - (spans_h - paused_h)) < 0.002 and float(cost.group(3)) < float(cost.group(2))
