@@ -5,6 +5,10 @@
         --tracking-uri http://HEAD:5000 --storage /shared/proex-tune
 
 Rerunning the same command resumes the grid: finished cells are not trained again, interrupted ones continue.
+    python ray_jobs/grid.py grids/table2.yaml --dry-run                   # the plan: states, costs, ETA; trains nothing
+    python ray_jobs/grid.py grids/table2.yaml --only model=lightgcn,gccf --only dataset=amazon   # a slice
+Ctrl-C (or SIGTERM) stops the grid cleanly: its running cells are marked interrupted and the same command
+resumes them; a second Ctrl-C forces. Exit status: 0 all done, 1 cells failed, 2 bad input, 130/143 stopped.
 Options fall back to $MLFLOW_TRACKING_URI, $PROEX_TUNE_STORAGE and $RAY_ADDRESS. The logic is in proex.infra.
 """
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import signal
+import sys
 
 from _driver import ROOT, load_grid_file
 
@@ -27,10 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-dir", default=None, help="where to write the report (default mlruns/reports/<grid>)")
     p.add_argument("--worker-logs", action="store_true",
                    help="stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)")
+    p.add_argument("--only", action="append", default=[], metavar="LABEL=V[,V...]",
+                   help="run a slice: cells whose label (model, plugin, dataset, seed, variant, profiles) is one of "
+                        "the values, e.g. --only model=lightgcn,gccf --only dataset=amazon (labels combine with AND)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (cells finished/failed/pending, resources, borrowed or tuned settings, ETA, "
+                        "missing profile banks) and exit; trains nothing")
+    p.add_argument("--probe-budget", type=float, default=60.0,
+                   help="--dry-run: seconds of one-epoch probes for groups without finished runs (0: none)")
+    p.add_argument("--num-gpus", type=float, default=None, help="--dry-run: GPUs at hand (default: this machine's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # we checkpoint often
-    # A clean console: one line per cell (tune_grid.CellProgress). Tune's newer output prints its header and
+    # A clean console: one line per cell (proex.infra.grid_progress). Tune's newer output prints its header and
     # paths even at verbose=0, the classic one prints nothing; "slow operation" warnings only say the CPUs
     # are shared with the trials.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -40,11 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     grid = load_grid_file(args.grid, args.address, "grid")
     if grid is None:
         return 2
+    only = parse_slice(args.only, grid)
+    if only is None:
+        return 2
+    if args.dry_run:
+        return dry_run(grid, only, args)
     from proex.infra import tune_grid
     from proex.infra.tracker import Tracker
 
-    out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir, address=args.address,
-                             num_cpus=args.num_cpus, worker_logs=args.worker_logs)  # starts Ray only if a cell is left
+    try:
+        out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir, address=args.address,
+                                 num_cpus=args.num_cpus, worker_logs=args.worker_logs, only=only)  # Ray only if needed
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        print(f"\ngrid {grid.name}: forced stop. Resume with the same command:\n    {resume_command()}", flush=True)
+        return 130
     import ray
 
     ray.shutdown()  # flush the workers' log lines before the summary
@@ -69,7 +94,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"            then open {link['compare']}")
     if not out.tracking_uri.startswith("http"):
         print(f"            (the report on the grid's run: {link['report']})")
+    if out.interrupted:
+        print(f"stopped by {signal.Signals(out.interrupted).name}: {len(out.marked)} running cell(s) marked interrupted. "
+              f"Resume with the same command:\n    {resume_command()}")
+        return 128 + out.interrupted
     return 0 if not out.failed else 1
+
+
+def resume_command() -> str:
+    return " ".join(shlex.quote(a) for a in ["python", *sys.argv])
+
+
+def parse_slice(specs: list[str], grid):
+    """{label: values} of the --only flags ({} without), or None after printing the error."""
+    from proex.config import ConfigError
+    from proex.grid import parse_only, slice_cells
+
+    try:
+        only = parse_only(specs)
+        if only:
+            slice_cells(grid.expand(), only)  # unknown values are errors before anything starts
+        return only
+    except ConfigError as exc:
+        print(f"grid: error: {exc}", file=sys.stderr)
+        return None
+
+
+def dry_run(grid, only: dict, args) -> int:
+    """Print the plan of the grid (or slice); reads the tracking store, starts no Ray, trains nothing."""
+    from proex.grid import slice_cells
+    from proex.infra import grid_plan
+    from proex.infra.tracker import Tracker
+    from proex.infra.tune_grid import experiment_name
+
+    logging.getLogger("proex").setLevel(logging.WARNING)  # the probes' training log
+    cells = slice_cells(grid.expand(), only) if only else grid.expand()
+    tracker = Tracker(args.tracking_uri, experiment_name(grid))
+    plan = grid_plan.make_plan(grid, cells, tracker, cpus=args.num_cpus, gpus=args.num_gpus,
+                               probe_budget_s=args.probe_budget)
+    print(grid_plan.format_plan(plan))
+    return 0
 
 
 if __name__ == "__main__":

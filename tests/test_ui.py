@@ -92,8 +92,9 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
         # The console: no traceback, readable names, one line per cell, the report on the tracking server.
         assert "Traceback" not in console and "SystemExit" not in console, console[-4000:]
         assert not re.search(r"cell-[0-9a-f]{12}|'variants'", console), console[-4000:]
-        lines = [ln for ln in console.splitlines() if re.match(r"\[\d/2\] lightgcn-(base|proex)-synthetic-s0 done in", ln)]
-        assert len(lines) == 2 and {ln.split()[1] for ln in lines} == {"lightgcn-base-synthetic-s0", "lightgcn-proex-synthetic-s0"}, console
+        lines = [ln.split("] ", 1)[1] for ln in console.splitlines()
+                 if re.match(r"\[\d/2 finished, .* ETA [\d:]+\] lightgcn-(base|proex)-synthetic-s0 done in", ln)]
+        assert len(lines) == 2 and {ln.split()[0] for ln in lines} == {"lightgcn-base-synthetic-s0", "lightgcn-proex-synthetic-s0"}, console
         assert all("recall@20 0." in ln for ln in lines)
         report = re.search(r"report: +on the tracking server, run (\w+): (\S+)", console)
         assert "/tmp/" not in console.split("report:")[-1].split("\n")[0]  # not a path in the driver's folder

@@ -10,6 +10,7 @@ config, so its values are the cell's values.
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 
@@ -37,12 +38,12 @@ def cell_sources(gc) -> dict:
     return gc.resolved.sources
 
 
-def runs_frame(tracker: Tracker, cells: list) -> pd.DataFrame:
+def runs_frame(tracker: Tracker, cells: list, done: dict | None = None) -> pd.DataFrame:
     """One row per finished cell and variant label: model, plugin, dataset, seed, variant, profiles, cell_id,
     run_id, best_epoch, first_dip (its best validation was its first: proex.train.FIRST_DIP), the test metrics
     under their canonical names ('recall@20') and 'val_recall@20' etc., protocol (`run_protocol`) and
     sources (`cell_sources`)."""
-    done = tracker.finished("cell")
+    done = tracker.finished("cell") if done is None else done  # `done`: the caller's read of it (one search)
     rows = []
     for gc in cells:
         run = done.get(gc.cell_id)
@@ -66,3 +67,39 @@ def curves_frame(tracker: Tracker, runs: pd.DataFrame, metric: str = "val_recall
             rows.append({"model": r["model"], "plugin": r["plugin"], "dataset": r["dataset"], "seed": r["seed"],
                          "variant": r["variant"], "epoch": m.step, "value": m.value})
     return pd.DataFrame(rows, columns=["model", "plugin", "dataset", "seed", "variant", "epoch", "value"])
+
+
+def cost_frame(tracker: Tracker, cells: list, runs: dict) -> pd.DataFrame:
+    """One row per cell run of `cells` (any state; `runs`: cell id -> run, `grid_plan.cell_runs`): labels,
+    start_s, end_s, paused_s, attempts, lost_s (the columns `proex.report_cost` documents). The metric
+    histories are read only for runs with more than one attempt."""
+    now = time.time()
+    rows = []
+    for gc in cells:
+        run = runs.get(gc.cell_id)
+        if run is None:
+            continue
+        start = run.info.start_time / 1000
+        end = run.info.end_time / 1000 if run.info.end_time and run.info.status != "RUNNING" else now
+        attempts = int(run.data.metrics.get("attempt", 0)) + 1
+        paused = float(run.data.tags.get("paused_s", 0) or 0)
+        lost = _lost_to_retries(tracker, run, paused) if attempts > 1 else 0.0
+        rows.append({**{k: gc.labels[k] for k in ("model", "plugin", "dataset", "seed")}, "start_s": start,
+                     "end_s": max(end, start), "paused_s": paused, "attempts": attempts, "lost_s": lost})
+    return pd.DataFrame(rows, columns=["model", "plugin", "dataset", "seed", "start_s", "end_s", "paused_s",
+                                       "attempts", "lost_s"])
+
+
+def _lost_to_retries(tracker: Tracker, run, paused_s: float) -> float:
+    """Seconds of work later attempts redid: for each attempt after the first, its start (the `attempt` metric's
+    timestamp) back to the last checkpoint before it (the last validation logged, else the previous attempt's
+    start), summed, less the time the run sat interrupted."""
+    rid = run.info.run_id
+    starts = sorted(m.timestamp / 1000 for m in tracker.client.get_metric_history(rid, "attempt"))
+    select = next((k for k in run.data.metrics if k.startswith("val_")), None)
+    vals = sorted(m.timestamp / 1000 for m in tracker.client.get_metric_history(rid, select)) if select else []
+    lost = 0.0
+    for prev, start in zip(starts, starts[1:]):
+        last = max([v for v in vals if prev <= v < start], default=prev)
+        lost += start - last
+    return max(lost - paused_s, 0.0)

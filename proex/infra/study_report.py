@@ -19,7 +19,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ..report import _pyplot, to_markdown
+from ..report_figures import _pyplot
+from ..report_format import to_markdown
 from .publishing import describe_run
 from .tracker import Tracker, metric_key, redact
 

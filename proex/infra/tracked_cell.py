@@ -19,6 +19,7 @@ trial states only save work (a Tune checkpoint to resume from, a trial to tell),
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -94,7 +95,9 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     resumes = int(run.data.tags.get("resumes", "0")) + (1 if os.path.exists(state_path) else 0)
     if not created:
         tracker.reopen(run_id)
-    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid()})
+    tracker.set_tags(run_id, {"resumes": resumes, "pid": os.getpid(), **attempt_tags(run, state_path)})
+    attempts = int(run.data.metrics.get("attempt", -1)) + 1
+    tracker.log_metrics(run_id, {"attempt": attempts}, step=attempts)  # its timestamp: when this attempt began
     recorder = CellRecorder(tracker, run_id, ctx.select)
 
     def validation(report) -> None:
@@ -115,8 +118,28 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
         tracker.set_tags(run_id, {"pruned": "true", "stop_reason": str(stop)[:5000]})
         tracker.finish(run_id, "KILLED")
         return CellOutcome(run_id, False, {}, {}, stopped=str(stop) or "stopped")
+    except SystemExit:  # the trial's actor told to exit mid-training: a stopped grid (proex.infra.grid_stop)
+        tracker.set_tags(run_id, {"interrupted": "true", "interrupted_at_ms": int(time.time() * 1000)})
+        tracker.finish(run_id, "KILLED")
+        raise
     except BaseException as exc:  # KeyboardInterrupt / a cancelled task too: no run is left RUNNING by us
         tracker.set_tags(run_id, {"error": f"{type(exc).__name__}: {exc}"[:5000]})
         tracker.finish(run_id, "FAILED")
         raise
     return CellOutcome(run_id, False, dict(result.test), dict(result.val), result.first_dip)
+
+
+def attempt_tags(run, state_path: str) -> dict:
+    """Tags of a new attempt at a run: the epoch its trainer state resumes from (`resumed_from_epoch`, the next
+    epoch to train; absent when it starts from scratch) and, for a run a stopped grid marked interrupted,
+    interrupted=false with the time it sat stopped added to `paused_s` (the report's device time leaves it out)."""
+    tags = {}
+    if os.path.exists(state_path):
+        import torch
+
+        tags["resumed_from_epoch"] = torch.load(state_path, map_location="cpu", weights_only=False, mmap=True)["loop"]["epoch"]
+    if run.data.tags.get("interrupted") == "true":
+        stopped_ms = int(run.data.tags.get("interrupted_at_ms", "0") or 0)
+        paused = float(run.data.tags.get("paused_s", "0")) + max(time.time() - stopped_ms / 1000, 0) * (stopped_ms > 0)
+        tags.update({"interrupted": "false", "paused_s": f"{paused:.1f}"})
+    return tags

@@ -13,6 +13,9 @@ otherwise a fresh Tuner starts and each trial's MLflow check skips finished cell
 named by the grid and a hash of its cell ids, so an edited grid starts a new one (finished cells still skip).
 Tune's folder is only an optimisation: a cell it counts as ended whose MLflow run is not done (a run deleted in
 the UI to recompute it) runs again in a fresh Tune experiment.
+A slice (`only`) runs the matching cells in a Tune experiment of their own (named by their ids). The grid's
+totals go to the console and the parent run while it runs (`grid_progress`); a stop signal ends it cleanly
+(`grid_stop`), its cells' runs marked interrupted for the rerun to resume.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from ..grid import GridCell, GridSpec, grid_digest, start_lines
+from ..grid import GridCell, GridSpec, grid_digest, slice_cells, start_lines
+from .grid_progress import GridProgress
+from .grid_stop import StopSignals, mark_interrupted
 from .model_registry import register_best
 from .publishing import publish_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
-from .tracker import Tracker, canonical, git_commit, local_root, metric_key
+from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
 from .ui import save_comparison_view
 
 log = logging.getLogger("proex.infra.tune_grid")
@@ -49,6 +54,8 @@ class GridOutcome:
     storage: str = ""  # Ray Tune experiment folder
     report_files: dict = field(default_factory=dict)
     registered: list = field(default_factory=list)  # model_registry.Registration of each (model, plug-in, dataset)
+    interrupted: int | None = None  # the stop signal (SIGINT, SIGTERM) that ended the grid early, else None
+    marked: list = field(default_factory=list)  # cell ids whose runs were marked interrupted
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, worker_logs: bool = False) -> None:
@@ -57,7 +64,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, worker_logs
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before Ray is imported (ray_jobs/_driver.py does).
 
     worker_logs: stream the workers' stdout/stderr to this console. Off by default: a trial's result and
-    failure reach the console through `CellProgress` (and Tune's error files), while the raw stream also
+    failure reach the console through `grid_progress.GridProgress` (and Tune's error files), while the raw stream also
     carries Ray's own noise, such as the `SystemExit` traceback an actor prints when Tune ends it after a
     successful trial. The workers' logs stay in Ray's session folder (logs/worker-*.err)."""
     if ray.is_initialized():
@@ -118,30 +125,9 @@ def _trial_dirname(trial) -> str:
     return f"cell-{trial.config['cell']['id']}"
 
 
-class CellProgress(tune.Callback):
-    """One console line per finished, retried or failed cell (Tune's own status tables are off)."""
-
-    def __init__(self, n_cells: int):
-        self.n, self.ended = n_cells, 0
-
-    def _line(self, trial, what: str) -> None:
-        print(f"[{self.ended}/{self.n}] {trial.config['cell']['name']} {what}", flush=True)
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.ended += 1
-        r = trial.last_result or {}
-        metrics = "  ".join(f"{canonical(k[5:])} {v:.4f}" for k, v in r.items() if k.startswith("test_"))
-        state = "already finished" if r.get("skipped") else f"done in {r.get('time_total_s', 0):.0f} s"
-        dip = ("\n    WARNING: its best validation was its first, it may have stopped in an early dip (its run's "
-               "description says more; fix: train.min_epochs or more patience)") if r.get("first_dip") else ""
-        self._line(trial, f"{state}: {metrics}{dip}")
-
-    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        self._line(trial, f"failed, retrying (error: {trial.error_file or 'see the Tune folder'})")
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.ended += 1
-        self._line(trial, f"FAILED after its retries (error: {trial.error_file or 'see the Tune folder'})")
+def trial_name(rec: dict) -> str:
+    """'lightgcn-proex-synthetic-s0' (+ '-<variant>'): the cell's readable name, as its MLflow run is named."""
+    return rec["name"]
 
 
 def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
@@ -153,69 +139,103 @@ def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
                 tracker.finish(run.info.run_id, "FAILED")
 
 
-def _tuner(trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int) -> tune.Tuner:
+def _tuner(trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int,
+           progress: GridProgress) -> tune.Tuner:
     """A fresh Tune experiment `name` with one trial per cell (a grid search over the cells' records)."""
     return tune.Tuner(
         trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
+        # reuse_actors: a trial runs in the worker process of the trial before it (same resources), not a new one
+        # that imports torch, proex and MLflow again: ~20 s per cell on a loaded 2-core machine (docs/results).
         tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
-                                    trial_name_creator=lambda t: t.config["cell"]["name"]),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[CellProgress(len(cells))],
+                                    reuse_actors=True,
+                                    trial_name_creator=lambda t: trial_name(t.config["cell"])),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[progress],
                                   failure_config=tune.FailureConfig(max_failures=grid.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
 
 
 def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
              report_dir: str | None = None, verbose: int = 0, address: str | None = None,
-             num_cpus: int | None = None, worker_logs: bool = False) -> GridOutcome:
-    """Run every unfinished cell of `grid` on Ray (connected with `connect(address, num_cpus, worker_logs)`
-    only when a cell is left to run), then write the report and log it on the grid's parent run, and register the best cell of each (model, plug-in,
-    dataset) on validation (`model_registry.register_best`).
-    verbose: Tune's own console output (0 = none: `CellProgress` prints a line per cell; 1-3 = Tune's tables)."""
-    cells = grid.expand()
+             num_cpus: int | None = None, worker_logs: bool = False, only: dict | None = None) -> GridOutcome:
+    """Run every unfinished cell of `grid` (of its slice `only`, {label: values}: `proex.grid.slice_cells`) on
+    Ray (connected with `connect(address, num_cpus, worker_logs)` only when a cell is left to run), then write
+    the report of what has finished and log it on the grid's parent run. A first SIGINT/SIGTERM stops the
+    trials cleanly (`grid_stop`): their runs are marked interrupted and the outcome says which signal.
+    Then registers the best cell of each (model, plug-in, dataset) on validation (`model_registry.register_best`).
+    verbose: Tune's own console output (0 = none: `GridProgress` prints a line per cell; 1-3 = Tune's tables)."""
+    every = grid.expand()
+    cells = slice_cells(every, only) if only else every
     tracker = Tracker(tracking_uri, experiment_name(grid))
     commit = git_commit()
-    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name, "git_commit": commit}, name=grid.name)
-    parent_id = parent.info.run_id
-    tracker.reopen(parent_id)
-    tracker.set_tags(parent_id, {"n_cells": len(cells), "git_commit": commit})
-    if grid.path:
-        tracker.log_files(parent_id, [grid.path], "grid")
-    save_comparison_view(tracker, list(grid.report.metrics))
-    done = tracker.finished("cell")
+    parent_id = _open_parent(grid, tracker, len(every), commit)
+    found = tracker.find(kind="cell")  # one search, shared with the report when nothing runs
+    done = {r.data.tags["key"]: r for r in found if is_finished(r)}  # as tracker.finished
     todo = [c for c in cells if c.cell_id not in done]
-    log.info("grid %s: %d cells, %d finished before, %d to run", grid.name, len(cells), len(cells) - len(todo), len(todo))
+    log.info("grid %s: %d cells%s, %d finished before, %d to run", grid.name, len(every),
+             f" ({len(cells)} in the slice)" if only else "", len(cells) - len(todo), len(todo))
     for line in start_lines(grid, cells):  # protocol differences and borrowed settings, once per grid start
         log.info("grid %s: %s", grid.name, line)
     storage = storage or default_storage(tracker)
     name = f"{grid.name}-{grid_digest(cells)}-r{RECORD_FORMAT}"
-    if todo:
-        connect(address, num_cpus, worker_logs)
-        ctx = TrialContext(tracker.uri, tracker.experiment, parent_id, "cell", grid.name, grid.select,
-                           grid.resources.cpu, commit, os.getcwd())
-        trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
-                                        {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu})
-        path = os.path.join(storage, name) if "://" not in storage else f"{storage.rstrip('/')}/{name}"
-        if tune.Tuner.can_restore(path):
-            log.info("resuming the Tune experiment at %s", path)
-            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-        else:
-            tuner = _tuner(trainable, grid, cells, storage, name, verbose)
-        results = tuner.fit()
-        # Tune's saved experiment only saves work; MLflow's done tag decides. A cell Tune counts as ended
-        # without error whose run is not done (e.g. its run was deleted to recompute it) runs again.
-        finished = tracker.finished("cell")
-        errored = {(r.config or {}).get("cell", {}).get("id") for r in results if r.error is not None}
-        again = [c for c in todo if c.cell_id not in finished and c.cell_id not in errored]
-        if again:
-            log.info("%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again",
-                     len(again))
-            _tuner(trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose).fit()
-    finished = tracker.finished("cell")
-    failed = [c.cell_id for c in cells if c.cell_id not in finished]
+    stop = StopSignals()
+    with stop:
+        if todo and not stop.stopped:
+            connect(address, num_cpus, worker_logs)
+            ctx = TrialContext(tracker.uri, tracker.experiment, parent_id, "cell", grid.name, grid.select,
+                               grid.resources.cpu, commit, os.getcwd())
+            _fit_cells(grid, ctx, cells, todo, tracker, storage, name, verbose, stop, parent_id)
+    marked = mark_interrupted(tracker, [c.cell_id for c in todo], stop.at_ms) if stop.stopped else []
+    finished = tracker.finished("cell") if todo else done  # nothing ran: the store is as read (seconds at 360 runs)
+    failed = [c.cell_id for c in cells if c.cell_id not in finished and c.cell_id not in marked]
     close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
-    files = publish_report(grid, tracker, out, cells=cells)
-    registered = register_best(grid, tracker, cells)  # the winners on validation, as registry versions
-    tracker.finish(parent_id, "FINISHED" if not failed else "FAILED")
-    return GridOutcome(grid.name, len(cells), len(cells) - len(failed), failed, parent_id, tracker.uri,
-                       tracker.experiment_id, os.path.join(storage, name), files, registered)
+    files = publish_report(grid, tracker, out, cells=every, found=None if todo else found)
+    registered = [] if stop.stopped else register_best(grid, tracker, every)  # the winners on validation
+    if stop.stopped:
+        tracker.set_tags(parent_id, {"interrupted": "true"})
+    tracker.finish(parent_id, "KILLED" if stop.stopped else "FAILED" if failed else "FINISHED")
+    return GridOutcome(grid.name, len(cells), len(cells) - len(failed) - len(marked), failed, parent_id, tracker.uri,
+                       tracker.experiment_id, os.path.join(storage, name), files, registered=registered,
+                       interrupted=stop.signum, marked=marked)
+
+
+def _open_parent(grid: GridSpec, tracker: Tracker, n_cells: int, commit: str) -> str:
+    """The grid's parent run, reopened, with its tags, grid file and the saved comparison view."""
+    parent, _ = tracker.run_for("grid", grid.name, tags={"grid": grid.name, "git_commit": commit}, name=grid.name)
+    parent_id = parent.info.run_id
+    tracker.reopen(parent_id)
+    tracker.set_tags(parent_id, {"n_cells": n_cells, "git_commit": commit, "interrupted": "false"})
+    if grid.path:
+        tracker.log_files(parent_id, [grid.path], "grid")
+    save_comparison_view(tracker, list(grid.report.metrics))
+    return parent_id
+
+
+def _fit_cells(grid: GridSpec, ctx: TrialContext, cells: list[GridCell], todo: list[GridCell], tracker: Tracker,
+               storage: str, name: str, verbose: int, stop: StopSignals, parent_id: str) -> None:
+    """One Tune experiment over `cells` (restored if its folder exists), then a fresh one for cells it counts
+    as ended whose MLflow run is not done."""
+    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
+                                    {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu})
+    progress = GridProgress(len(cells), len(cells) - len(todo), trial_name, tracker, parent_id)
+    path = os.path.join(storage, name) if "://" not in storage else f"{storage.rstrip('/')}/{name}"
+    if tune.Tuner.can_restore(path):
+        log.info("resuming the Tune experiment at %s", path)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+        tuner._local_tuner.get_run_config().callbacks = [progress]  # not the pickled one of the first launch
+    else:
+        tuner = _tuner(trainable, grid, cells, storage, name, verbose, progress)
+    results = tuner.fit()
+    if stop.stopped:
+        return
+    # Tune's saved experiment only saves work; MLflow's done tag decides. A cell Tune counts as ended
+    # without error whose run is not done (e.g. its run was deleted to recompute it) runs again.
+    finished = tracker.finished("cell")
+    errored = {(r.config or {}).get("cell", {}).get("id") for r in results if r.error is not None}
+    again = [c for c in todo if c.cell_id not in finished and c.cell_id not in errored]
+    if again:
+        log.info("%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again",
+                 len(again))
+        progress = GridProgress(len(again), 0, trial_name, tracker, parent_id)
+        _tuner(trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose,
+               progress).fit()
