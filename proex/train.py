@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Iterable
@@ -223,6 +224,17 @@ class Trainer:
             return evaluator(system.scorer(), needs_rows=system.model.scores_need_rows)
 
 
+def read_state(path: str) -> dict:
+    """The trainer state file at `path`, loaded with `torch.load(weights_only=True)`: tensors and plain
+    containers only, so a state file from elsewhere cannot run code (a pickle names any callable to rebuild)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: refusing to load this trainer state: it holds objects other than tensors and "
+                         f"plain containers, so loading it could run code ({str(exc).splitlines()[0]}). A state "
+                         f"written by proex never does; delete the file to train this run from the start.") from None
+
+
 @dataclass
 class LoopState:
     """What the training loop carries from one validation to the next; saved at every validation (with the
@@ -245,7 +257,7 @@ class LoopState:
 
     @classmethod
     def load(cls, path: str, system: Plugin, opt: torch.optim.Optimizer) -> "LoopState":
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = read_state(path)
         system.load_state_dict(saved["system"])
         opt.load_state_dict(saved["optimizer"])
         set_rng_state(saved["rng"])
