@@ -11,6 +11,8 @@ import torch
 
 from proex.data.interactions import Interactions, to_binary_csr
 
+pytest_plugins = ["skip_guard", "pytester"]  # skip_guard: every skip listed, and outside its allow-list an error in CI
+
 
 def random_interactions(n_users: int = 50, n_items: int = 40, per_user: int = 8, seed: int = 0) -> Interactions:
     """Each user gets `per_user` distinct random items, split 3:1:1 (at least 1 train item each)."""
