@@ -72,15 +72,32 @@ def plugin_system(plugin: str, model: str, inter, bank, **plugin_config):
     return build_system(r, data, bank), data
 
 
-def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 256) -> None:
-    """run_cell for 3 epochs on the synthetic data: the plug-in is recorded, metrics in range, losses finite."""
+def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 256, own_terms: tuple = ()) -> None:
+    """run_cell for 3 epochs on the synthetic data, and the base model alone on the same seed: the plug-in is
+    recorded, its own loss terms (`own_terms`, e.g. ("loss_kd",)) are in the objective beside the base's and
+    finite, and it changes what the user gets: the trained system's scores differ from the base's."""
     from proex.experiment import CellConfig, run_cell
+    from proex.recommend import top_k
 
-    cell = CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent:k=4,dim=16",
-                      train={"epochs": 3, "device": "cpu", "batch_size": batch_size})
-    result, _ = run_cell(cell, inter)
+    def run(name):
+        cell = CellConfig(dataset="synthetic", model=model, plugin=name, profiles="synthetic-latent:k=4,dim=16",
+                          train={"epochs": 3, "device": "cpu", "batch_size": batch_size})
+        result, system = run_cell(cell, inter)
+        terms = {k for row in result["history"] for k in row if k.startswith("loss_")}
+        return result, system, terms
+
+    result, system, terms = run(plugin)
+    base, base_system, base_terms = run("base")
     assert result["config"]["plugin"] == plugin and 0.0 <= result["test"]["recall@20"] <= 1.0
     assert all(np.isfinite(v) for row in result["history"] for k, v in row.items() if k.startswith("loss_"))
+    assert terms - base_terms == set(own_terms), (terms, base_terms)  # the plug-in's terms are minimised
+    from proex.data.tensors import TrainData
+
+    data = TrainData(inter)
+    users = list(range(20))
+    _, scores = top_k(system, data, users, 10)
+    _, base_scores = top_k(base_system, data, users, 10)
+    assert not np.allclose(scores, base_scores, rtol=1e-3, atol=1e-5)
 
 
 @pytest.fixture(scope="session")

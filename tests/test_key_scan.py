@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mlflow")
+pytestmark = pytest.mark.slow
 
 from fake_openai_server import FakeConfig, FakeOpenAI  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
