@@ -69,6 +69,7 @@ class ValidationReport:
     patience_left: int
     train_seconds: float  # training time since the previous validation
     eval_seconds: float
+    start_epoch: int = 0  # the epoch this fit started at: 0, or the saved state's next epoch when it resumed
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Trainer:
         resuming = self.state_path is not None and os.path.exists(self.state_path)
         state = LoopState.load(self.state_path, system, opt) if resuming else LoopState()
         since_eval, epoch = 0.0, state.epoch
+        start_epoch = state.epoch
         while epoch < cfg.epochs and state.bad < cfg.patience:
             losses, seconds = self._train_epoch(system, data, cfg, opt, loss_terms)
             system.model.on_epoch_end(epoch)
@@ -162,6 +164,7 @@ class Trainer:
             since_eval += seconds
             if epoch % cfg.eval_every == 0:
                 report = self._validate(system, val_eval, cfg, state, epoch, losses, since_eval)
+                report.start_epoch = start_epoch
                 since_eval, state.epoch = 0.0, epoch + 1
                 if self.state_path:
                     state.save(self.state_path, system, opt)

@@ -87,7 +87,7 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     recorder = CellRecorder(tracker, run_id, ctx.select)
 
     def validation(report) -> None:
-        recorder.validation(report.epoch, report.metrics, report.losses)
+        recorder.validation(report.epoch, report.metrics, report.losses, report.start_epoch)
         if on_validation is not None:
             on_validation(report)
 
