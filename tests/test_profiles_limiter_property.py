@@ -8,7 +8,7 @@ a success (the unused part of the reserved tokens refunded, as the client does w
 """
 import heapq
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from proex.profiles.limiter import BucketState
 
@@ -94,6 +94,10 @@ def bucket_bound(per_min: float, burst_s: float, largest: float, headroom: float
                                    st.integers(1, 100),  # reserved tokens in 0.05 % of tpm: up to 5 % of tpm
                                    st.floats(0.0, 1.0)), min_size=1, max_size=150),
        rejects=st.lists(st.tuples(st.booleans(), st.floats(0.05, 30.0)), max_size=40))
+# A full bucket and a backlog from the start: the windows where one unit too many shows (always tried).
+@example(binding="requests", rpm=6.0, tpm=600.0, burst_s=0.5, requests=[(0.0, 1, 1.0)] * 10, rejects=[])
+@example(binding="requests", rpm=60.0, tpm=600.0, burst_s=1.0, requests=[(0.0, 1, 1.0)] * 80, rejects=[])
+@example(binding="tokens", rpm=60.0, tpm=5_000.0, burst_s=1.0, requests=[(0.0, 10, 1.0)] * 120, rejects=[])
 def test_no_60s_window_exceeds_rpm_or_tpm(binding, rpm, tpm, burst_s, requests, rejects):
     """In every 60 s window, the admitted requests (or tokens) stay within the token-bucket bound; with the
     default burst (<= 1 s), a limit of >= 60 requests/min and requests of <= 1 % of tpm (a 900-token call
