@@ -49,7 +49,8 @@ def inter() -> Interactions:
         return to_binary_csr(sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(N_USERS, n_items)))
 
     titles = [f"{'HELDOUT' if i >= N_REGULAR else 'title'} item-{i}" for i in range(n_items)]
-    item_text = pd.DataFrame({"title": titles, "description": [f"about item-{i} and its story" for i in range(n_items)]})
+    about = [f"about item-{i} and its story" for i in range(n_items)]
+    item_text = pd.DataFrame({"title": titles, "description": about})
     user_text = pd.DataFrame({"bio": [f"user-{u} reads widely" for u in range(N_USERS)]})
     return Interactions("leak", mat(rows["train"]), mat(rows["val"]), mat(rows["test"]), user_text=user_text,
                         item_text=item_text, source="tests/test_profiles_leakage.py").validate()
