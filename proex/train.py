@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Callable, Iterable
@@ -77,6 +78,7 @@ class ValidationReport:
     patience_left: int
     train_seconds: float  # training time since the previous validation
     eval_seconds: float
+    start_epoch: int = 0  # the epoch this fit started at: 0, or the saved state's next epoch when it resumed
 
 
 @dataclass
@@ -163,6 +165,7 @@ class Trainer:
         resuming = self.state_path is not None and os.path.exists(self.state_path)
         state = LoopState.load(self.state_path, system, opt) if resuming else LoopState()
         since_eval, epoch = 0.0, state.epoch
+        start_epoch = state.epoch
         while epoch < cfg.epochs and state.bad < cfg.patience:
             losses, seconds = self._train_epoch(system, data, cfg, opt, loss_terms)
             system.model.on_epoch_end(epoch)
@@ -170,6 +173,7 @@ class Trainer:
             since_eval += seconds
             if (epoch + cfg.eval_offset) % cfg.eval_every == 0:
                 report = self._validate(system, val_eval, cfg, state, epoch, losses, since_eval)
+                report.start_epoch = start_epoch
                 since_eval, state.epoch = 0.0, epoch + 1
                 if self.state_path:
                     state.save(self.state_path, system, opt)
@@ -232,6 +236,17 @@ class Trainer:
             return evaluator(system.scorer(), needs_rows=system.model.scores_need_rows)
 
 
+def read_state(path: str) -> dict:
+    """The trainer state file at `path`, loaded with `torch.load(weights_only=True)`: tensors and plain
+    containers only, so a state file from elsewhere cannot run code (a pickle names any callable to rebuild)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: refusing to load this trainer state: it holds objects other than tensors and "
+                         f"plain containers, so loading it could run code ({str(exc).splitlines()[0]}). A state "
+                         f"written by proex never does; delete the file to train this run from the start.") from None
+
+
 @dataclass
 class LoopState:
     """What the training loop carries from one validation to the next; saved at every validation (with the
@@ -254,7 +269,7 @@ class LoopState:
 
     @classmethod
     def load(cls, path: str, system: Plugin, opt: torch.optim.Optimizer) -> "LoopState":
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = read_state(path)
         system.load_state_dict(saved["system"])
         opt.load_state_dict(saved["optimizer"])
         set_rng_state(saved["rng"])

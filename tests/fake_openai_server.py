@@ -71,6 +71,7 @@ class FakeConfig:
     context_limit_tokens: int = 0     # 0 = no limit
     embed_dim: int = 16
     hold: bool = False
+    keep_messages: bool = False       # record each chat request's messages in the log (what the LLM was shown)
     seed: int = 0
     lifetime_s: float = 900.0
 
@@ -294,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
         content = json.dumps(body.get("messages") if chat else body.get("input"), sort_keys=True)
         digest = hashlib.sha256((str(body.get("model")) + content).encode()).hexdigest()
         entry = {"path": self.path, "hash": digest, "model": body.get("model"), "t0": arrival}
+        if cfg.keep_messages and chat:
+            entry["messages"] = body.get("messages")
         given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         if given != cfg.api_key:
             srv.record(status=401, outcome="401", **entry)

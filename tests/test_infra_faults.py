@@ -63,6 +63,8 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
         victim = wait_for(running_with_history, 300, "a trial with 3 validations", proc=driver, log_path=log1)
         os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)  # the trial's worker dies mid-training
         cell = victim.data.tags["cell_id"]
+        last_before_kill = max(m.step for m in tracker.client.get_metric_history(victim.info.run_id,
+                                                                                 "val_recall_at_20"))
 
         def resumed_and_one_finished():
             run = tracker.find(kind="cell", key=cell)[0]
@@ -84,6 +86,16 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
     assert len(finished) == 4
     assert all(finished[k].info.end_time == t for k, t in before.items())  # finished cells were not rerun
     assert int(finished[cell].data.tags["resumes"]) >= 1
+    # The killed trial's run continues after its last logged step, from its saved state: every point past that
+    # step was logged by a fit that started at a saved epoch (>= 1; at most the epoch after the next validation,
+    # had the state been saved but the point not yet logged when the worker died), not by a retrain from epoch 0
+    # whose repeated early points the recorder would drop unseen.
+    starts = {m.step: m.value for m in tracker.client.get_metric_history(finished[cell].info.run_id,
+                                                                         "fit_start_epoch")}
+    after = sorted(step for step in starts if step > last_before_kill)
+    assert after and after[0] in (last_before_kill + 3, last_before_kill + 6), (last_before_kill, starts)
+    assert 1 <= starts[after[0]] <= last_before_kill + 4, (last_before_kill, starts)
+    assert all(starts[a] >= 1 for a in after), (last_before_kill, starts)
     for run in runs:
         steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")]
         assert len(steps) == len(set(steps))  # a resumed curve has no duplicate points

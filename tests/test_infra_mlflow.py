@@ -53,6 +53,34 @@ def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_
     assert tracker.finished() == {}
 
 
+def test_resumed_fit_continues_its_run_after_the_last_logged_step(store, tmp_path):
+    """A fit that crashes after epoch 3's validation and is run again with the same state file continues the
+    same MLflow run: its next point is step 6, logged by a fit that started at epoch 4, not 0."""
+    from proex.experiment import CellConfig
+
+    tracker = Tracker(store, "proex-unit")
+    run, _ = tracker.run_for("cell", "resume-me")
+    cell = CellConfig(dataset="synthetic", model="lightgcn", train={"epochs": 9, "patience": 50, "device": "cpu"})
+    inter, state = load_dataset("synthetic"), str(tmp_path / "state.pt")
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_3(r):
+        CellRecorder(tracker, run.info.run_id).validation(r.epoch, r.metrics, r.losses, r.start_epoch)
+        if r.epoch == 3:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_cell(cell, inter, callback=crash_after_3, state_path=state)
+    rec = CellRecorder(tracker, run.info.run_id)  # the retry: a new recorder on the same run
+    run_cell(cell, inter, callback=lambda r: rec.validation(r.epoch, r.metrics, r.losses, r.start_epoch),
+             state_path=state)
+    history = {m.step: m.value for m in tracker.client.get_metric_history(run.info.run_id, "fit_start_epoch")}
+    assert history == {0: 0, 3: 0, 6: 4}
+    assert sorted(m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")) == [0, 3, 6]
+
+
 def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path):
     tracker = Tracker(store, "proex-unit")
     grid = load_grid(os.path.join(GRIDS, "smoke.yaml"))

@@ -2,6 +2,7 @@
 and (on the synthetic data) a few epochs beat a popularity ranking."""
 import pytest
 import torch
+from conftest import assert_steps_lower_the_loss
 
 from proex.data.sampling import bpr_batches, user_batches
 from proex.data.tensors import TrainData
@@ -43,10 +44,15 @@ def test_loss_backward_and_scores(name, tiny):
     grads = [p.grad for p in system.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     system.eval()
+    users = torch.arange(7)
     with torch.no_grad():
-        users = torch.arange(7)
         scores = system.scorer()(data.user_batch(users))
     assert scores.shape == (7, tiny.n_items) and torch.isfinite(scores).all()
+    assert_steps_lower_the_loss(system, batch)  # the gradient points downhill on the model's own objective
+    system.eval()
+    with torch.no_grad():
+        trained = system.scorer()(data.user_batch(users))
+    assert not torch.allclose(trained, scores)  # and training moves what users are recommended
 
 
 @pytest.mark.parametrize("name", list(MODELS))

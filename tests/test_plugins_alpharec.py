@@ -60,4 +60,4 @@ def test_defaults_and_refusals(synth):
 
 
 def test_run_cell_end_to_end(synth):
-    assert_trains_end_to_end("alpharec", "lightgcn", synth[0])
+    assert_trains_end_to_end("alpharec", "lightgcn", synth[0], own_terms=("loss_infonce",))  # replaces BPR

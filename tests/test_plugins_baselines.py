@@ -243,7 +243,10 @@ def test_dmrec_inference_fuses_the_undropped_meta_network(synth):
         assert torch.allclose(system.scorer()(batch), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("plugin,model", [("rlmrec_con", "simgcl"), ("rlmrec_gen", "lightgcn"),
-                                          ("dmrec_g", "multvae"), ("dmrec_c", "cvga"), ("dmrec_m", "multvae")])
-def test_run_cell_end_to_end(plugin, model, synth):
-    assert_trains_end_to_end(plugin, model, synth[0], batch_size=256 if model in PAIRWISE else 32)
+@pytest.mark.parametrize("plugin,model,terms", [("rlmrec_con", "simgcl", ("loss_kd",)),
+                                                ("rlmrec_gen", "lightgcn", ("loss_recon",)),
+                                                ("dmrec_g", "multvae", ("loss_match",)),
+                                                ("dmrec_c", "cvga", ("loss_match",)),
+                                                ("dmrec_m", "multvae", ("loss_match",))])
+def test_run_cell_end_to_end(plugin, model, terms, synth):
+    assert_trains_end_to_end(plugin, model, synth[0], batch_size=256 if model in PAIRWISE else 32, own_terms=terms)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import plugin_system
+from conftest import assert_steps_lower_the_loss, plugin_system
 
 from proex.data.sampling import bpr_batches, user_batches
 from proex.data.synthetic import SyntheticConfig, make_synthetic
@@ -314,6 +314,17 @@ def test_every_base_trains_with_proex(name, synth):
     assert torch.isfinite(loss)
     loss.backward()
     assert system.map.net[0].weight.grad is not None and torch.isfinite(system.map.net[0].weight.grad).all()
+    # the whole objective, profile terms included, goes down under a few steps on this batch
+    assert_steps_lower_the_loss(system, _batch(system, data))
+    # and the mapped profiles change what users are recommended: the same system with a zero map (no profile
+    # signal at the fusion point) scores differently
+    system.eval()
+    users = data.user_batch(torch.arange(8))
+    with torch.no_grad():
+        scores = system.scorer()(users)
+        _zero_map(system)
+        without = system.scorer()(users)
+    assert torch.isfinite(scores).all() and not torch.allclose(scores, without, atol=1e-5)
 
 
 def test_profile_subset_and_original_only(synth):

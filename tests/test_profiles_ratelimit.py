@@ -93,3 +93,21 @@ def test_a_429_costs_the_pause_it_asks_for_not_a_stall(tmp_path):
         assert max(late) <= 0.5, report  # resumed when the window allowed (+ jitter), not after a stall
         assert summary["limiter"]["reserved"] == len(log), report  # 429'd requests included, nothing twice
         assert summary["limiter"]["throttled_429"] == len(rejected)
+
+
+def test_token_limit_binds_end_to_end(tmp_path):
+    """The server's tokens/min switched on (prompt + max_tokens counted up front, a 1 s bucket) and requests/min
+    far above need: the job is paced by tokens, not requests, and the server rarely has to say 429 (the server,
+    like OpenAI, counts max_tokens up front: the client may give back only its prompt estimate's error)."""
+    T = 240_000  # tokens/min: 4,000/s, about four calls of max_tokens 800 per second
+    with FakeOpenAI(FakeConfig(api_key=KEY, tpm=T, burst_s=1.0)) as srv:
+        t0 = time.monotonic()
+        summary = run(srv, tmp_path, n_users=6, rpm=6000, tpm=T)  # 24 calls; 100 requests/s would be allowed
+        wall = time.monotonic() - t0
+        seen = outcomes(srv)
+        report = {"outcomes": seen, "wall_s": round(wall, 2), "limiter": summary["limiter"]}
+        print(json.dumps(report))
+        assert seen["completed"] == 24 and seen.get("429", 0) <= 1, report
+        # max_tokens alone charges 24 x 800 tokens; at most 4,000 of them fit the first second's bucket
+        assert wall >= (24 * 800 - 4000) / (T / 60), report
+        assert summary["limiter"]["tpm"] == pytest.approx(0.97 * T, rel=0.05), report

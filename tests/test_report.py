@@ -142,7 +142,29 @@ def test_unpaired_seeds_are_dropped_and_single_pairs_have_no_p_value():
     assert "n/a" in report.comparison_view(cmp).p_value.tolist()
 
 
-def test_variant_reference_compares_within_plugin(tmp_path):
+@pytest.fixture
+def figures(monkeypatch) -> dict:
+    """The matplotlib Figure behind each PNG the report writes, by file name, captured as it is saved."""
+    from matplotlib.figure import Figure
+
+    seen, save = {}, Figure.savefig
+
+    def capture(fig, path, *args, **kwargs):
+        seen[os.path.basename(str(path))] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    return seen
+
+
+def _png_shape(path: str) -> tuple[int, int]:
+    """(height, width) in pixels of a PNG read back from disk."""
+    import matplotlib.image
+
+    return matplotlib.image.imread(path).shape[:2]
+
+
+def test_variant_reference_compares_within_plugin(tmp_path, figures):
     runs = fixed_runs().assign(variant="full")
     off = runs[runs.plugin == "proex"].assign(variant="w/o inv")
     off[METRICS] = off[METRICS] - 0.005
@@ -151,11 +173,19 @@ def test_variant_reference_compares_within_plugin(tmp_path):
     assert set(cmp.arm) == {"w/o inv"} and (cmp.improvement_pct < 0).all()
     files, _ = report.write_report(runs, str(tmp_path), ReportSpec(reference_variant="full", metrics=tuple(METRICS),
                                                                    figures=("ablation",)), title="ablation")
-    assert os.path.getsize(files["ablation.png"]) > 1000
     assert "improv. proex w/o inv" in open(files["report.md"]).read()
+    fig = figures["ablation.png"]
+    assert _png_shape(files["ablation.png"]) == (int(3.2 * 120), 2 * 5 * 120)  # a panel per dataset
+    for ax, ds in zip(fig.axes, ("yelp", "amazon")):
+        assert ax.get_title() == ds and [t.get_text() for t in ax.get_legend().get_texts()] == ["proex full",
+                                                                                              "proex w/o inv"]
+        heights = [round(b.get_height(), 6) for b in ax.patches]  # a bar per (arm, metric), arms in order
+        mine = runs[runs.dataset == ds]
+        want = [round(mine[mine.variant == v][m].mean(), 6) for v in ("full", "w/o inv") for m in METRICS]
+        assert heights == want
 
 
-def test_sensitivity_and_curve_figures(tmp_path):
+def test_sensitivity_and_curve_figures(tmp_path, figures):
     runs = fixed_runs()
     runs = runs[runs.plugin == "proex"]
     runs = pd.concat([runs.assign(variant=f"num_envs={e}", **{"recall@20": runs["recall@20"] + e / 1000})
@@ -165,7 +195,19 @@ def test_sensitivity_and_curve_figures(tmp_path):
                            for e in (0, 3, 6)])
     files, _ = report.write_report(runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS),
                                                                    figures=("sensitivity", "curves")), curves=curves)
-    assert os.path.getsize(files["sensitivity.png"]) > 1000 and os.path.getsize(files["curves.png"]) > 1000
+    assert _png_shape(files["sensitivity.png"]) == _png_shape(files["curves.png"]) == (int(3.2 * 120), 4 * 120)
+    curve_ax, = figures["curves.png"].axes  # one panel: (amazon, gccf)
+    assert curve_ax.get_title() == "gccf on amazon"
+    lines = {ln.get_label(): (list(ln.get_xdata()), [round(y, 6) for y in ln.get_ydata()]) for ln in curve_ax.lines}
+    assert lines == {"base": ([0, 3, 6], [0.0, 0.03, 0.06]), "proex": ([0, 3, 6], [0.02, 0.05, 0.08])}
+    sens_ax, = figures["sensitivity.png"].axes  # one panel: num_envs
+    assert sens_ax.get_title() == "num_envs" and len(sens_ax.containers) == 4  # a line per (dataset, model)
+    for container in sens_ax.containers:
+        model, ds = container.get_label().split()
+        line = container.lines[0]
+        mine = runs[(runs.model == model) & (runs.dataset == ds)]
+        want = [mine[mine.variant == f"num_envs={e}"]["recall@20"].mean() for e in (2, 3, 4)]
+        assert list(line.get_xdata()) == [2, 3, 4] and np.allclose(line.get_ydata(), want)
     assert report.plot_sensitivity(report.summarize(runs.assign(variant="plain"), METRICS),
                                    str(tmp_path / "none.png"), "recall@20") is None
 

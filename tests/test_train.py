@@ -1,6 +1,7 @@
 """The trainer: validation schedule, early stopping and restore of the best state, determinism,
 resume after an interruption, and checkpoints that save and load."""
 import json
+import os
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def test_same_seed_same_result(tiny):
     assert c.history != a.history
 
 
-def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
+def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path, monkeypatch):
     full, _, _ = _fit(tiny, _cell(epochs=9, patience=50))
     state = str(tmp_path / "state.pt")
 
@@ -71,9 +72,39 @@ def test_resume_after_interruption_matches_uninterrupted(tiny, tmp_path):
 
     with pytest.raises(Stop):
         _fit(tiny, _cell(epochs=9, patience=50), callback=crash, state_path=state)
-    resumed, _, _ = _fit(tiny, _cell(epochs=9, patience=50), state_path=state)
+    # The resumed fit trains only epochs 4..8 (the state was saved after epoch 3's validation) and validates
+    # only after epoch 6: a retrain from scratch would train 9 epochs and validate after 0, 3 and 6 again.
+    trained, seen = [], []
+    train_epoch = Trainer._train_epoch
+
+    def counting(*args):
+        trained.append(1)
+        return train_epoch(*args)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", staticmethod(counting))
+    resumed, _, _ = _fit(tiny, _cell(epochs=9, patience=50), callback=seen.append, state_path=state)
+    assert len(trained) == 5 and [r.epoch for r in seen] == [6]
+    assert resumed.epochs_run == full.epochs_run == 9
     assert resumed.history == full.history
     assert resumed.test == pytest.approx(full.test)
+
+
+def test_crafted_trainer_state_is_refused(tiny, tmp_path):
+    """A state file whose pickle would call a function (here `os.system` via __reduce__) is refused with an
+    error naming the file, and nothing runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    state = tmp_path / "state.pt"
+    torch.save({"loop": Payload()}, state, pickle_module=pickle)
+    with pytest.raises(ValueError, match=r"state\.pt: refusing to load this trainer state.*delete the file"):
+        _fit(tiny, _cell(epochs=3), state_path=str(state))
+    assert not marker.exists()
 
 
 def test_checkpoint_round_trip(tiny, tmp_path):

@@ -22,11 +22,14 @@ class CellRecorder:
         self.tracker, self.run_id = tracker, run_id
         self.last = tracker.last_step(run_id, f"val_{select}")
 
-    def validation(self, epoch: int, metrics: dict, losses: dict) -> None:
+    def validation(self, epoch: int, metrics: dict, losses: dict, start_epoch: int = 0) -> None:
+        """start_epoch: where the fit that produced this validation started (logged as `fit_start_epoch`), so a
+        run's history shows each retry resuming from its saved state rather than training again from 0."""
         if epoch <= self.last:
             return
         self.tracker.log_metrics(self.run_id, {**{f"val_{k}": v for k, v in metrics.items()},
-                                               **{f"loss_{k}": v for k, v in losses.items()}}, step=epoch)
+                                               **{f"loss_{k}": v for k, v in losses.items()},
+                                               "fit_start_epoch": start_epoch}, step=epoch)
         self.last = epoch
 
     def final(self, cell_id: str, result: CellResult, system, inter, workdir: str) -> None:

@@ -101,7 +101,7 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     recorder = CellRecorder(tracker, run_id, ctx.select)
 
     def validation(report) -> None:
-        recorder.validation(report.epoch, report.metrics, report.losses)
+        recorder.validation(report.epoch, report.metrics, report.losses, report.start_epoch)
         if on_validation is not None:
             on_validation(report)
 
@@ -135,9 +135,9 @@ def attempt_tags(run, state_path: str) -> dict:
     interrupted=false with the time it sat stopped added to `paused_s` (the report's device time leaves it out)."""
     tags = {}
     if os.path.exists(state_path):
-        import torch
+        from ..train import read_state
 
-        tags["resumed_from_epoch"] = torch.load(state_path, map_location="cpu", weights_only=False, mmap=True)["loop"]["epoch"]
+        tags["resumed_from_epoch"] = read_state(state_path)["loop"]["epoch"]
     if run.data.tags.get("interrupted") == "true":
         stopped_ms = int(run.data.tags.get("interrupted_at_ms", "0") or 0)
         paused = float(run.data.tags.get("paused_s", "0")) + max(time.time() - stopped_ms / 1000, 0) * (stopped_ms > 0)

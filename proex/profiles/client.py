@@ -184,7 +184,8 @@ class LLMClient:
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0, seed=sent.get("seed"),
                           response_format=sent.get("response_format", {}).get("type", "none"))
 
-        return await self._send(send, unpack, est, what, model=self.model, optional=sent)
+        return await self._send(send, unpack, est, what, model=self.model, optional=sent,
+                                completion_cap=self.max_tokens)
 
     async def embed(self, texts: list[str], model: str, what: str = "embedding batch") -> Answer:
         """Embedding vectors of `texts` (one request), in input order."""
@@ -203,8 +204,13 @@ class LLMClient:
         return await self._send(send, unpack, est, what, model=model)
 
     async def _send(self, send: Callable[[], Awaitable], unpack: Callable[[Any], Answer], est: int, what: str,
-                    model: str, optional: dict | None = None) -> Answer:
+                    model: str, optional: dict | None = None, completion_cap: int = 0) -> Answer:
         """The retry layer. Returns the first good answer; raises ProfileAPIError (redacted, unchained).
+
+        After an answer, only the error of the prompt estimate goes back to the limiter: the provider counts
+        a request against tokens/min as its prompt plus `completion_cap` (max_tokens) up front, however short
+        the completion (OpenAI's rate-limit guide), so refunding the unused completion allowance would overrun
+        a binding tokens/min limit (tests/test_profiles_ratelimit.py).
 
         A 429 costs no sleep here: the limiter holds the pause for the whole job, and the retry is queued first
         after it (`acquire(front=True)`), charged once like any request."""
@@ -218,7 +224,7 @@ class LLMClient:
                 await self.limiter.feedback(dict(raw.headers), raw.status_code)
                 answer = unpack(raw.parse())
                 answer.attempts = attempt
-                await self.limiter.refund(est - answer.prompt_tokens - answer.completion_tokens)
+                await self.limiter.refund(est - answer.prompt_tokens - max(completion_cap, answer.completion_tokens))
                 return answer
             except oa.AuthenticationError:
                 raise ProfileAPIError(
