@@ -7,6 +7,7 @@ LightGCN base vs a plug-in, with the official stopping rule (patience only) and 
 Each row: arm, seed, stopping rule, epochs run, best epoch, first-dip flag, test Recall@20; with --curves the
 validation Recall@20 and loss terms at every validation. Results and the command are written up in the issue note.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ def main() -> None:
     p.add_argument("--plugin", default="rlmrec_con")
     p.add_argument("--profiles", default="synthetic-latent:dim=384")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--rules", nargs="+", default=["patience=5", "min_epochs=30,patience=5", "patience=20"],
-                   help="stopping rules: comma-separated TrainConfig overrides")
+    p.add_argument(
+        "--rules",
+        nargs="+",
+        default=["patience=5", "min_epochs=30,patience=5", "patience=20"],
+        help="stopping rules: comma-separated TrainConfig overrides",
+    )
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--curves", action="store_true", help="print every validation")
     p.add_argument("--arms", nargs="+", default=None, help="plug-ins to run (default: base and --plugin)")
@@ -44,11 +49,19 @@ def main() -> None:
                 for kv in rule.split(","):
                     k, v = kv.split("=")
                     train[k] = int(v)
-                cell = CellConfig(dataset=args.dataset, model="lightgcn", plugin=plugin, train=train,
-                                  profiles=args.profiles if plugin != "base" else None)
+                cell = CellConfig(
+                    dataset=args.dataset,
+                    model="lightgcn",
+                    plugin=plugin,
+                    train=train,
+                    profiles=args.profiles if plugin != "base" else None,
+                )
                 r = run_cell(cell, inter)[0].to_dict()
-                print(f"{plugin:<12} {seed:>4} {rule:<24} {r['epochs_run']:>6} {r['best_epoch']:>5} "
-                      f"{'yes' if r['first_dip'] else 'no':>4} {r['test']['recall@20']:>9.4f}", flush=True)
+                print(
+                    f"{plugin:<12} {seed:>4} {rule:<24} {r['epochs_run']:>6} {r['best_epoch']:>5} "
+                    f"{'yes' if r['first_dip'] else 'no':>4} {r['test']['recall@20']:>9.4f}",
+                    flush=True,
+                )
                 if args.curves:
                     for h in r["history"]:
                         losses = " ".join(f"{k[5:]} {v:.4f}" for k, v in h.items() if k.startswith("loss_"))

@@ -16,6 +16,7 @@ Every step is a subprocess with a time cap (a compile that hangs costs its cap, 
 needed. `--dry` runs every step on the CPU with a tiny synthetic dataset and 32-d profiles, so the script is
 exercised by the test suite (tests/test_gpu_check.py) and cannot rot; its figures mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,12 @@ MODELS = ["gccf", "lightgcn", "simgcl", "multvae", "ldiffrec", "cvga"]
 PAPER_INTERACTIONS = {"amazon": 200_860, "yelp": 277_535, "steam": 525_922}  # ProEx paper, Table 1
 SEEDS = 10
 ENV = dict(os.environ)  # the subprocesses' environment (--dry adds TORCHDYNAMO_DISABLE=1)
-VARIANTS = [("eager", []), ("tf32", ["--tf32"]), ("compiled", ["--compile"]), ("compiled_tf32", ["--compile", "--tf32"])]
+VARIANTS = [
+    ("eager", []),
+    ("tf32", ["--tf32"]),
+    ("compiled", ["--compile"]),
+    ("compiled_tf32", ["--compile", "--tf32"]),
+]
 
 
 @dataclass
@@ -52,10 +58,26 @@ class Plan:
 
 def make_plan(args) -> Plan:
     if args.dry:
-        return Plan("cpu", "synthetic:n_users=120,n_items=90", "random:k=4,dim=32", 1, 1, 2, 3,
-                    {"proex": 120, "bases": 120, "train": 120})
-    return Plan(args.device, args.dataset, "random:k=4,dim=1536", args.epochs, 2, args.jobs, 15,
-                {"proex": 90, "compiled": 180, "bases": 100, "train": 150})
+        return Plan(
+            "cpu",
+            "synthetic:n_users=120,n_items=90",
+            "random:k=4,dim=32",
+            1,
+            1,
+            2,
+            3,
+            {"proex": 120, "bases": 120, "train": 120},
+        )
+    return Plan(
+        args.device,
+        args.dataset,
+        "random:k=4,dim=1536",
+        args.epochs,
+        2,
+        args.jobs,
+        15,
+        {"proex": 90, "compiled": 180, "bases": 100, "train": 150},
+    )
 
 
 class Budget:
@@ -88,8 +110,21 @@ def speed(plan: Plan, budget: Budget, out: Path, name: str, args: list[str], cap
         print(f"{name}: skipped (no time left)", flush=True)
         return []
     path = out / f"speed_{name}.json"
-    cmd = [sys.executable, "benchmarks/speed.py", "--dataset", plan.dataset, "--device", plan.device, "--epochs",
-           str(plan.epochs), "--validations", str(plan.validations), "--json", str(path), *args]
+    cmd = [
+        sys.executable,
+        "benchmarks/speed.py",
+        "--dataset",
+        plan.dataset,
+        "--device",
+        plan.device,
+        "--epochs",
+        str(plan.epochs),
+        "--validations",
+        str(plan.validations),
+        "--json",
+        str(path),
+        *args,
+    ]
     rc, secs, text = sh(cmd, limit, out / f"speed_{name}.log")
     if rc != 0 or not path.exists():
         print(f"{name}: failed (rc {rc}, {secs:.0f} s): {text.strip().splitlines()[-1:] or ''}", flush=True)
@@ -103,8 +138,11 @@ def proex_speed(plan: Plan, budget: Budget, out: Path, name: str, extra: list[st
     rows = speed(plan, budget, out, f"proex_{name}", ["--models", "lightgcn", *proex_args(plan), *extra], cap)
     if rows:
         found[name] = rows[0]["amortised_s"]
-        print(f"LightGCN+ProEx {name:14s} {rows[0]['epoch_s']:8.4f} s/epoch  {found[name]:8.4f} s amortised  "
-              f"{OFFICIAL_PROEX_H100 / found[name]:6.2f}x the official {OFFICIAL_PROEX_H100} s (one H100)", flush=True)
+        print(
+            f"LightGCN+ProEx {name:14s} {rows[0]['epoch_s']:8.4f} s/epoch  {found[name]:8.4f} s amortised  "
+            f"{OFFICIAL_PROEX_H100 / found[name]:6.2f}x the official {OFFICIAL_PROEX_H100} s (one H100)",
+            flush=True,
+        )
 
 
 def proex_args(plan: Plan) -> list[str]:
@@ -112,9 +150,25 @@ def proex_args(plan: Plan) -> list[str]:
 
 
 def train_cmd(plan: Plan, out: Path) -> list[str]:
-    return [sys.executable, "-m", "proex.cli", "train", "--dataset", plan.dataset, "--model", "lightgcn",
-            *proex_args(plan), "--device", plan.device, "--out", str(out),
-            "--train", f"epochs={plan.train_epochs}", "eval_every=3", "patience=1000"]
+    return [
+        sys.executable,
+        "-m",
+        "proex.cli",
+        "train",
+        "--dataset",
+        plan.dataset,
+        "--model",
+        "lightgcn",
+        *proex_args(plan),
+        "--device",
+        plan.device,
+        "--out",
+        str(out),
+        "--train",
+        f"epochs={plan.train_epochs}",
+        "eval_every=3",
+        "patience=1000",
+    ]
 
 
 def shared_gpu(plan: Plan, budget: Budget, out: Path) -> dict | None:
@@ -125,8 +179,9 @@ def shared_gpu(plan: Plan, budget: Budget, out: Path) -> dict | None:
         return None
     env = {**ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     t = time.time()
-    alone = subprocess.run(train_cmd(plan, out / "train_alone"), cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=limit)
+    alone = subprocess.run(
+        train_cmd(plan, out / "train_alone"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit
+    )
     alone_s = time.time() - t
     if alone.returncode != 0:
         print(f"shared GPU: the run alone failed: {alone.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -137,8 +192,14 @@ def shared_gpu(plan: Plan, budget: Budget, out: Path) -> dict | None:
     t, procs = time.time(), []
     for i in range(plan.jobs):
         log = open(out / f"train_{i}.log", "w")
-        procs.append((subprocess.Popen(train_cmd(plan, out / f"train_{i}"), cwd=ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    train_cmd(plan, out / f"train_{i}"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                ),
+                log,
+            )
+        )
     each = []
     for proc, log in procs:
         try:
@@ -154,11 +215,18 @@ def shared_gpu(plan: Plan, budget: Budget, out: Path) -> dict | None:
 
     def fit(d: Path) -> float:
         return json.loads((d / "metrics.json").read_text())["wall_seconds"]
+
     fits = [fit(out / f"train_{i}") for i in range(plan.jobs)]
     # throughput gain of sharing: runs finished per training second, together against alone (training time
     # only: start-up and data loading run on the CPU cores and overlap anyway)
-    return {"alone_s": alone_s, "alone_fit_s": fit(out / "train_alone"), "each_s": each, "batch_s": max(each),
-            "each_fit_s": fits, "gain": plan.jobs * fit(out / "train_alone") / max(fits)}
+    return {
+        "alone_s": alone_s,
+        "alone_fit_s": fit(out / "train_alone"),
+        "each_s": each,
+        "batch_s": max(each),
+        "each_fit_s": fits,
+        "gain": plan.jobs * fit(out / "train_alone") / max(fits),
+    }
 
 
 def table2_estimate(bases: dict, proex_s: float, shared: dict | None, plan: Plan) -> list[str]:
@@ -174,17 +242,21 @@ def table2_estimate(bases: dict, proex_s: float, shared: dict | None, plan: Plan
         runs = sum(per_amazon * PAPER_INTERACTIONS[d] / PAPER_INTERACTIONS["amazon"] for d in PAPER_INTERACTIONS)
         model_s = SEEDS * runs * (1 + factor)
         serial += model_s
-        lines.append(f"  {model:9s} {epochs:4d} epochs  {bases[model]:.4f} s/epoch on {plan.dataset}  "
-                     f"-> {model_s / 3600:6.2f} h (base + ProEx, 3 datasets, {SEEDS} seeds)")
-    lines += [f"  one run at a time:           {serial / 3600:7.2f} h of GPU",
-              f"  {plan.jobs} runs sharing the GPU:     {serial / gain / 3600:7.2f} h "
-              f"(throughput gain {gain:.2f}x measured on LightGCN+ProEx)" if shared else
-              "  runs sharing the GPU:        not measured",
-              "  assumptions: every run trains its reference maximum of epochs (early stopping only shortens it);",
-              "  an epoch's time scales with the training interactions (paper Table 1: yelp 1.38x, steam 2.62x "
-              "amazon);",
-              f"  ProEx costs {factor:.2f}x its base's epoch for every model (measured on LightGCN only); start-up, "
-              "data loading and final testing are not counted; the sharing gain holds for all models."]
+        lines.append(
+            f"  {model:9s} {epochs:4d} epochs  {bases[model]:.4f} s/epoch on {plan.dataset}  "
+            f"-> {model_s / 3600:6.2f} h (base + ProEx, 3 datasets, {SEEDS} seeds)"
+        )
+    lines += [
+        f"  one run at a time:           {serial / 3600:7.2f} h of GPU",
+        f"  {plan.jobs} runs sharing the GPU:     {serial / gain / 3600:7.2f} h "
+        f"(throughput gain {gain:.2f}x measured on LightGCN+ProEx)"
+        if shared
+        else "  runs sharing the GPU:        not measured",
+        "  assumptions: every run trains its reference maximum of epochs (early stopping only shortens it);",
+        "  an epoch's time scales with the training interactions (paper Table 1: yelp 1.38x, steam 2.62x amazon);",
+        f"  ProEx costs {factor:.2f}x its base's epoch for every model (measured on LightGCN only); start-up, "
+        "data loading and final testing are not counted; the sharing gain holds for all models.",
+    ]
     return lines
 
 
@@ -202,8 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry:  # torch.compile on a CPU builds C++ for a minute: the dry run checks the plumbing only
         ENV["TORCHDYNAMO_DISABLE"] = "1"
     out.mkdir(parents=True, exist_ok=True)
-    print(f"gpu_check: device {plan.device}, dataset {plan.dataset}, profiles {plan.profiles}, "
-          f"{'DRY RUN (figures mean nothing)' if args.dry else f'wall {args.wall:.0f} s'}", flush=True)
+    print(
+        f"gpu_check: device {plan.device}, dataset {plan.dataset}, profiles {plan.profiles}, "
+        f"{'DRY RUN (figures mean nothing)' if args.dry else f'wall {args.wall:.0f} s'}",
+        flush=True,
+    )
     proex: dict[str, float] = {}
     for name, extra in VARIANTS[:3]:
         proex_speed(plan, budget, out, name, extra, proex)
@@ -214,13 +289,21 @@ def main(argv: list[str] | None = None) -> int:
     shared = shared_gpu(plan, budget, out)
     if shared:
         each, fits = sum(shared["each_s"]) / plan.jobs, sum(shared["each_fit_s"]) / plan.jobs
-        print(f"proex train alone: {shared['alone_s']:.1f} s wall, {shared['alone_fit_s']:.1f} s training; "
-              f"{plan.jobs} at once: {each:.1f} s wall, {fits:.1f} s training per run ({each / shared['alone_s']:.2f}x, "
-              f"{fits / shared['alone_fit_s']:.2f}x the run alone), all done in {shared['batch_s']:.1f} s; "
-              f"throughput {shared['gain']:.2f}x one run at a time", flush=True)
+        print(
+            f"proex train alone: {shared['alone_s']:.1f} s wall, {shared['alone_fit_s']:.1f} s training; "
+            f"{plan.jobs} at once: {each:.1f} s wall, {fits:.1f} s training per run ({each / shared['alone_s']:.2f}x, "
+            f"{fits / shared['alone_fit_s']:.2f}x the run alone), all done in {shared['batch_s']:.1f} s; "
+            f"throughput {shared['gain']:.2f}x one run at a time",
+            flush=True,
+        )
     proex_speed(plan, budget, out, *VARIANTS[3], proex)  # the least needed variant last
-    summary = {"plan": plan.__dict__, "dry": args.dry, "proex_amortised_s": proex, "bases_amortised_s": bases,
-               "shared": shared}
+    summary = {
+        "plan": plan.__dict__,
+        "dry": args.dry,
+        "proex_amortised_s": proex,
+        "bases_amortised_s": bases,
+        "shared": shared,
+    }
     if "eager" in proex and set(MODELS) <= set(bases):
         print("Table 2 grid on one GPU (estimate, from the default eager fp32 configuration):", flush=True)
         lines = table2_estimate(bases, proex["eager"], shared, plan)

@@ -16,6 +16,7 @@ local Ray run the grid. Measured in this process:
 `--screenshot PNG` opens the grid's MLflow comparison view (the saved view, `proex.infra.ui.links`) in headless
 Chromium (Playwright, /usr/bin/chromium) and saves it, with the seconds until its first cell row showed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,12 @@ MODELS = ["lightgcn", "gccf", "simgcl", "multvae", "ldiffrec", "cvga"]
 
 def grid_yaml(data: str, seeds: int) -> str:
     datasets = ", ".join(os.path.join(data, f"syn{k}") for k in range(3))
-    return (f"name: scale\naxes: {{model: [{', '.join(MODELS)}], plugin: [base, proex], dataset: [{datasets}], "
-            f"seed: [{', '.join(map(str, range(seeds)))}]}}\n"
-            "fixed: {profiles: 'random:k=2,dim=16', train: {epochs: 1, eval_every: 1, patience: 1, batch_size: 64}}\n"
-            "resources: {cpu: 1}\nmax_failures: 0\n")
+    return (
+        f"name: scale\naxes: {{model: [{', '.join(MODELS)}], plugin: [base, proex], dataset: [{datasets}], "
+        f"seed: [{', '.join(map(str, range(seeds)))}]}}\n"
+        "fixed: {profiles: 'random:k=2,dim=16', train: {epochs: 1, eval_every: 1, patience: 1, batch_size: 64}}\n"
+        "resources: {cpu: 1}\nmax_failures: 0\n"
+    )
 
 
 def timed(fn, profile: str | None = None):
@@ -62,8 +65,15 @@ def screenshot(url: str, path: str) -> float:
     """Open `url` in headless Chromium, wait for a cell's row, save a screenshot; seconds until the row showed."""
     from playwright.sync_api import sync_playwright
 
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync"]  # as tests/test_ui.py
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]  # as tests/test_ui.py
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
         page = browser.new_page(viewport={"width": 1900, "height": 1000})
@@ -88,9 +98,12 @@ def main() -> None:
     p.add_argument("--profile", default=None, help="folder for cProfile files of the resubmit and the report")
     p.add_argument("--keep", default=None, help="folder to keep the MLflow store in (default: temporary)")
     p.add_argument("--screenshot", default=None, help="PNG of the MLflow comparison view of the grid's runs")
-    p.add_argument("--resubmit-only", action="store_true",
-                   help="with --keep naming the folder of a finished run of this benchmark: measure the resubmit, "
-                        "report and plan only (e.g. after changing them)")
+    p.add_argument(
+        "--resubmit-only",
+        action="store_true",
+        help="with --keep naming the folder of a finished run of this benchmark: measure the resubmit, "
+        "report and plan only (e.g. after changing them)",
+    )
     args = p.parse_args()
 
     from proex.data.export import save_rlmrec
@@ -105,8 +118,10 @@ def main() -> None:
     work = args.keep or tempfile.mkdtemp(prefix="grid-scale-")
     os.makedirs(work, exist_ok=True)
     for k in range(3):
-        save_rlmrec(load_dataset(f"synthetic:n_users=30,n_items=40,mean_interactions=5,seed={k}"),
-                    os.path.join(work, "data", f"syn{k}"))
+        save_rlmrec(
+            load_dataset(f"synthetic:n_users=30,n_items=40,mean_interactions=5,seed={k}"),
+            os.path.join(work, "data", f"syn{k}"),
+        )
     path = os.path.join(work, "scale.yaml")
     with open(path, "w") as f:
         f.write(grid_yaml(os.path.join(work, "data"), args.seeds))
@@ -134,16 +149,21 @@ def main() -> None:
                 tracker.find(kind="cell")
         else:
             tune_grid.connect("local", args.num_cpus)
-            _, launch = timed(lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"),
-                                                         os.path.join(work, "report")))
+            _, launch = timed(
+                lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"), os.path.join(work, "report"))
+            )
             train = sum(r.data.metrics.get("wall_seconds", 0.0) for r in tracker.finished("cell").values())
-        out, resubmit = timed(lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"),
-                                                         os.path.join(work, "report")),
-                              prof and os.path.join(prof, "resubmit.prof"))
-        _, report = timed(lambda: publish_report(grid, tracker, os.path.join(work, "report")),
-                          prof and os.path.join(prof, "report.prof"))
-        _, plan = timed(lambda: grid_plan.make_plan(grid, grid.expand(), tracker, probe_budget_s=0,
-                                                    estimate_banks=False))
+        out, resubmit = timed(
+            lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"), os.path.join(work, "report")),
+            prof and os.path.join(prof, "resubmit.prof"),
+        )
+        _, report = timed(
+            lambda: publish_report(grid, tracker, os.path.join(work, "report")),
+            prof and os.path.join(prof, "report.prof"),
+        )
+        _, plan = timed(
+            lambda: grid_plan.make_plan(grid, grid.expand(), tracker, probe_budget_s=0, estimate_banks=False)
+        )
         ui_s = screenshot(links(tracker, out.parent_run_id)["compare"], args.screenshot) if args.screenshot else None
     finally:
         stop_server(server)
@@ -151,12 +171,25 @@ def main() -> None:
     n = out.n_cells
     row = {"cells": n, "finished": out.finished, "failed": len(out.failed), "concurrent": args.num_cpus}
     if launch is not None:
-        row.update({"launch_s": round(launch, 1), "training_s": round(train, 1),
-                    "overhead_per_cell_s": round((launch - train / args.num_cpus) / n, 3),
-                    "wall_per_cell_s": round(launch / n, 3)})
-    row.update({"resubmit_s": round(resubmit, 1), "report_s": round(report, 1), "plan_s": round(plan, 1),
-                "driver_peak_rss_mb": round(rss_mb), "ui_first_row_s": ui_s,
-                "loadavg_at_start": [round(x, 2) for x in load], "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]})
+        row.update(
+            {
+                "launch_s": round(launch, 1),
+                "training_s": round(train, 1),
+                "overhead_per_cell_s": round((launch - train / args.num_cpus) / n, 3),
+                "wall_per_cell_s": round(launch / n, 3),
+            }
+        )
+    row.update(
+        {
+            "resubmit_s": round(resubmit, 1),
+            "report_s": round(report, 1),
+            "plan_s": round(plan, 1),
+            "driver_peak_rss_mb": round(rss_mb),
+            "ui_first_row_s": ui_s,
+            "loadavg_at_start": [round(x, 2) for x in load],
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        }
+    )
     print(json.dumps(row), flush=True)
     if args.out:
         with open(args.out, "a") as f:

@@ -8,6 +8,7 @@ directory) on one local Ray started once. A trial asks for cores / concurrency C
 present, 1 / concurrency of the GPU (so 4 trials share one GPU). The wall time covers scheduling, worker
 start-up, training, MLflow logging, checkpoints and the report: what a user waits for.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,30 @@ def main() -> None:
             t0 = time.perf_counter()
             out = tune_grid.run_grid(g, f"sqlite:///{tmp}/mlflow.db", f"{tmp}/tune", f"{tmp}/report", verbose=0)
             wall = time.perf_counter() - t0
-        rows.append({"concurrency": c, "cpu_per_trial": round(res.cpu, 2), "gpu_per_trial": round(res.gpu, 2),
-                     "cells": out.n_cells, "finished": out.finished, "wall_s": round(wall, 1),
-                     "trials_per_hour": round(3600 * out.finished / wall, 1)})
+        rows.append(
+            {
+                "concurrency": c,
+                "cpu_per_trial": round(res.cpu, 2),
+                "gpu_per_trial": round(res.gpu, 2),
+                "cells": out.n_cells,
+                "finished": out.finished,
+                "wall_s": round(wall, 1),
+                "trials_per_hour": round(3600 * out.finished / wall, 1),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     device = torch.cuda.get_device_name(0) if gpus else f"CPU only, {cores} cores"
-    lines = [f"Smoke grid ({grid.path}), {device}, torch {torch.__version__}", "",
-             "| concurrent trials | CPU / trial | GPU / trial | cells finished | wall (s) | trials per hour |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['concurrency']} | {r['cpu_per_trial']} | {r['gpu_per_trial']} | {r['finished']}/{r['cells']} "
-              f"| {r['wall_s']} | {r['trials_per_hour']} |" for r in rows]
+    lines = [
+        f"Smoke grid ({grid.path}), {device}, torch {torch.__version__}",
+        "",
+        "| concurrent trials | CPU / trial | GPU / trial | cells finished | wall (s) | trials per hour |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['concurrency']} | {r['cpu_per_trial']} | {r['gpu_per_trial']} | {r['finished']}/{r['cells']} "
+        f"| {r['wall_s']} | {r['trials_per_hour']} |"
+        for r in rows
+    ]
     print("\n".join(lines))
     if args.out:
         with open(args.out, "w") as f:

@@ -8,6 +8,7 @@ Times training steps (forward, backward, Adam) of: the base LightGCN; ProEx as c
 interleaved (a, b, c, d, a, b, ...) and the median per configuration is reported with its ratio to the base, so
 that other jobs on the machine slow every configuration alike. Also prints the batch's Ω shapes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from proex import kernels as proex_mod  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
 from proex.data.tensors import TrainData  # noqa: E402
 from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
-from proex import kernels as proex_mod  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import seed_everything  # noqa: E402
 from proex.train import make_optimizer, training_batches  # noqa: E402
@@ -41,8 +42,16 @@ def main() -> None:
     bank = load_profiles(args.profiles, inter)
 
     def setup(plugin: str, **plugin_config):
-        r = resolve(CellConfig(dataset=args.dataset, model="lightgcn", plugin=plugin, plugin_config=plugin_config,
-                               profiles=args.profiles if plugin != "base" else None, train={"device": "cpu"}))
+        r = resolve(
+            CellConfig(
+                dataset=args.dataset,
+                model="lightgcn",
+                plugin=plugin,
+                plugin_config=plugin_config,
+                profiles=args.profiles if plugin != "base" else None,
+                train={"device": "cpu"},
+            )
+        )
         seed_everything(0)
         system = build_system(r, data, bank if plugin != "base" else None)
         opt = make_optimizer(system, r.train_cfg.lr, data.device)
@@ -51,15 +60,20 @@ def main() -> None:
 
     block = proex_mod.CPU_BLOCK
     whole = 1 << 30  # larger than any n: P formed whole, as on a GPU
-    configs = {"base LightGCN": (setup("base"), block), "ProEx": (setup("proex"), block),
-               "ProEx without Ω": (setup("proex", reg_weight=0.0), block),
-               "ProEx, Ω's P formed whole": (setup("proex"), whole)}
+    configs = {
+        "base LightGCN": (setup("base"), block),
+        "ProEx": (setup("proex"), block),
+        "ProEx without Ω": (setup("proex", reg_weight=0.0), block),
+        "ProEx, Ω's P formed whole": (setup("proex"), whole),
+    }
     b = configs["ProEx"][0][2][0]
     rows = b.distinct()
     pos = rows.pos.numel()
-    print(f"{inter.name}: {inter.n_users} users, {inter.n_items} items, {inter.train.nnz} train; batch {b.users.numel()} "
-          f"triples: Ω over [K={bank.k}, {rows.users.numel()} users] and [K={bank.k}, {pos} positive items] "
-          f"-> [{bank.k}, {pos}, {pos}] exp matrix; torch threads {torch.get_num_threads()}")
+    print(
+        f"{inter.name}: {inter.n_users} users, {inter.n_items} items, {inter.train.nnz} train; batch {b.users.numel()} "
+        f"triples: Ω over [K={bank.k}, {rows.users.numel()} users] and [K={bank.k}, {pos} positive items] "
+        f"-> [{bank.k}, {pos}, {pos}] exp matrix; torch threads {torch.get_num_threads()}"
+    )
     times: dict[str, list[float]] = {k: [] for k in configs}
     for _ in range(args.rounds):
         for name, ((system, opt, batches), cpu_block) in configs.items():

@@ -19,6 +19,7 @@ Scenarios: `inproc` (asyncio, default headroom 0.97), `ray` (3 worker actors sha
 429s; they show how the job recovers from them). The ratios are against R, the server's own limit, in the
 same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,26 +42,39 @@ def figures(log: list[dict], rpm: float) -> dict:
     span = ok[-1] - ok[0]
     after = [min([t for t in ok if t > r] or [r]) - r for r in rejected]
     run_s = max(ok[-1], rejected[-1] if rejected else 0) - ok[0]
-    return {"admitted": len(ok), "429": len(rejected), "span_s": round(span, 1),
-            "pct_of_R": round(100 * (len(ok) - 1) / span * 60 / rpm, 1),
-            "first_minute_pct": round(100 * sum(t < ok[0] + 60 for t in ok) / rpm, 1),
-            "max_gap_after_429_s": round(max(after), 2) if after else None,
-            "max_gap_s": round(max(b - a for a, b in zip(ok, ok[1:])), 2),
-            "429_per_min": round(len(rejected) / (run_s / 60), 2)}
+    return {
+        "admitted": len(ok),
+        "429": len(rejected),
+        "span_s": round(span, 1),
+        "pct_of_R": round(100 * (len(ok) - 1) / span * 60 / rpm, 1),
+        "first_minute_pct": round(100 * sum(t < ok[0] + 60 for t in ok) / rpm, 1),
+        "max_gap_after_429_s": round(max(after), 2) if after else None,
+        "max_gap_s": round(max(b - a for a, b in zip(ok, ok[1:])), 2),
+        "429_per_min": round(len(rejected) / (run_s / 60), 2),
+    }
 
 
 def run(scenario: str, args, tmp: str) -> dict:
     from fake_openai_server import FakeConfig, FakeOpenAI
+
     from proex.data.registry import load_dataset
     from proex.profiles.pipeline import ProfileJobConfig, generate
 
     inter = load_dataset(f"synthetic:n_users={args.entities},n_items=40,mean_interactions=6")
     server = FakeConfig(api_key=KEY, rpm=args.rpm, window_s=60.0, latency_s=args.latency_s, lifetime_s=3600)
     with FakeOpenAI(server) as srv:
-        cfg = ProfileJobConfig(base_url=srv.base_url, model="fake-llm", api_key_env=ENV, rpm=args.rpm, tpm=0,
-                               sides=("user",), concurrency=args.concurrency, progress=False,
-                               headroom=1.0 if scenario.endswith("_at_R") else 0.97,
-                               out_dir=os.path.join(tmp, scenario))
+        cfg = ProfileJobConfig(
+            base_url=srv.base_url,
+            model="fake-llm",
+            api_key_env=ENV,
+            rpm=args.rpm,
+            tpm=0,
+            sides=("user",),
+            concurrency=args.concurrency,
+            progress=False,
+            headroom=1.0 if scenario.endswith("_at_R") else 0.97,
+            out_dir=os.path.join(tmp, scenario),
+        )
         t0 = time.time()
         if scenario.startswith("ray"):
             import ray
@@ -72,9 +86,15 @@ def run(scenario: str, args, tmp: str) -> dict:
         else:
             summary = generate(cfg, inter)
         wall = time.time() - t0
-        out = {"scenario": scenario, "R": args.rpm, "entities": args.entities, "wall_s": round(wall, 1),
-               "profiled": summary["sides"]["user"]["profiled"], **figures(srv.log(), args.rpm),
-               "limiter": summary["limiter"]}
+        out = {
+            "scenario": scenario,
+            "R": args.rpm,
+            "entities": args.entities,
+            "wall_s": round(wall, 1),
+            "profiled": summary["sides"]["user"]["profiled"],
+            **figures(srv.log(), args.rpm),
+            "limiter": summary["limiter"],
+        }
     print(json.dumps(out), flush=True)
     return out
 

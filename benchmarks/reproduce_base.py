@@ -7,6 +7,7 @@ Each (model, dataset, seed) run is written to docs/results/runs/<model>-<dataset
 finishes; a rerun skips runs already there, so the script resumes after an interruption. The table
 (docs/results/base_models.table.md, included in base_models.md) is rebuilt from every run file present. Selection uses validation only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,18 @@ from proex.models import MODELS  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "docs", "results")
 # Paper Table 2, base rows: (R@20, N@20).
 PAPER = {
-    ("gccf", "amazon"): (.1343, .0807), ("gccf", "yelp"): (.1084, .0680),
-    ("lightgcn", "amazon"): (.1411, .0856), ("lightgcn", "yelp"): (.1157, .0733),
-    ("simgcl", "amazon"): (.1512, .0919), ("simgcl", "yelp"): (.1254, .0801),
-    ("multvae", "amazon"): (.1472, .0916), ("multvae", "yelp"): (.1189, .0751),
-    ("ldiffrec", "amazon"): (.1495, .0990), ("ldiffrec", "yelp"): (.1177, .0745),
-    ("cvga", "amazon"): (.1522, .0960), ("cvga", "yelp"): (.1249, .0801),
+    ("gccf", "amazon"): (0.1343, 0.0807),
+    ("gccf", "yelp"): (0.1084, 0.0680),
+    ("lightgcn", "amazon"): (0.1411, 0.0856),
+    ("lightgcn", "yelp"): (0.1157, 0.0733),
+    ("simgcl", "amazon"): (0.1512, 0.0919),
+    ("simgcl", "yelp"): (0.1254, 0.0801),
+    ("multvae", "amazon"): (0.1472, 0.0916),
+    ("multvae", "yelp"): (0.1189, 0.0751),
+    ("ldiffrec", "amazon"): (0.1495, 0.0990),
+    ("ldiffrec", "yelp"): (0.1177, 0.0745),
+    ("cvga", "amazon"): (0.1522, 0.0960),
+    ("cvga", "yelp"): (0.1249, 0.0801),
 }
 
 
@@ -61,9 +68,11 @@ def write_table() -> str:
         seeds = ",".join(str(r["config"]["train"]["seed"]) for r in mine)
         devices = ",".join(sorted({r["device"] for r in mine}))
         mr, mn = statistics.mean(rec), statistics.mean(nd)
-        lines.append(f"| {model} | {dataset} | {seeds} | {mr:.4f} ± {sd:.4f} | {pr:.4f} | {100 * (mr / pr - 1):+.1f}% "
-                     f"| {mn:.4f} | {pn:.4f} | {100 * (mn / pn - 1):+.1f}% | {min(ep)}-{max(ep)} | {spe:.2f} | {spv:.2f} "
-                     f"| {devices} |")
+        lines.append(
+            f"| {model} | {dataset} | {seeds} | {mr:.4f} ± {sd:.4f} | {pr:.4f} | {100 * (mr / pr - 1):+.1f}% "
+            f"| {mn:.4f} | {pn:.4f} | {100 * (mn / pn - 1):+.1f}% | {min(ep)}-{max(ep)} | {spe:.2f} | {spv:.2f} "
+            f"| {devices} |"
+        )
     return "\n".join(lines)
 
 
@@ -91,8 +100,19 @@ def run_parallel(todo: list[tuple[str, str, int]], device: str, jobs: int, stop_
         while queue and len(running) < jobs and not late:
             model, dataset, seed = queue.pop(0)
             log = open(os.path.join(log_dir, f"{model}-{dataset}-s{seed}.log"), "w")
-            cmd = [sys.executable, __file__, "--models", model, "--datasets", dataset, "--seeds", str(seed),
-                   "--device", device, "--no-table"]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--models",
+                model,
+                "--datasets",
+                dataset,
+                "--seeds",
+                str(seed),
+                "--device",
+                device,
+                "--no-table",
+            ]
             running[(model, dataset, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
             logging.info("started %s-%s-s%d (%d queued)", model, dataset, seed, len(queue))
         for key, (proc, log) in list(running.items()):
@@ -113,8 +133,12 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[2023, 2024, 2025])
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
-    p.add_argument("--stop-after", type=float, default=float("inf"), help="seconds; start no run after this and "
-                   "stop those still running (with --jobs > 1)")
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        default=float("inf"),
+        help="seconds; start no run after this and stop those still running (with --jobs > 1)",
+    )
     p.add_argument("--log-dir", default=os.path.join(RESULTS, "runs", "logs"), help="per-run logs (with --jobs > 1)")
     p.add_argument("--table-only", action="store_true", help="only rebuild the table from existing runs")
     p.add_argument("--no-table", action="store_true", help=argparse.SUPPRESS)
@@ -122,8 +146,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     os.makedirs(os.path.join(RESULTS, "runs"), exist_ok=True)
     # Seed-major order: every (model, dataset) gets its first seed before any gets a second.
-    todo = [(m, d, s) for s in args.seeds for d in args.datasets for m in args.models
-            if not os.path.exists(run_path(m, d, s))]
+    todo = [
+        (m, d, s)
+        for s in args.seeds
+        for d in args.datasets
+        for m in args.models
+        if not os.path.exists(run_path(m, d, s))
+    ]
     if not args.table_only and args.jobs > 1:
         run_parallel(todo, args.device, args.jobs, args.stop_after, args.log_dir)
     elif not args.table_only:

@@ -14,6 +14,7 @@ into a throw-away sqlite store (`served_model.log_served_model`, as a finished g
                 checkpoint each call), 1,000 users only.
 Ratios are against top_k, measured here in the same process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,7 +86,7 @@ def measure(model: str, inter, tmp: str, repeats: int, k: int) -> dict:
     model_id = log_served_model(tracker, run.info.run_id, system, inter)
     log_s = time.perf_counter() - t
     location = model_location(tracker.client, f"models:/{model_id}")
-    local = location[len("file://"):] if location.startswith("file://") else location
+    local = location[len("file://") :] if location.startswith("file://") else location
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(local) for f in fs)
     pyfunc = mlflow.pyfunc.load_model(local)
     rng = np.random.default_rng(0)
@@ -98,11 +99,14 @@ def measure(model: str, inter, tmp: str, repeats: int, k: int) -> dict:
         rows = {}
         for label, users in (("1 user", one), ("1,000 users", many)):
             frame = pd.DataFrame({"user": users, "k": k})
-            rows[label] = {"http": timed(lambda: post(url, users, k), repeats),
-                           "pyfunc": timed(lambda: pyfunc.predict(frame), repeats),
-                           "top_k": timed(lambda: top_k(system, data, users, k), repeats)}
-        rows["1,000 users"]["recommend"] = timed(lambda: recommend(ckpt, many, k, dataset=inter.name),
-                                                 max(3, repeats // 5))
+            rows[label] = {
+                "http": timed(lambda: post(url, users, k), repeats),
+                "pyfunc": timed(lambda: pyfunc.predict(frame), repeats),
+                "top_k": timed(lambda: top_k(system, data, users, k), repeats),
+            }
+        rows["1,000 users"]["recommend"] = timed(
+            lambda: recommend(ckpt, many, k, dataset=inter.name), max(3, repeats // 5)
+        )
     finally:
         stop_server(proc)
     return {"model": model, "artifact_bytes": size, "log_seconds": log_s, "latency": rows}
@@ -117,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     inter = load_dataset(args.dataset)
-    print(f"{inter.name}: {inter.n_users} users x {inter.n_items} items, {inter.train.nnz} training interactions; "
-          f"top-{args.k}, CPU, {args.repeats} requests per figure")
+    print(
+        f"{inter.name}: {inter.n_users} users x {inter.n_items} items, {inter.train.nnz} training interactions; "
+        f"top-{args.k}, CPU, {args.repeats} requests per figure"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             out = measure(model, inter, tmp, args.repeats, args.k)

@@ -13,6 +13,7 @@ for this project: 1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, th
 amortised, measured for this project), which only means something when this runs on an H100. Runs
 unchanged on CUDA (timings synchronise the device).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from proex.config import parse_overrides  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
 from proex.data.tensors import TrainData  # noqa: E402
 from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
 from proex.metrics import RankingEvaluator  # noqa: E402
-from proex.config import parse_overrides  # noqa: E402
 from proex.models import MODELS  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import cuda_matmul_precision, resolve_device, seed_everything  # noqa: E402
@@ -44,11 +45,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_model(name: str, inter, device: torch.device, epochs: int, validations: int, plugin: str = "base",
-               profiles: str | None = None, plugin_config: dict | None = None, profile_ops: bool = False,
-               compile: bool = False) -> dict:
-    r = resolve(CellConfig(dataset=inter.name, model=name, plugin=plugin, profiles=profiles,
-                           plugin_config=plugin_config or {}, train={"device": str(device)}))
+def time_model(
+    name: str,
+    inter,
+    device: torch.device,
+    epochs: int,
+    validations: int,
+    plugin: str = "base",
+    profiles: str | None = None,
+    plugin_config: dict | None = None,
+    profile_ops: bool = False,
+    compile: bool = False,
+) -> dict:
+    r = resolve(
+        CellConfig(
+            dataset=inter.name,
+            model=name,
+            plugin=plugin,
+            profiles=profiles,
+            plugin_config=plugin_config or {},
+            train={"device": str(device)},
+        )
+    )
     seed_everything(0)
     data = TrainData(inter, device)
     bank = load_profiles(profiles, inter) if profiles else None
@@ -87,8 +105,9 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
     t2 = time.perf_counter()
     ep, va = (t1 - t0) / epochs, (t2 - t1) / validations
     if profile_ops:  # one more epoch under the profiler: where the time goes
-        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
-                                                         if device.type == "cuda" else [])
+        acts = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []
+        )
         with torch.profiler.profile(activities=acts) as prof:
             n_batches = epoch()
             _sync(device)
@@ -101,8 +120,11 @@ def time_model(name: str, inter, device: torch.device, epochs: int, validations:
         per = 1 / max(n_batches, 1)
         ops = sum(e.count for e in averages if e.key.startswith("aten::"))
         waits = sum(e.count for e in averages if "Synchronize" in e.key or e.key == "aten::_local_scalar_dense")
-        print(f"{name}: {ops * per:.0f} aten ops and {waits * per:.2f} host waits (synchronize calls, "
-              f"tensor-to-Python reads) per training batch ({n_batches} batches)", flush=True)
+        print(
+            f"{name}: {ops * per:.0f} aten ops and {waits * per:.2f} host waits (synchronize calls, "
+            f"tensor-to-Python reads) per training batch ({n_batches} batches)",
+            flush=True,
+        )
     return {"model": name, "epoch_s": ep, "validation_s": va, "amortised_s": ep + va / r.train_cfg.eval_every}
 
 
@@ -117,33 +139,71 @@ def main() -> None:
     p.add_argument("--profiles", default=None, help="profile bank spec, e.g. random:k=4,dim=1536")
     p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", default=None, help="also write the rows to this file")
-    p.add_argument("--profile-ops", action="store_true", help="print a torch.profiler table of one more epoch "
-                   "and the aten operators per training batch")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training loss, as TrainConfig.compile "
-                   "does (compiled in the untimed warm-up epoch)")
-    p.add_argument("--tf32", action="store_true", help="CUDA float32 matmuls on TF32 tensor cores, as "
-                   "TrainConfig.tf32 does (no effect on a CPU)")
+    p.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="print a torch.profiler table of one more epoch and the aten operators per training batch",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training loss, as TrainConfig.compile does (compiled in the untimed warm-up epoch)",
+    )
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA float32 matmuls on TF32 tensor cores, as TrainConfig.tf32 does (no effect on a CPU)",
+    )
     args = p.parse_args()
     device = resolve_device(args.device)
     inter = load_dataset(args.dataset)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"dataset {inter.name}, device {name}, torch {torch.__version__}")
-    ref, ref_name = ((OFFICIAL_LIGHTGCN_CPU["amortised"], "official LightGCN, 2-core CPU") if args.plugin == "base"
-                     else (OFFICIAL_PROEX_H100_AMORTISED, "official LightGCN-ProEx, one H100"))
+    ref, ref_name = (
+        (OFFICIAL_LIGHTGCN_CPU["amortised"], "official LightGCN, 2-core CPU")
+        if args.plugin == "base"
+        else (OFFICIAL_PROEX_H100_AMORTISED, "official LightGCN-ProEx, one H100")
+    )
     print(f"plugin {args.plugin}, profiles {args.profiles}, compiled loss: {args.compile}, tf32: {args.tf32}")
-    print(f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  speed-up vs {ref_name} ({ref} s amortised)")
+    print(
+        f"{'model':10s} {'s/epoch':>9s} {'s/valid':>9s} {'amortised':>10s}  speed-up vs {ref_name} ({ref} s amortised)"
+    )
     rows = []
     for m in args.models:
         with cuda_matmul_precision(args.tf32):
-            row = time_model(m, inter, device, args.epochs, args.validations, args.plugin, args.profiles,
-                             parse_overrides(args.plugin_set, "--plugin-set"), args.profile_ops, args.compile)
+            row = time_model(
+                m,
+                inter,
+                device,
+                args.epochs,
+                args.validations,
+                args.plugin,
+                args.profiles,
+                parse_overrides(args.plugin_set, "--plugin-set"),
+                args.profile_ops,
+                args.compile,
+            )
         rows.append(row)
         ratio = ref / row["amortised_s"]
-        print(f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x", flush=True)
+        print(
+            f"{m:10s} {row['epoch_s']:9.3f} {row['validation_s']:9.3f} {row['amortised_s']:10.3f}  {ratio:5.1f}x",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": name, "dataset": inter.name, "plugin": args.plugin, "profiles": args.profiles,
-                       "compile": args.compile, "tf32": args.tf32, "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "device": name,
+                    "dataset": inter.name,
+                    "plugin": args.plugin,
+                    "profiles": args.profiles,
+                    "compile": args.compile,
+                    "tf32": args.tf32,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Prints, per pruner: trials COMPLETE / PRUNED, training epochs spent (a pruned tr
 validation), wall time, the best validation Recall@20 found, and the ratios of the pruned study to the
 unpruned one. Results and the command are written up in docs/results/study_pruning.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,24 +72,46 @@ def main() -> None:
     for label, pruner in (("none", "{type: none}"), ("pruned", args.pruner)):
         path = os.path.join(out, f"{label}.yaml")
         with open(path, "w") as f:
-            f.write(textwrap.dedent(GRID.format(name=f"pruning_{label}", dataset=args.dataset, epochs=args.epochs,
-                                                trials=args.trials, concurrency=args.concurrency, pruner=pruner)))
+            f.write(
+                textwrap.dedent(
+                    GRID.format(
+                        name=f"pruning_{label}",
+                        dataset=args.dataset,
+                        epochs=args.epochs,
+                        trials=args.trials,
+                        concurrency=args.concurrency,
+                        pruner=pruner,
+                    )
+                )
+            )
         t0 = time.perf_counter()
         (res,) = run_studies(load_grid(path), uri, storage)
         wall = time.perf_counter() - t0
         study = optuna.load_study(study_name=res["study"], storage=storage)
-        rows[label] = {"pruner": pruner, "complete": res["complete"], "pruned": res["pruned"], "wall_s": wall,
-                       "epochs": epochs_spent(Tracker(uri, f"proex-pruning_{label}"), study),
-                       "best": res["best_value"], "params": res["best_params"]}
-    print(f"\n{args.dataset}, LightGCN base, {args.trials} trials, {args.epochs} epochs max, concurrency "
-          f"{args.concurrency}, TPE seed 0")
+        rows[label] = {
+            "pruner": pruner,
+            "complete": res["complete"],
+            "pruned": res["pruned"],
+            "wall_s": wall,
+            "epochs": epochs_spent(Tracker(uri, f"proex-pruning_{label}"), study),
+            "best": res["best_value"],
+            "params": res["best_params"],
+        }
+    print(
+        f"\n{args.dataset}, LightGCN base, {args.trials} trials, {args.epochs} epochs max, concurrency "
+        f"{args.concurrency}, TPE seed 0"
+    )
     print(f"{'study':<8} {'complete':>8} {'pruned':>6} {'epochs':>6} {'wall s':>7} {'best val R@20':>13}  best params")
     for label, r in rows.items():
-        print(f"{label:<8} {r['complete']:>8} {r['pruned']:>6} {r['epochs']:>6} {r['wall_s']:>7.1f} "
-              f"{r['best']:>13.4f}  {r['params']}")
+        print(
+            f"{label:<8} {r['complete']:>8} {r['pruned']:>6} {r['epochs']:>6} {r['wall_s']:>7.1f} "
+            f"{r['best']:>13.4f}  {r['params']}"
+        )
     a, b = rows["pruned"], rows["none"]
-    print(f"pruned / none: epochs {a['epochs'] / b['epochs']:.2f}, wall {a['wall_s'] / b['wall_s']:.2f}, "
-          f"best value {a['best'] / b['best']:.3f}  (pruner {args.pruner})")
+    print(
+        f"pruned / none: epochs {a['epochs'] / b['epochs']:.2f}, wall {a['wall_s'] / b['wall_s']:.2f}, "
+        f"best value {a['best'] / b['best']:.3f}  (pruner {args.pruner})"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Settings (ProEx on `synthetic-latent:k=4`, as in benchmarks/synthetic_proex.py):
 Runs are cached in docs/results/synthetic_choice_runs/ (the added_inv10 runs there predate the `align_form`
 key in their recorded config).
 """
+
 from __future__ import annotations
 
 import os

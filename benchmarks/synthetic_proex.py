@@ -12,6 +12,7 @@ Seeds change both the dataset and the model initialisation. Pairwise bases train
 and generative bases on batches of 128 users here (every variant alike). Runs are cached per cell in
 docs/results/synthetic_runs/, so a rerun resumes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,9 +76,11 @@ def table(results: dict, models: list[str], seeds: list[int]) -> str:
     def r20(m, v):
         return [results[(m, v, s)]["test"]["recall@20"] for s in seeds if (m, v, s) in results]
 
-    lines = ["| model | single plug-in | base R@20 | ProEx R@20 | Δ vs base | p (paired t) | single R@20 | ProEx − single | p | "
-             "ProEx drop with noise profile | single drop | ProEx K=1 drop |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | single plug-in | base R@20 | ProEx R@20 | Δ vs base | p (paired t) | single R@20 | ProEx − single | p | "
+        "ProEx drop with noise profile | single drop | ProEx K=1 drop |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         base, pro, single = r20(m, "base"), r20(m, "proex"), r20(m, "single")
         if not (base and pro and single) or not (len(base) == len(pro) == len(single)):
@@ -94,9 +97,11 @@ def table(results: dict, models: list[str], seeds: list[int]) -> str:
         d_single = drop(single, r20(m, "single_noisy"))
         d_k1 = drop(r20(m, "proex_k1"), r20(m, "proex_k1_noisy"))
         single_name = variants(m)["single"][0]
-        lines.append(f"| {m} | {single_name} | {mean(base):.4f} | {mean(pro):.4f} | {100 * (mean(pro) / mean(base) - 1):+.1f}% | "
-                     f"{p_base:.1e} | {mean(single):.4f} | {mean(pro) - mean(single):+.4f} | {p_single:.1e} | "
-                     f"{d_pro} | {d_single} | {d_k1} |")
+        lines.append(
+            f"| {m} | {single_name} | {mean(base):.4f} | {mean(pro):.4f} | {100 * (mean(pro) / mean(base) - 1):+.1f}% | "
+            f"{p_base:.1e} | {mean(single):.4f} | {mean(pro) - mean(single):+.4f} | {p_single:.1e} | "
+            f"{d_pro} | {d_single} | {d_k1} |"
+        )
     return "\n".join(lines)
 
 
@@ -123,7 +128,10 @@ def main() -> None:
                         results[(m, name, s)] = json.load(open(path))
                     continue
                 results[(m, name, s)] = run(m, s, name, spec, args.epochs)
-                print(f"{m:9s} {name:15s} seed {s}: test R@20 {results[(m, name, s)]['test']['recall@20']:.4f}", flush=True)
+                print(
+                    f"{m:9s} {name:15s} seed {s}: test R@20 {results[(m, name, s)]['test']['recall@20']:.4f}",
+                    flush=True,
+                )
     text = table(results, args.models, args.seeds)
     print(text)
     with open(os.path.join(OUT, "synthetic_proex.table.md"), "w") as f:

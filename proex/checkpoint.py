@@ -4,6 +4,7 @@ A checkpoint is self-describing: `load` rebuilds the model and plug-in from the 
 command-line flags to remember) and refuses a dataset whose shape or training interactions differ from
 the one the model was trained on, since ID embeddings are meaningless on other ids.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,15 @@ def fingerprint(inter: Interactions) -> str:
     return h.hexdigest()[:16]
 
 
-def save(path: str, system: torch.nn.Module, config: dict, inter: Interactions, metrics: dict | None = None,
-         profile_bank: str | None = None, config_hash: str | None = None) -> None:
+def save(
+    path: str,
+    system: torch.nn.Module,
+    config: dict,
+    inter: Interactions,
+    metrics: dict | None = None,
+    profile_bank: str | None = None,
+    config_hash: str | None = None,
+) -> None:
     """Write weights + resolved config (and its hash, the cell's id) + dataset identity (+ the profile bank's
     id) atomically to `path`."""
     payload = {
@@ -35,8 +43,12 @@ def save(path: str, system: torch.nn.Module, config: dict, inter: Interactions, 
         "config": config,
         "config_hash": config_hash,
         "state_dict": {k: v.detach().cpu() for k, v in system.state_dict().items()},
-        "dataset": {"name": inter.name, "n_users": inter.n_users, "n_items": inter.n_items,
-                    "fingerprint": fingerprint(inter)},
+        "dataset": {
+            "name": inter.name,
+            "n_users": inter.n_users,
+            "n_items": inter.n_items,
+            "fingerprint": fingerprint(inter),
+        },
         "metrics": metrics or {},
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -50,11 +62,15 @@ def read(path: str) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such checkpoint; pass the checkpoint.pt written by `proex train --out`") from None
+        raise FileNotFoundError(
+            f"{path}: no such checkpoint; pass the checkpoint.pt written by `proex train --out`"
+        ) from None
     except Exception as exc:  # corrupt or not a proex file
         raise ValueError(f"{path}: not a readable proex checkpoint ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a proex checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})")
+        raise ValueError(
+            f"{path}: not a proex checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})"
+        )
     return payload
 
 
@@ -75,13 +91,21 @@ def load(path: str, inter: Interactions, device: str | torch.device = "cpu", pro
         )
     cfg = payload["config"]
     spec = profiles or cfg.get("profiles")
-    cell = CellConfig(dataset=cfg["dataset"], model=cfg["model"], plugin=cfg["plugin"], profiles=spec,
-                      model_config=cfg["model_config"], plugin_config=cfg["plugin_config"],
-                      train={**cfg["train"], "device": str(device)})
+    cell = CellConfig(
+        dataset=cfg["dataset"],
+        model=cfg["model"],
+        plugin=cfg["plugin"],
+        profiles=spec,
+        model_config=cfg["model_config"],
+        plugin_config=cfg["plugin_config"],
+        train={**cfg["train"], "device": str(device)},
+    )
     built = build_cell(resolve(cell, where=path), inter, device)
     if built.bank is not None and payload.get("profile_bank") and built.bank.bank_id != payload["profile_bank"]:
-        raise ValueError(f"{path}: trained with profile bank {payload['profile_bank']}, but {spec!r} is bank "
-                         f"{built.bank.bank_id}; pass the bank the model was trained with (profiles=...).")
+        raise ValueError(
+            f"{path}: trained with profile bank {payload['profile_bank']}, but {spec!r} is bank "
+            f"{built.bank.bank_id}; pass the bank the model was trained with (profiles=...)."
+        )
     built.system.load_state_dict(payload["state_dict"])
     built.system.eval()
     return built.system, built.data, payload

@@ -15,13 +15,15 @@ The shared protocol is one layer of the cell (`shared_layer`), just above the re
 the grid's `fixed`, the hparams file and the variant, so `proex config --sources` and every run's config show
 it with its source. A later layer that sets a protocol key for one arm only is still reported as a difference.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .config import ConfigError
 from .protocol import PROTOCOL_KEYS, describe_differences, is_borrowed, protocol_differences, protocol_of
@@ -62,12 +64,15 @@ def parse_protocol(value: Any, where: str) -> ProtocolSpec:
     stated = dict(value["shared"])
     for key, v in stated.items():
         if key not in SHARED_KEYS:
-            raise ConfigError(f"{where}.shared.{key}: not a protocol key; use {', '.join(SHARED_KEYS)} "
-                              "(the selection metric is the grid's `select`)")
+            raise ConfigError(
+                f"{where}.shared.{key}: not a protocol key; use {', '.join(SHARED_KEYS)} "
+                "(the selection metric is the grid's `select`)"
+            )
         ok = isinstance(v, int) if key in INT_KEYS else isinstance(v, (int, float))
         if not ok or isinstance(v, bool) or v < (0 if key in ("min_epochs", "eval_offset") else 1e-12):
-            raise ConfigError(f"{where}.shared.{key}: expected a positive {'integer' if key in INT_KEYS else 'number'}"
-                              f", got {v!r}")
+            raise ConfigError(
+                f"{where}.shared.{key}: expected a positive {'integer' if key in INT_KEYS else 'number'}, got {v!r}"
+            )
     return ProtocolSpec("shared", stated)
 
 
@@ -77,13 +82,17 @@ def reference_train(model: str, plugin: str, dataset: str) -> tuple[dict, dict]:
     from .experiment import CellConfig, resolve
 
     r = resolve(CellConfig(dataset=dataset, model=model, plugin=plugin), check_profiles=False)
-    return dataclasses.asdict(r.train_cfg), {k.split(".", 1)[1]: v for k, v in r.sources.items()
-                                             if k.startswith("train.")}
+    return dataclasses.asdict(r.train_cfg), {
+        k.split(".", 1)[1]: v for k, v in r.sources.items() if k.startswith("train.")
+    }
 
 
-def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | None = None,
-                    stated: Mapping[str, Any] | None = None, label: str = "grid protocol: shared"
-                    ) -> dict[str, tuple[Any, str]]:
+def shared_protocol(
+    arms: Mapping[str, Mapping[str, Any]],
+    reference_arm: str | None = None,
+    stated: Mapping[str, Any] | None = None,
+    label: str = "grid protocol: shared",
+) -> dict[str, tuple[Any, str]]:
     """{key: (value, source)} of the one protocol every arm trains under; `label` starts each source.
 
     arms: {arm name: train config dict} (each arm's own protocol). Rule, for each key not in `stated`:
@@ -108,8 +117,11 @@ def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | 
         chosen = fn(values.values())
         who = ", ".join(a for a in names if values[a] == chosen)
         detail = ", ".join(f"{a} {values[a]}" for a in names)
-        out[key] = (chosen, f"{label}: {key} {chosen} from {who}, the {'largest' if fn is max else 'smallest'} "
-                            f"among the arms ({detail})")
+        out[key] = (
+            chosen,
+            f"{label}: {key} {chosen} from {who}, the {'largest' if fn is max else 'smallest'} "
+            f"among the arms ({detail})",
+        )
 
     pick("epochs", max)
     pick("min_epochs", max)
@@ -119,19 +131,29 @@ def shared_protocol(arms: Mapping[str, Mapping[str, Any]], reference_arm: str | 
         windows = {a: arms[a]["patience"] * arms[a]["eval_every"] for a in names}
         longest = max(windows.values())
         detail = ", ".join(f"{a} {arms[a]['patience']} x {arms[a]['eval_every']}" for a in names)
-        out["patience"] = (math.ceil(longest / every), f"{label}: patience {math.ceil(longest / every)}, the "
-                           f"longest stopping window among the arms, {longest} epochs ({detail}), in validations "
-                           f"every {every} epochs")
+        out["patience"] = (
+            math.ceil(longest / every),
+            f"{label}: patience {math.ceil(longest / every)}, the "
+            f"longest stopping window among the arms, {longest} epochs ({detail}), in validations "
+            f"every {every} epochs",
+        )
     for key in ("lr", "batch_size", "eval_offset"):
         if key not in out:
-            out[key] = (arms[ref].get(key), f"{label}: {key} of the reference arm {ref} "
-                        f"({', '.join(f'{a} {arms[a].get(key)}' for a in names)})")
+            out[key] = (
+                arms[ref].get(key),
+                f"{label}: {key} of the reference arm {ref} ({', '.join(f'{a} {arms[a].get(key)}' for a in names)})",
+            )
     return out
 
 
-def shared_layer(model: str, plugins: Iterable[str], dataset: str, reference_arm: str | None,
-                 stated: Mapping[str, Any] | None = None, label: str = "grid protocol: shared"
-                 ) -> dict[str, tuple[Any, str]]:
+def shared_layer(
+    model: str,
+    plugins: Iterable[str],
+    dataset: str,
+    reference_arm: str | None,
+    stated: Mapping[str, Any] | None = None,
+    label: str = "grid protocol: shared",
+) -> dict[str, tuple[Any, str]]:
     """The shared protocol of (model, dataset) over the arms `plugins`, each arm at its reference protocol."""
     arms = {p: reference_train(model, p, dataset)[0] for p in dict.fromkeys(plugins)}
     return shared_protocol(arms, reference_arm, stated, label)
@@ -151,24 +173,30 @@ def borrowed_values(sources: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sources.items() if is_borrowed(v)}
 
 
-def difference_lines(arms_by_group: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                     modes: Mapping[str, str]) -> list[str]:
+def difference_lines(
+    arms_by_group: Mapping[str, Mapping[str, Mapping[str, Any]]], modes: Mapping[str, str]
+) -> list[str]:
     """One line per comparison group whose arms' protocols differ (protocol_of of each arm's train dict)."""
     lines = []
     for group, arms in arms_by_group.items():
         text = describe_differences(protocol_differences({a: protocol_of(t) for a, t in arms.items()}))
         extra = {a: t.get("eval_offset", 0) for a, t in arms.items()}
         if len(set(extra.values())) > 1:
-            text = (text + "; " if text else "protocol differs: ") + "eval_offset " + " vs ".join(
-                f"{v} ({a})" for a, v in extra.items())
+            text = (
+                (text + "; " if text else "protocol differs: ")
+                + "eval_offset "
+                + " vs ".join(f"{v} ({a})" for a, v in extra.items())
+            )
         if not text:
             if modes.get(group) == "shared":
                 first = next(iter(arms.values()))
                 values = ", ".join(f"{k} {first.get(k)}" for k in SHARED_KEYS + ("select",))
                 lines.append(f"{group}: one shared protocol for {', '.join(arms)}: {values}")
             continue
-        note = (" [official per-arm protocols, as in the paper's tables; `protocol: shared` trains every arm alike]"
-                if modes.get(group) == "official" else
-                " [shared protocol, changed for some arms by a later layer (fixed, hparams file or variant)]")
+        note = (
+            " [official per-arm protocols, as in the paper's tables; `protocol: shared` trains every arm alike]"
+            if modes.get(group) == "official"
+            else " [shared protocol, changed for some arms by a later layer (fixed, hparams file or variant)]"
+        )
         lines.append(f"{group}: {text}{note}")
     return lines

@@ -4,11 +4,13 @@ Every config in proex is a dataclass. `build(cls, mapping, where)` turns a dict 
 line or a grid file) into one, and refuses a key the dataclass does not declare with a message that
 names where the dict came from, the bad key and the keys that exist. There is no global config.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

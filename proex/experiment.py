@@ -14,6 +14,7 @@
 Everything a run needs is in the resolved config, so a cell is reproducible from it alone. A cell is resolved
 once (`resolve`); `run_cell` and `checkpoint.load` open its data and bank and build its system with `build_cell`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,9 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import config as cfglib
 from . import reference
@@ -76,7 +78,9 @@ class Resolved:
 
     def to_dict(self) -> dict:
         return {
-            "dataset": self.cell.dataset, "model": self.cell.model, "plugin": self.cell.plugin,
+            "dataset": self.cell.dataset,
+            "model": self.cell.model,
+            "plugin": self.cell.plugin,
             "profiles": self.cell.profiles,
             "model_config": dataclasses.asdict(self.model_cfg),
             "plugin_config": dataclasses.asdict(self.plugin_cfg) if self.plugin_cfg is not None else {},
@@ -104,8 +108,9 @@ def dataset_key(dataset: str) -> str:
     return key[: -len(".yaml")] if key.endswith(".yaml") else key[: -len(".yml")] if key.endswith(".yml") else key
 
 
-def _layered(cls: type, ref: dict[str, tuple[Any, str]], overrides: dict, cell: CellConfig, section: str,
-             where: str) -> tuple[Any, dict[str, str]]:
+def _layered(
+    cls: type, ref: dict[str, tuple[Any, str]], overrides: dict, cell: CellConfig, section: str, where: str
+) -> tuple[Any, dict[str, str]]:
     """cls built from code defaults < reference < the cell's overrides, and the source of every field."""
     values = {k: v for k, (v, _) in ref.items()}
     sources = {k: src for k, (_, src) in ref.items()}
@@ -117,8 +122,9 @@ def _layered(cls: type, ref: dict[str, tuple[Any, str]], overrides: dict, cell: 
     return obj, {f"{section}.{k}": v for k, v in sources.items()}
 
 
-def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
-            check_profiles: bool = True) -> Resolved:
+def resolve(
+    cell: CellConfig, where: str = "cell", text_dim: int | None = None, check_profiles: bool = True
+) -> Resolved:
     """Every setting of the cell, with its source: the one resolution of a cell that grids, studies, the trial
     body, `proex train`, `proex config` and checkpoints share.
 
@@ -130,12 +136,15 @@ def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
     ref = reference.settings(cell.model, cell.plugin, dataset_key(cell.dataset))
     model_cfg, sources = _layered(mcls.Config, ref["model_config"], cell.model_config, cell, "model_config", where)
     if check_profiles and pcls.needs_profiles and not cell.profiles:
-        raise cfglib.ConfigError(f"{where}.profiles: plug-in {cell.plugin!r} needs a profile bank; set profiles "
-                                 "(a bank folder, 'rlmrec:<folder>' or 'synthetic-latent' for the synthetic data)")
+        raise cfglib.ConfigError(
+            f"{where}.profiles: plug-in {cell.plugin!r} needs a profile bank; set profiles "
+            "(a bank folder, 'rlmrec:<folder>' or 'synthetic-latent' for the synthetic data)"
+        )
     plugin_cfg = None
     if pcls.Config is not None:
-        plugin_cfg, psources = _layered(pcls.Config, ref["plugin_config"], cell.plugin_config, cell,
-                                        "plugin_config", where)
+        plugin_cfg, psources = _layered(
+            pcls.Config, ref["plugin_config"], cell.plugin_config, cell, "plugin_config", where
+        )
         sources.update(psources)
     elif cell.plugin_config:
         raise cfglib.ConfigError(f"{where}.plugin_config: plug-in {cell.plugin!r} takes no settings")
@@ -143,8 +152,10 @@ def resolve(cell: CellConfig, where: str = "cell", text_dim: int | None = None,
     sources.update(tsources)
     missing = [k for k in ("epochs", "batch_size", "lr", "patience", "seed") if getattr(train_cfg, k) is None]
     if missing:
-        raise cfglib.ConfigError(f"{where}.train: no reference value for {missing} ({cell.model}/{cell.plugin}); "
-                                 "set them with --train key=value")
+        raise cfglib.ConfigError(
+            f"{where}.train: no reference value for {missing} ({cell.model}/{cell.plugin}); "
+            "set them with --train key=value"
+        )
     resolved = Resolved(cell, model_cfg, plugin_cfg, train_cfg, sources)
     return with_text_dim(resolved, text_dim) if text_dim is not None else resolved
 
@@ -157,10 +168,14 @@ def with_text_dim(resolved: Resolved, text_dim: int) -> Resolved:
         return resolved
     side = model_class(resolved.cell.model).side_width(resolved.model_cfg)
     plugin_cfg = dataclasses.replace(resolved.plugin_cfg, hidden_dim=mapping_width(text_dim, side))
-    sources = {**resolved.sources, "plugin_config.hidden_dim": f"derived: (d_text {text_dim} + d_side {side}) // 2, "
-               "the profile MLP of RLMRec *_plus.py and ProRec lightgcn_proex.py"}
-    return dataclasses.replace(resolved, plugin_cfg=plugin_cfg, sources=sources,
-                               derived=resolved.derived + ("plugin_config.hidden_dim",))
+    sources = {
+        **resolved.sources,
+        "plugin_config.hidden_dim": f"derived: (d_text {text_dim} + d_side {side}) // 2, "
+        "the profile MLP of RLMRec *_plus.py and ProRec lightgcn_proex.py",
+    }
+    return dataclasses.replace(
+        resolved, plugin_cfg=plugin_cfg, sources=sources, derived=resolved.derived + ("plugin_config.hidden_dim",)
+    )
 
 
 def build_system(resolved: Resolved, data: TrainData, bank=None):
@@ -224,10 +239,14 @@ class CellResult:
         return out
 
 
-def run_cell(cell: CellConfig | Resolved, interactions: Interactions | None = None,
-             callback: Callable[[ValidationReport], None] | None = None,
-             state_path: str | None = None, device: str | None = None,
-             profiles: str | None = None) -> tuple[CellResult, Any]:
+def run_cell(
+    cell: CellConfig | Resolved,
+    interactions: Interactions | None = None,
+    callback: Callable[[ValidationReport], None] | None = None,
+    state_path: str | None = None,
+    device: str | None = None,
+    profiles: str | None = None,
+) -> tuple[CellResult, Any]:
     """Train and evaluate one cell (a CellConfig is resolved here; a Resolved one is used as it is). Returns
     (CellResult, trained system).
 
@@ -244,12 +263,35 @@ def run_cell(cell: CellConfig | Resolved, interactions: Interactions | None = No
     inter = interactions if interactions is not None else load_dataset(cell.dataset)
     built = build_cell(resolved, inter, device, profiles)
     resolved, data, bank, system = built.resolved, built.data, built.bank, built.system
-    log.info("%s + %s on %s (%d users, %d items, %d train) on %s, seed %d", cell.model, cell.plugin, inter.name,
-             data.n_users, data.n_items, data.n_edges, device, tcfg.seed)
+    log.info(
+        "%s + %s on %s (%d users, %d items, %d train) on %s, seed %d",
+        cell.model,
+        cell.plugin,
+        inter.name,
+        data.n_users,
+        data.n_items,
+        data.n_edges,
+        device,
+        tcfg.seed,
+    )
     t0 = time.perf_counter()
     fit: FitResult = Trainer(tcfg, callback, state_path).fit(system, data)
-    result = CellResult(resolved.to_dict(), resolved.sources, resolved.config_hash(), inter.name,
-                        bank.bank_id if bank is not None else None, str(device), time.perf_counter() - t0,
-                        fit.best_epoch, dict(fit.val), dict(fit.test), fit.epochs_run, fit.history,
-                        fit.train_seconds, fit.eval_seconds, bool(fit.first_dip), fit.first_dip)
+    result = CellResult(
+        resolved.to_dict(),
+        resolved.sources,
+        resolved.config_hash(),
+        inter.name,
+        bank.bank_id if bank is not None else None,
+        str(device),
+        time.perf_counter() - t0,
+        fit.best_epoch,
+        dict(fit.val),
+        dict(fit.test),
+        fit.epochs_run,
+        fit.history,
+        fit.train_seconds,
+        fit.eval_seconds,
+        bool(fit.first_dip),
+        fit.first_dip,
+    )
     return result, system

@@ -17,6 +17,7 @@ change the grid measures, so it wins over both. To force a value over tuned file
 `profiles` may name `{dataset}` and `{data_dir}` (the registry's data folder on the node that runs the cell);
 ids are computed before substitution, so they do not depend on where the data lives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,6 @@ from .experiment import SECTIONS, CellConfig, Resolved, dataset_key, resolve, wi
 from .models import MODELS
 from .names import PairedTest
 from .plugins import PLUGINS, check_pair
-
 
 
 @dataclass
@@ -107,9 +107,12 @@ class PrunerSpec:
     max_resource: Any = "auto"  # hyperband: the most epochs a trial trains ("auto" or int)
 
 
-PRUNER_KEYS = {"none": set(), "median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
-               "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
-               "hyperband": {"min_resource", "max_resource", "reduction_factor"}}
+PRUNER_KEYS = {
+    "none": set(),
+    "median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
+    "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
+    "hyperband": {"min_resource", "max_resource", "reduction_factor"},
+}
 
 
 @dataclass
@@ -117,7 +120,9 @@ class StudySpec:
     space: dict = field(default_factory=dict)  # "model_config.layers" -> ParamSpec mapping
     n_trials: int = 20  # budget: finished (COMPLETE or PRUNED) trials per study; a rerun continues up to it
     pruner: Any = None  # PrunerSpec mapping; None = the PrunerSpec defaults (median)
-    arms: list | None = None  # plug-ins of a comparison tuned alike (same budget, space, sampler seed); None = axes.plugin
+    arms: list | None = (
+        None  # plug-ins of a comparison tuned alike (same budget, space, sampler seed); None = axes.plugin
+    )
     arm_space: dict = field(default_factory=dict)  # arm -> extra parameters only that arm has (plugin_config.*)
     concurrency: int = 1  # trials in flight per study
     storage: str | None = None  # Optuna storage URL or journal file; None = sqlite:///mlruns/optuna.db
@@ -144,7 +149,7 @@ class GridSpec:
     study: StudySpec | None = None
     path: str = ""  # the file it came from (set by load_grid)
 
-    def expand(self) -> list["GridCell"]:
+    def expand(self) -> list[GridCell]:
         return expand(self)
 
 
@@ -176,14 +181,22 @@ class GridCell:
     def labels(self) -> dict:
         """model, plugin, dataset, seed, variant: the columns reports group by (MLflow tags too)."""
         c = self.config
-        return {"model": c.model, "plugin": c.plugin, "dataset": dataset_key(c.dataset),
-                "seed": self.seed, "variant": self.variants[0], "profiles": c.profiles or ""}
+        return {
+            "model": c.model,
+            "plugin": c.plugin,
+            "dataset": dataset_key(c.dataset),
+            "seed": self.seed,
+            "variant": self.variants[0],
+            "profiles": c.profiles or "",
+        }
 
     def run_name(self, seed: bool = True) -> str:
         """'lightgcn-proex-synthetic-s0' (+ '-<variant>'): the name of the cell's MLflow run; without the seed,
         the cell's part of its study's name."""
         c, variant = self.config, self.variants[0]
-        return "-".join([c.model, c.plugin, dataset_key(c.dataset)] + [f"s{self.seed}"] * seed + [variant] * bool(variant))
+        return "-".join(
+            [c.model, c.plugin, dataset_key(c.dataset)] + [f"s{self.seed}"] * seed + [variant] * bool(variant)
+        )
 
     def runnable(self, data_dir: str | None = None) -> CellConfig:
         """The cell with `{dataset}` / `{data_dir}` filled in for the node that runs it."""
@@ -256,7 +269,9 @@ def _validate_study(s: StudySpec, where: str) -> None:
     if s.heartbeat_s <= 0 or s.grace_s <= 2 * s.heartbeat_s:
         raise ConfigError(f"{where}: grace_s must exceed 2 x heartbeat_s (a live driver beats every heartbeat_s)")
     if not s.space:
-        raise ConfigError(f"{where}.space: declare at least one parameter, e.g. 'train.lr: {{low: 1e-4, high: 1e-2, log: true}}'")
+        raise ConfigError(
+            f"{where}.space: declare at least one parameter, e.g. 'train.lr: {{low: 1e-4, high: 1e-2, log: true}}'"
+        )
     s.pruner = _validate_pruner(s.pruner, f"{where}.pruner")
     if s.arms is not None:
         if not isinstance(s.arms, list) or not s.arms or len(set(s.arms)) != len(s.arms):
@@ -283,8 +298,10 @@ def _validate_pruner(raw: Any, where: str) -> PrunerSpec:
         raise ConfigError(f"{where}.type: {p.type!r}; use one of {', '.join(PRUNER_KEYS)}")
     foreign = sorted(set(raw or {}) - PRUNER_KEYS[p.type] - {"type"})
     if foreign:
-        raise ConfigError(f"{where}: {foreign} do not apply to the {p.type} pruner; its settings are "
-                          f"{sorted(PRUNER_KEYS[p.type]) or 'none'}")
+        raise ConfigError(
+            f"{where}: {foreign} do not apply to the {p.type} pruner; its settings are "
+            f"{sorted(PRUNER_KEYS[p.type]) or 'none'}"
+        )
     for name in ("min_resource", "max_resource"):
         v = getattr(p, name)
         if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -298,8 +315,10 @@ def _validate_space(space: dict, where: str) -> dict:
     for key, value in list(space.items()):
         section, _, name = key.partition(".")
         if section not in SECTIONS or not name or key in ("train.seed", "train.select"):
-            raise ConfigError(f"{where}.{key}: keys are model_config.<field>, plugin_config.<field> or "
-                              "train.<field> (not seed or select)")
+            raise ConfigError(
+                f"{where}.{key}: keys are model_config.<field>, plugin_config.<field> or "
+                "train.<field> (not seed or select)"
+            )
         p = build(ParamSpec, value, f"{where}.{key}")
         if p.type == "categorical":
             if not p.choices:
@@ -317,8 +336,10 @@ def parse_select(value: str, where: str) -> str:
     """'val/recall@20', 'val_recall_at_20' or 'recall@20' -> 'recall@20'. A test metric is an error."""
     v = str(value).strip()
     if v.lower().startswith("test"):
-        raise ConfigError(f"{where}: {value!r} is a test metric; the best epoch is selected on validation only "
-                          "(use e.g. val/recall@20); test metrics are reported, never used to choose.")
+        raise ConfigError(
+            f"{where}: {value!r} is a test metric; the best epoch is selected on validation only "
+            "(use e.g. val/recall@20); test metrics are reported, never used to choose."
+        )
     v = re.sub(r"^(val|valid|validation)[/_]", "", v)
     m = re.fullmatch(r"(recall|ndcg)(?:@|_at_)(\d+)", v)
     if not m:
@@ -335,7 +356,9 @@ def hparams_path(grid: GridSpec, model: str, plugin: str, dataset: str) -> Path 
 
 
 def load_hparams(path: Path) -> HParams:
-    hp = build(HParams, read_yaml_mapping(path, "hyperparameter file", "model_config, plugin_config, train, source"), str(path))
+    hp = build(
+        HParams, read_yaml_mapping(path, "hyperparameter file", "model_config, plugin_config, train, source"), str(path)
+    )
     for name in ("seed", "select"):
         if name in hp.train:
             raise ConfigError(f"{path}: train.{name}: a hyperparameter file cannot set {name}")
@@ -384,7 +407,7 @@ def expand(grid: GridSpec) -> list[GridCell]:
     cells: dict[str, GridCell] = {}
     for dataset in a.dataset:
         for model in a.model:
-            for prof_axis in (a.profiles or [grid.fixed.profiles]):
+            for prof_axis in a.profiles or [grid.fixed.profiles]:
                 for var in variants:
                     for seed in a.seed:
                         for plugin in a.plugin:
@@ -417,8 +440,10 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
     spec = _protocol(grid)
     if spec.mode_for(dataset_key(dataset)) == "shared":
         arms = [p for p in grid.axes.plugin if p == plugin or PLUGINS[p].refusal(MODELS[model]) is None]
-        cell = apply_layer(cell, shared_layer(model, arms, dataset, grid.report.reference, spec.stated,
-                                               f"grid protocol: shared ({where})"))
+        cell = apply_layer(
+            cell,
+            shared_layer(model, arms, dataset, grid.report.reference, spec.stated, f"grid protocol: shared ({where})"),
+        )
     for part, layer in parts:
         values = {s: dict(getattr(part, s) or {}) for s in SECTIONS}
         if pcls.Config is None:
@@ -458,8 +483,11 @@ def start_lines(grid: GridSpec, cells: list[GridCell]) -> list[str]:
     borrowed: dict[str, dict[str, list[str]]] = {}
     for gc in cells:
         ds = dataset_key(gc.config.dataset)
-        group = f"{gc.config.model}/{ds}" + (f"/{gc.variants[0]}" if gc.variants[0] else "") + (
-            f" [{gc.config.profiles}]" if grid.axes.profiles else "")
+        group = (
+            f"{gc.config.model}/{ds}"
+            + (f"/{gc.variants[0]}" if gc.variants[0] else "")
+            + (f" [{gc.config.profiles}]" if grid.axes.profiles else "")
+        )
         arm = gc.config.plugin
         if arm in groups.get(group, {}):
             continue  # one seed per arm: the seed is not part of the protocol
@@ -479,8 +507,10 @@ def start_lines(grid: GridSpec, cells: list[GridCell]) -> list[str]:
             by_source.setdefault(source, []).append(f"{combo} ({', '.join(keys)})")
     if by_source:
         n = sum(1 for b in borrowed.values() if b)
-        lines.append(f"borrowed or extrapolated settings in {n} of {len(borrowed)} model/plug-in/dataset "
-                     "combinations (proex config --sources shows each value's source):")
+        lines.append(
+            f"borrowed or extrapolated settings in {n} of {len(borrowed)} model/plug-in/dataset "
+            "combinations (proex config --sources shows each value's source):"
+        )
         for source, combos in by_source.items():
             lines.append(f"  {source}: {'; '.join(combos)}")
     return lines
@@ -512,6 +542,7 @@ def parse_only(specs: list[str], flag: str = "--only") -> dict[str, set[str]]:
 def slice_cells(cells: list[GridCell], only: dict[str, set[str]], flag: str = "--only") -> list[GridCell]:
     """The cells whose labels match every label of `only` (one of its values each). A value that no cell of
     the grid has is an error naming the flag and the values the grid has (a typo would otherwise run nothing)."""
+
     def values_of(gc: GridCell, label: str) -> set[str]:
         return set(gc.variants) if label == "variant" else {str(gc.labels[label])}
 
@@ -519,7 +550,9 @@ def slice_cells(cells: list[GridCell], only: dict[str, set[str]], flag: str = "-
         have = {v for gc in cells for v in values_of(gc, label)}
         unknown = sorted(values - have)
         if unknown:
-            raise ConfigError(f"{flag} {label}={','.join(unknown)}: no cell of the grid has {label} "
-                              f"{' or '.join(map(repr, unknown))}; the grid's values: {', '.join(sorted(have))}")
+            raise ConfigError(
+                f"{flag} {label}={','.join(unknown)}: no cell of the grid has {label} "
+                f"{' or '.join(map(repr, unknown))}; the grid's values: {', '.join(sorted(have))}"
+            )
 
     return [gc for gc in cells if all(values_of(gc, k) & vals for k, vals in only.items())]

@@ -9,6 +9,7 @@ version for the scope of a fit, so a suspected kernel bug is one flag away from 
 * The distinct users and items of every BPR batch: `epoch_distinct`, all batches of an epoch in three sorts,
   vs `Distinct.of` (`torch.unique` per batch). On a GPU each `torch.unique` makes the host wait for the device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,7 +51,7 @@ def uniformity(x: Tensor, temperature: float) -> Tensor:
 
 def uniformity_autograd(x: Tensor, temperature: float) -> Tensor:
     """`uniformity` written for autograd: the definition as the official code computes it."""
-    x = F.normalize(x, dim=-1) * temperature ** -0.5  # 1/τ folded into the [n, D] rows, not the [n, n] logits
+    x = F.normalize(x, dim=-1) * temperature**-0.5  # 1/τ folded into the [n, D] rows, not the [n, n] logits
     denom = torch.exp(x @ x.transpose(-1, -2)).sum(-1)  # [(K,) n]
     return -torch.log(math.exp(1.0 / temperature) / denom + 1e-5).mean(-1).sum()
 
@@ -77,7 +78,7 @@ class _Uniformity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, temperature: float) -> Tensor:
         clamped = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        z = x / (clamped * temperature ** 0.5)
+        z = x / (clamped * temperature**0.5)
         if _blocked(z):
             p, d = None, _blocks(z, None)
         else:
@@ -85,7 +86,7 @@ class _Uniformity(torch.autograd.Function):
             d = p.sum(-1)
         c = math.exp(1.0 / temperature)
         ctx.save_for_backward(z, clamped, d, *(() if p is None else (p,)))
-        ctx.c, ctx.scale = c, temperature ** -0.5
+        ctx.c, ctx.scale = c, temperature**-0.5
         return -torch.log(c / d + 1e-5).mean(-1).sum()
 
     @staticmethod
@@ -120,15 +121,16 @@ def _blocks(z: Tensor, w: Tensor | None) -> Tensor:
         p = (z[..., s:e, :] @ z[..., s:, :].transpose(-1, -2)).exp_()  # [(K,) e - s, n - s]
         if w is None:
             out[..., s:e] += p.sum(-1)
-            out[..., e:] += p[..., e - s:].sum(-2)
+            out[..., e:] += p[..., e - s :].sum(-2)
         else:
             out[..., s:e, :] += p @ w[..., s:, :]
-            out[..., e:, :] += p[..., e - s:].transpose(-1, -2) @ w[..., s:e, :]
+            out[..., e:, :] += p[..., e - s :].transpose(-1, -2) @ w[..., s:e, :]
     return out
 
 
-def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, batch_size: int,
-                   n_users: int, n_items: int) -> list[Distinct] | None:
+def epoch_distinct(
+    users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, batch_size: int, n_users: int, n_items: int
+) -> list[Distinct] | None:
     """`Distinct.of` every batch of an epoch (users, pos, neg [N], cut into batches of `batch_size`) at once;
     None under `reference_kernels()`, so each batch computes its own with `Distinct.of`.
 
@@ -152,8 +154,12 @@ def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ba
     item_keys, item_inv = torch.unique(item_bid * n_items + items, return_inverse=True)
     pos_keys = torch.unique(bid * n_items + pos)
     n_batches = -(-n // batch_size)
-    counts = torch.stack([torch.bincount(keys // width, minlength=n_batches) for keys, width in
-                          ((user_keys, n_users), (item_keys, n_items), (pos_keys, n_items))])  # [3, n_batches]
+    counts = torch.stack(
+        [
+            torch.bincount(keys // width, minlength=n_batches)
+            for keys, width in ((user_keys, n_users), (item_keys, n_items), (pos_keys, n_items))
+        ]
+    )  # [3, n_batches]
     starts = counts.cumsum(1) - counts
     user_inv = user_inv - starts[0, bid]  # positions within the batch's own distinct rows
     item_inv = item_inv - starts[1, item_bid]
@@ -163,7 +169,13 @@ def epoch_distinct(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ba
     out = []
     for b in range(n_batches):
         e0, e1 = b * batch_size, min((b + 1) * batch_size, n)
-        out.append(Distinct(users=user_ids[s[0][b]: s[0][b] + c[0][b]], user_inv=user_inv[e0:e1],
-                            items=item_ids[s[1][b]: s[1][b] + c[1][b]], item_inv=item_inv[2 * e0: 2 * e1],
-                            pos=pos_at[s[2][b]: s[2][b] + c[2][b]]))
+        out.append(
+            Distinct(
+                users=user_ids[s[0][b] : s[0][b] + c[0][b]],
+                user_inv=user_inv[e0:e1],
+                items=item_ids[s[1][b] : s[1][b] + c[1][b]],
+                item_inv=item_inv[2 * e0 : 2 * e1],
+                pos=pos_at[s[2][b] : s[2][b] + c[2][b]],
+            )
+        )
     return out

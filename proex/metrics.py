@@ -7,9 +7,10 @@
 Batched on the device with one `topk` per batch of users; no per-user Python loop. The batch size changes
 speed and memory only, never the numbers: small batches keep the [B, n_items] score block in the CPU cache.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class RankingEvaluator:
         """
         out: dict[str, list[torch.Tensor]] = {f"{m}@{k}": [] for k in self.ks for m in ("recall", "ndcg")}
         for start in range(0, self.users.numel(), self.batch_size):
-            users = self.users[start:start + self.batch_size]
+            users = self.users[start : start + self.batch_size]
             batch = self.data.user_batch(users, dense=needs_rows)
             scores = scorer(batch)
             scores[batch.nz] = float("-inf")  # mask training items, in place

@@ -3,6 +3,7 @@
 Reports order their rows by these (models as in the paper's Table 2); `proex.models.MODELS` and
 `proex.plugins.PLUGINS` check at import that they register exactly these names, in this order.
 """
+
 from __future__ import annotations
 
 import typing

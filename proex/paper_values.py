@@ -6,13 +6,20 @@ its citation as "ProEx paper (KDD'26) Table 2, row GCCF+ProEx". Rows of methods 
 left out: CARec, LLMRec and AlphaRec* (Table 3). Table 3's ProEx row and Table 4's ProEx row repeat Table 2's
 LightGCN+ProEx and Mult-VAE+ProEx R@20/N@20 values; Table 2 is cited for them (a test checks that they agree).
 """
+
 from __future__ import annotations
 
 DATASETS = ("amazon", "yelp", "steam")  # Amazon-Book, Yelp, Steam: the column blocks of every table
 TABLE2_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")  # R@10 R@20 N@10 N@20 per dataset
 TABLE34_METRICS = ("recall@20", "ndcg@20")  # R@20 N@20 per dataset
-MODEL_NAMES = {"gccf": "GCCF", "lightgcn": "LightGCN", "simgcl": "SimGCL", "multvae": "Mult-VAE",
-               "ldiffrec": "L-DiffRec", "cvga": "CVGA"}
+MODEL_NAMES = {
+    "gccf": "GCCF",
+    "lightgcn": "LightGCN",
+    "simgcl": "SimGCL",
+    "multvae": "Mult-VAE",
+    "ldiffrec": "L-DiffRec",
+    "cvga": "CVGA",
+}
 
 # Table 2: (model, plug-in) then 12 numbers: Amazon-Book, Yelp, Steam x (R@10, R@20, N@10, N@20)
 TABLE2 = """
@@ -65,8 +72,11 @@ def _rows(table: int, text: str, model: str | None, metrics: tuple[str, ...]) ->
     return out
 
 
-TABLES = {2: _rows(2, TABLE2, None, TABLE2_METRICS), 3: _rows(3, TABLE3, "lightgcn", TABLE34_METRICS),
-          4: _rows(4, TABLE4, "multvae", TABLE34_METRICS)}
+TABLES = {
+    2: _rows(2, TABLE2, None, TABLE2_METRICS),
+    3: _rows(3, TABLE3, "lightgcn", TABLE34_METRICS),
+    4: _rows(4, TABLE4, "multvae", TABLE34_METRICS),
+}
 PAPER = {**TABLES[4], **TABLES[3], **TABLES[2]}  # Table 2 cited where a value is printed twice
 
 

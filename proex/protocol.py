@@ -11,7 +11,8 @@ source text that starts with one of `BORROWED_PREFIXES` (e.g. "borrowed from DMR
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 PROTOCOL_KEYS = ("epochs", "patience", "eval_every", "min_epochs", "batch_size", "lr", "select")
 BORROWED_PREFIXES = ("borrowed", "extrapolated")

@@ -23,6 +23,7 @@ builds it from MLflow, `proex.report_runs.train_outputs_frame` from `proex train
 * writers      — Markdown, CSV and LaTeX (booktabs), formatted deterministically (golden-file tested).
 * figures      — `proex.report_figures`: training curves, ablation bars, sensitivity curves.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,15 +39,43 @@ from .names import MODEL_NAMES as MODELS
 from .names import PLUGIN_NAMES as PLUGINS
 from .names import TESTS
 from .paper_values import paper_value
-from .report_format import fmt_p, to_latex, to_markdown
 from .report_figures import plot_ablation, plot_curves, plot_sensitivity  # noqa: F401 (callers use report.plot_*)
+from .report_format import fmt_p, to_latex, to_markdown
 from .report_stats import LEVEL, hodges_lehmann, holm, t_interval
 
 LABELS = ["dataset", "model", "plugin", "variant"]
-COMPARE_COLUMNS = ["arm", "reference", "metric", "n", "ref_mean", "mean", "improvement_pct", "estimate", "ci_low",
-                   "ci_high", "ci_level", "test", "statistic", "p_value", "p_holm", "note", "protocol", "tuning"]
-SUMMARY_COLUMNS = LABELS + ["metric", "n", "mean", "std", "ci_low", "ci_high", "paper", "paper_diff_pct",
-                            "paper_in_ci", "paper_source"]
+COMPARE_COLUMNS = [
+    "arm",
+    "reference",
+    "metric",
+    "n",
+    "ref_mean",
+    "mean",
+    "improvement_pct",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "test",
+    "statistic",
+    "p_value",
+    "p_holm",
+    "note",
+    "protocol",
+    "tuning",
+]
+SUMMARY_COLUMNS = LABELS + [
+    "metric",
+    "n",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "paper",
+    "paper_diff_pct",
+    "paper_in_ci",
+    "paper_source",
+]
 MARKS = ((0.01, "**"), (0.05, "*"))  # on Holm-adjusted p-values
 
 
@@ -56,8 +85,12 @@ def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
     if "variant" not in runs:
         runs["variant"] = ""
     runs["variant"] = runs["variant"].fillna("")
-    keys = {"dataset": list(dict.fromkeys(runs["dataset"])), "model": list(MODELS) + sorted(set(runs["model"]) - set(MODELS)),
-            "plugin": list(PLUGINS), "variant": list(dict.fromkeys(runs["variant"]))}
+    keys = {
+        "dataset": list(dict.fromkeys(runs["dataset"])),
+        "model": list(MODELS) + sorted(set(runs["model"]) - set(MODELS)),
+        "plugin": list(PLUGINS),
+        "variant": list(dict.fromkeys(runs["variant"])),
+    }
     for col, order in keys.items():
         runs[col] = pd.Categorical(runs[col], categories=order, ordered=True)
     return runs.sort_values(LABELS + ["seed"], kind="stable")
@@ -76,10 +109,21 @@ def summarize(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             paper = None if labels["variant"] else paper_value(labels["model"], labels["plugin"], labels["dataset"], m)
             value, source = paper or (math.nan, "")
             inside = "n/a" if paper is None or math.isnan(low) else "yes" if low <= value <= high else "no"
-            rows.append({**labels, "metric": m, "n": len(v), "mean": mean, "std": v.std(ddof=1) if len(v) > 1 else 0.0,
-                         "ci_low": low, "ci_high": high, "paper": value,
-                         "paper_diff_pct": 100 * (mean - value) / value if paper else math.nan,
-                         "paper_in_ci": inside if paper else "", "paper_source": source})
+            rows.append(
+                {
+                    **labels,
+                    "metric": m,
+                    "n": len(v),
+                    "mean": mean,
+                    "std": v.std(ddof=1) if len(v) > 1 else 0.0,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "paper": value,
+                    "paper_diff_pct": 100 * (mean - value) / value if paper else math.nan,
+                    "paper_in_ci": inside if paper else "",
+                    "paper_source": source,
+                }
+            )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -119,8 +163,9 @@ def paired_interval(a, b, test: str = "ttest") -> tuple[float, float, float, flo
     return mean, low, high, math.nan if math.isnan(low) else LEVEL
 
 
-def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm: str = "plugin",
-            test: str = "ttest") -> pd.DataFrame:
+def compare(
+    runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm: str = "plugin", test: str = "ttest"
+) -> pd.DataFrame:
     """Each value of column `arm` against `reference`, within groups of the other label columns, over the
     matched seeds (`match_seeds`).
 
@@ -147,12 +192,29 @@ def compare(runs: pd.DataFrame, metrics: list[str], reference: str = "base", arm
                 estimate, low, high, level = paired_interval(a, b, test) if not note else (math.nan,) * 4
                 ref_mean = b.mean() if len(b) else math.nan
                 mean = a.mean() if len(a) else math.nan
-                rows.append({**dict(zip(group, key)), "arm": name, "reference": reference, "metric": m,
-                             "n": len(pair), "ref_mean": ref_mean, "mean": mean,
-                             "improvement_pct": 100 * (mean - ref_mean) / ref_mean if ref_mean else math.nan,
-                             "estimate": estimate, "ci_low": low, "ci_high": high, "ci_level": level,
-                             "test": test, "statistic": statistic, "p_value": p, "p_holm": math.nan, "note": note,
-                             "protocol": protocol, "tuning": tuning})
+                rows.append(
+                    {
+                        **dict(zip(group, key)),
+                        "arm": name,
+                        "reference": reference,
+                        "metric": m,
+                        "n": len(pair),
+                        "ref_mean": ref_mean,
+                        "mean": mean,
+                        "improvement_pct": 100 * (mean - ref_mean) / ref_mean if ref_mean else math.nan,
+                        "estimate": estimate,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "ci_level": level,
+                        "test": test,
+                        "statistic": statistic,
+                        "p_value": p,
+                        "p_holm": math.nan,
+                        "note": note,
+                        "protocol": protocol,
+                        "tuning": tuning,
+                    }
+                )
     out = pd.DataFrame(rows, columns=group + COMPARE_COLUMNS)
     out["p_holm"] = holm(out["p_value"].to_numpy(float))
     return out
@@ -173,7 +235,9 @@ def ci_pct(r, digits: int = 1) -> str:
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]%{level}"
 
 
-def paper_table(summary: pd.DataFrame, comparison: pd.DataFrame, metrics: list[str], arm: str = "plugin") -> pd.DataFrame:
+def paper_table(
+    summary: pd.DataFrame, comparison: pd.DataFrame, metrics: list[str], arm: str = "plugin"
+) -> pd.DataFrame:
     """Wide Table-2 layout of strings: index (model, row) with row an arm or 'improv. <arm>', columns
     '<dataset> <metric>'. Cells: the mean over seeds; improvement rows: Improv.%, the 95% interval of the
     difference in % of the reference mean, the Holm mark (`mark`), the raw and Holm-adjusted p and a '†' when
@@ -187,8 +251,11 @@ def paper_table(summary: pd.DataFrame, comparison: pd.DataFrame, metrics: list[s
         label = f"improv. {r['arm']} {other}" if arm == "plugin" else f"improv. {other} {r['arm']}"
         p, holm_p = (fmt_p(r["p_value"]), fmt_p(r["p_holm"])) if not r["note"] else ("n/a", "n/a")
         dagger = " †" if r["protocol"] or r["tuning"] else ""
-        cell = ("n/a" if math.isnan(r["improvement_pct"]) else
-                f"{r['improvement_pct']:+.1f}% {ci_pct(r)}{mark(r['p_holm'])} (p={p}, Holm {holm_p}){dagger}")
+        cell = (
+            "n/a"
+            if math.isnan(r["improvement_pct"])
+            else f"{r['improvement_pct']:+.1f}% {ci_pct(r)}{mark(r['p_holm'])} (p={p}, Holm {holm_p}){dagger}"
+        )
         rows.setdefault((str(r["model"]), " ".join(label.split())), {})[f"{r['dataset']} {r['metric']}"] = cell
     cols = [f"{d} {m}" for d in dict.fromkeys(summary["dataset"].astype(str)) for m in metrics]
     models = list(dict.fromkeys(summary["model"].astype(str)))
@@ -209,7 +276,7 @@ def comparison_view(comparison: pd.DataFrame) -> pd.DataFrame:
     out["statistic"] = out["statistic"].map(lambda v: "n/a" if math.isnan(v) else f"{v:.2f}")
     out["p_value"], out["p_holm"] = out["p_value"].map(fmt_p), out["p_holm"].map(fmt_p)
     keep = [c for c in out.columns if c not in ("estimate", "ci_low", "ci_high", "ci_level", "ci_95")]
-    return out[keep[:keep.index("improvement_pct") + 1] + ["ci_95"] + keep[keep.index("improvement_pct") + 1:]]
+    return out[keep[: keep.index("improvement_pct") + 1] + ["ci_95"] + keep[keep.index("improvement_pct") + 1 :]]
 
 
 def comparison_lines(comparison: pd.DataFrame) -> list[str]:
@@ -220,13 +287,16 @@ def comparison_lines(comparison: pd.DataFrame) -> list[str]:
         labels = " ".join(str(r[c]) for c in ("dataset", "model", "plugin", "variant") if c in r and str(r[c]))
         imp = "n/a" if math.isnan(r["improvement_pct"]) else f"{r['improvement_pct']:+.1f}%"
         notes = [str(x) for x in (r["note"], r["protocol"], r["tuning"]) if isinstance(x, str) and x]
-        lines.append(f"{labels}: {r['arm']} vs {r['reference']} {r['metric']}: {imp}, 95% CI {ci_pct(r)} "
-                     f"(p={fmt_p(r['p_value'])}, Holm {fmt_p(r['p_holm'])})" + "".join(f"; {n}" for n in notes))
+        lines.append(
+            f"{labels}: {r['arm']} vs {r['reference']} {r['metric']}: {imp}, 95% CI {ci_pct(r)} "
+            f"(p={fmt_p(r['p_value'])}, Holm {fmt_p(r['p_holm'])})" + "".join(f"; {n}" for n in notes)
+        )
     return lines
 
 
-def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | None = None,
-                 title: str = "") -> tuple[dict[str, str], pd.DataFrame]:
+def write_report(
+    runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | None = None, title: str = ""
+) -> tuple[dict[str, str], pd.DataFrame]:
     """Write report.md, summary.csv, comparison.csv, table.tex (+ figures named in spec.figures) to out_dir.
 
     spec: a proex.grid.ReportSpec (reference, reference_variant, metrics, test, figures). Every number is over
@@ -247,37 +317,50 @@ def write_report(runs: pd.DataFrame, out_dir: str, spec, curves: pd.DataFrame | 
         table = paper_table(summary, comparison, metrics, arm)
         seeds = ", ".join(map(str, sorted(set(matched["seed"]))))
         spread = summary[LABELS + ["metric", "n", "mean", "std"]].assign(
-            mean=summary["mean"].map("{:.4f}".format), std=summary["std"].map("{:.4f}".format))
+            mean=summary["mean"].map("{:.4f}".format), std=summary["std"].map("{:.4f}".format)
+        )
         name = {"ttest": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}[spec.test]
-        interval = {"ttest": "the t-interval of the mean paired difference",
-                    "wilcoxon": "the Hodges-Lehmann distribution-free interval of the paired shift"}[spec.test]
+        interval = {
+            "ttest": "the t-interval of the mean paired difference",
+            "wilcoxon": "the Hodges-Lehmann distribution-free interval of the paired shift",
+        }[spec.test]
         family = int(comparison["p_value"].notna().sum())
-        md = (f"# {title}\n\nTest metrics, mean over the matched seeds {seeds} ({len(matched)} runs): within each "
-              f"comparison, only seeds that every {arm} finished. Improvement and {name} p-values: each {arm} "
-              f"against `{reference}` over the same seeds; beside each Improv.% the 95% confidence interval "
-              f"({interval}, in % of the `{reference}` mean). Holm-adjusted p-values control the family-wise "
-              f"error over the report's family: the {family} comparisons with a p-value (every {arm} against "
-              f"`{reference}`, per dataset, model and metric); the marks ** (Holm p < 0.01) and * (Holm p < 0.05) "
-              f"use them.\n\n## Results\n\n{to_markdown(table)}{_row_footnotes(comparison, arm)}\n"
-              f"## Paired tests ({name})\n\n{to_markdown(comparison_view(comparison), index=False)}\n"
-              f"{provenance.protocol_section(matched, arm, [c for c in LABELS if c != arm])}"
-              f"{_reproduction_section(summary)}"
-              f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}")
+        md = (
+            f"# {title}\n\nTest metrics, mean over the matched seeds {seeds} ({len(matched)} runs): within each "
+            f"comparison, only seeds that every {arm} finished. Improvement and {name} p-values: each {arm} "
+            f"against `{reference}` over the same seeds; beside each Improv.% the 95% confidence interval "
+            f"({interval}, in % of the `{reference}` mean). Holm-adjusted p-values control the family-wise "
+            f"error over the report's family: the {family} comparisons with a p-value (every {arm} against "
+            f"`{reference}`, per dataset, model and metric); the marks ** (Holm p < 0.01) and * (Holm p < 0.05) "
+            f"use them.\n\n## Results\n\n{to_markdown(table)}{_row_footnotes(comparison, arm)}\n"
+            f"## Paired tests ({name})\n\n{to_markdown(comparison_view(comparison), index=False)}\n"
+            f"{provenance.protocol_section(matched, arm, [c for c in LABELS if c != arm])}"
+            f"{_reproduction_section(summary)}"
+            f"## Mean and std over seeds\n\n{to_markdown(spread, index=False)}"
+        )
         if not unmatched.empty:
             cols = [c for c in LABELS + ["seed"] if c in unmatched]
-            md += ("\n## Runs set aside (their seed is missing in another arm)\n\n"
-                   f"{to_markdown(unmatched[cols].astype(str), index=False)}")
+            md += (
+                "\n## Runs set aside (their seed is missing in another arm)\n\n"
+                f"{to_markdown(unmatched[cols].astype(str), index=False)}"
+            )
         md += first_dip_section(runs)
     with open(files["report.md"], "w") as f:
         f.write(md)
     summary.to_csv(files["summary.csv"], index=False, float_format="%.6g")
     comparison.to_csv(files["comparison.csv"], index=False, float_format="%.6g")
     with open(files["table.tex"], "w") as f:
-        f.write(to_latex(table, caption=f"{title}: test metrics (mean over seeds)", label=f"tab:{title}") if not table.empty else "")
+        f.write(
+            to_latex(table, caption=f"{title}: test metrics (mean over seeds)", label=f"tab:{title}")
+            if not table.empty
+            else ""
+        )
     if not runs.empty:
-        figs = {"curves": lambda p: plot_curves(curves, p) if curves is not None and not curves.empty else None,
-                "ablation": lambda p: plot_ablation(summary, p, metrics[:2]),
-                "sensitivity": lambda p: plot_sensitivity(summary, p, metrics[0])}
+        figs = {
+            "curves": lambda p: plot_curves(curves, p) if curves is not None and not curves.empty else None,
+            "ablation": lambda p: plot_ablation(summary, p, metrics[:2]),
+            "sensitivity": lambda p: plot_sensitivity(summary, p, metrics[0]),
+        }
         for name in spec.figures:
             path = os.path.join(out_dir, f"{name}.png")
             if figs[name](path):
@@ -290,8 +373,11 @@ def _row_footnotes(comparison: pd.DataFrame, arm: str) -> str:
     group = [c for c in LABELS if c != arm]
     noted = comparison[(comparison["protocol"] != "") | (comparison["tuning"] != "")]
     notes = noted.drop_duplicates(group + ["arm"])
-    lines = [f"- † {' '.join(str(r[c]) for c in group if str(r[c]))}, {r['arm']} vs {r['reference']}: "
-             + "; ".join(x for x in (r["protocol"], r["tuning"]) if x) for _, r in notes.iterrows()]
+    lines = [
+        f"- † {' '.join(str(r[c]) for c in group if str(r[c]))}, {r['arm']} vs {r['reference']}: "
+        + "; ".join(x for x in (r["protocol"], r["tuning"]) if x)
+        for _, r in notes.iterrows()
+    ]
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
@@ -301,18 +387,27 @@ def _reproduction_section(summary: pd.DataFrame) -> str:
     rows = summary[summary["paper_source"] != ""]
     if rows.empty:
         return ""
-    view = pd.DataFrame({**{c: rows[c].astype(str) for c in LABELS + ["metric"]}, "n": rows["n"],
-                         "mean": rows["mean"].map("{:.4f}".format),
-                         "95% CI": [f"[{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else "n/a"
-                                    for lo, hi in zip(rows["ci_low"], rows["ci_high"])],
-                         "paper": rows["paper"].map("{:.4f}".format),
-                         "diff": rows["paper_diff_pct"].map(lambda v: f"{round(v, 2) + 0.0:+.2f}%"),
-                         "paper inside CI": rows["paper_in_ci"],
-                         "source": rows["paper_source"]})
+    view = pd.DataFrame(
+        {
+            **{c: rows[c].astype(str) for c in LABELS + ["metric"]},
+            "n": rows["n"],
+            "mean": rows["mean"].map("{:.4f}".format),
+            "95% CI": [
+                f"[{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else "n/a"
+                for lo, hi in zip(rows["ci_low"], rows["ci_high"])
+            ],
+            "paper": rows["paper"].map("{:.4f}".format),
+            "diff": rows["paper_diff_pct"].map(lambda v: f"{round(v, 2) + 0.0:+.2f}%"),
+            "paper inside CI": rows["paper_in_ci"],
+            "source": rows["paper_source"],
+        }
+    )
     inside = int((rows["paper_in_ci"] == "yes").sum())
-    return (f"## Reproduction of the paper's values\n\n{inside} of {len(rows)} cells reproduce: the paper's "
-            "published mean lies inside the seeds' 95% t-interval of our mean.\n\n"
-            f"{to_markdown(view, index=False)}\n")
+    return (
+        f"## Reproduction of the paper's values\n\n{inside} of {len(rows)} cells reproduce: the paper's "
+        "published mean lies inside the seeds' 95% t-interval of our mean.\n\n"
+        f"{to_markdown(view, index=False)}\n"
+    )
 
 
 def first_dip_section(runs: pd.DataFrame) -> str:
@@ -322,7 +417,9 @@ def first_dip_section(runs: pd.DataFrame) -> str:
     if flagged.empty:
         return ""
     cols = [c for c in ("dataset", "model", "plugin", "variant", "seed", "best_epoch") if c in flagged]
-    return (f"\n## Warning: {len(flagged)} run(s) stopped in their first dip\n\nTheir best validation is their "
-            "first one, so their test metrics (and the tests above that use them) may reflect an early-stopping "
-            "accident rather than the method. Rerun them with a warm-up (`train.min_epochs`) or more patience "
-            f"(`train.patience`).\n\n{to_markdown(flagged[cols], index=False)}")
+    return (
+        f"\n## Warning: {len(flagged)} run(s) stopped in their first dip\n\nTheir best validation is their "
+        "first one, so their test metrics (and the tests above that use them) may reflect an early-stopping "
+        "accident rather than the method. Rerun them with a warm-up (`train.min_epochs`) or more patience "
+        f"(`train.patience`).\n\n{to_markdown(flagged[cols], index=False)}"
+    )

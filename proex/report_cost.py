@@ -12,6 +12,7 @@ Device time of a run = end - start - paused; device-hours = device time x the sh
 Input `states`: one row per cell of the whole grid with the label columns and `state` (finished, running,
 interrupted, failed, pending: `proex.infra.grid_plan.run_state`).
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -43,16 +44,34 @@ def cost_section(cost: pd.DataFrame, share: float, unit: str) -> str:
     c = cost.assign(device_s=(cost["end_s"] - cost["start_s"] - cost["paused_s"]).clip(lower=0))
     rows = []
     for key, g in c.groupby(GROUP, sort=True):
-        rows.append([*key, len(g), _h(union_seconds(list(zip(g["start_s"], g["end_s"])))), _h(g["device_s"].sum() * share),
-                     int((g["attempts"] - 1).clip(lower=0).sum()), _h(g["lost_s"].sum() * share)])
-    total = ["**grid**", "", "", len(c), _h(union_seconds(list(zip(c["start_s"], c["end_s"])))),
-             _h(c["device_s"].sum() * share), int((c["attempts"] - 1).clip(lower=0).sum()), _h(c["lost_s"].sum() * share)]
+        rows.append(
+            [
+                *key,
+                len(g),
+                _h(union_seconds(list(zip(g["start_s"], g["end_s"])))),
+                _h(g["device_s"].sum() * share),
+                int((g["attempts"] - 1).clip(lower=0).sum()),
+                _h(g["lost_s"].sum() * share),
+            ]
+        )
+    total = [
+        "**grid**",
+        "",
+        "",
+        len(c),
+        _h(union_seconds(list(zip(c["start_s"], c["end_s"])))),
+        _h(c["device_s"].sum() * share),
+        int((c["attempts"] - 1).clip(lower=0).sum()),
+        _h(c["lost_s"].sum() * share),
+    ]
     head = ["model", "plug-in", "dataset", "runs", "wall h", f"{unit}-h", "retries", f"lost to retries {unit}-h"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows + [total]]
-    return ("\n## Cost\n\nWall time: while at least one run of the row was open; device-hours: each run's time "
-            f"(less the time it sat interrupted) x {share:g} {unit} per trial; retries: later attempts at a run; lost: "
-            "the work those attempts redid, from the last validation before each restart.\n\n" + "\n".join(lines) + "\n")
+    return (
+        "\n## Cost\n\nWall time: while at least one run of the row was open; device-hours: each run's time "
+        f"(less the time it sat interrupted) x {share:g} {unit} per trial; retries: later attempts at a run; lost: "
+        "the work those attempts redid, from the last validation before each restart.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def incomplete_section(states: pd.DataFrame, reference: str, arm: str = "plugin") -> str:
@@ -78,5 +97,7 @@ def incomplete_section(states: pd.DataFrame, reference: str, arm: str = "plugin"
             lines.append(f"- {label}: {name} vs {reference}: {len(matched)}/{seeds} seeds matched ({what})")
     if not lines:
         return ""
-    return ("\n## Incomplete comparisons\n\nThe grid is not finished; these comparisons cover only the seeds "
-            "both arms have finished:\n\n" + "\n".join(lines) + "\n")
+    return (
+        "\n## Incomplete comparisons\n\nThe grid is not finished; these comparisons cover only the seeds "
+        "both arms have finished:\n\n" + "\n".join(lines) + "\n"
+    )

@@ -1,5 +1,6 @@
 """The report's figures from its frames (matplotlib, Agg backend): training curves (Fig. 5), ablation bars
 (Fig. 6), sensitivity curves (Figs. 8-10). Each returns the path it wrote (or None when nothing fits)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -40,10 +41,14 @@ def plot_ablation(summary: pd.DataFrame, path: str, metrics: list[str]) -> str:
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.2), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         sub = summary[(summary["dataset"].astype(str) == ds) & summary["metric"].isin(metrics)]
-        arms = list(dict.fromkeys(f"{p} {v}".strip() for p, v in zip(sub["plugin"].astype(str), sub["variant"].astype(str))))
+        arms = list(
+            dict.fromkeys(f"{p} {v}".strip() for p, v in zip(sub["plugin"].astype(str), sub["variant"].astype(str)))
+        )
         width = 0.8 / max(len(arms), 1)
         for i, arm_name in enumerate(arms):
-            g = sub[[f"{p} {v}".strip() == arm_name for p, v in zip(sub["plugin"].astype(str), sub["variant"].astype(str))]]
+            g = sub[
+                [f"{p} {v}".strip() == arm_name for p, v in zip(sub["plugin"].astype(str), sub["variant"].astype(str))]
+            ]
             g = g.groupby("metric", observed=True)[["mean", "std"]].mean().reindex(metrics)
             ax.bar([j + i * width for j in range(len(metrics))], g["mean"], width, yerr=g["std"], label=arm_name)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metrics))], metrics)

@@ -13,6 +13,7 @@ The runs frame (`proex.infra.run_frames.runs_frame`, `proex.report_runs.train_ou
 * borrowed values — sources marked by `proex.protocol.is_borrowed`, listed once under the report's tables;
 * `protocol_section` — the report's "Protocol and tuning" section: every arm's protocol, tuning and best epoch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,6 +34,7 @@ NOT_TUNING = ("train.seed", "train.device")  # set per run by the seed axis / th
 class Tuning:
     """One run's (or one arm's) tuning: searched = {"study X (20 complete trials)": keys}, hand = {layer: keys},
     borrowed = ((key, source), ...)."""
+
     searched: tuple[tuple[str, tuple[str, ...]], ...] = ()
     hand: tuple[tuple[str, tuple[str, ...]], ...] = ()
     borrowed: tuple[tuple[str, str], ...] = ()
@@ -108,8 +110,12 @@ def arm_protocol(rows: pd.DataFrame) -> dict | None:
     protos = _distinct(rows, "protocol")
     if not protos:
         return None
-    return {k: "|".join(dict.fromkeys(str(p.get(k)) for p in protos)) if len({repr(p.get(k)) for p in protos}) > 1
-            else protos[0].get(k) for k in PROTOCOL_KEYS}
+    return {
+        k: "|".join(dict.fromkeys(str(p.get(k)) for p in protos))
+        if len({repr(p.get(k)) for p in protos}) > 1
+        else protos[0].get(k)
+        for k in PROTOCOL_KEYS
+    }
 
 
 def arm_tuning(rows: pd.DataFrame) -> Tuning | None:
@@ -154,10 +160,14 @@ def protocol_table(runs: pd.DataFrame, group: list[str], arm: str) -> pd.DataFra
     for key, g in runs.groupby(group + [arm], observed=True, sort=True):
         proto, tuning = arm_protocol(g), arm_tuning(g)
         best = pd.to_numeric(g["best_epoch"], errors="coerce").mean() if "best_epoch" in g else float("nan")
-        rows.append({**dict(zip(group + [arm], map(str, key))),
-                     "protocol": ", ".join(f"{k} {v}" for k, v in proto.items()) if proto else "not recorded",
-                     "tuning": describe_tuning(tuning) if tuning else "not recorded",
-                     "mean best epoch": "" if pd.isna(best) else f"{best:.0f}"})
+        rows.append(
+            {
+                **dict(zip(group + [arm], map(str, key))),
+                "protocol": ", ".join(f"{k} {v}" for k, v in proto.items()) if proto else "not recorded",
+                "tuning": describe_tuning(tuning) if tuning else "not recorded",
+                "mean best epoch": "" if pd.isna(best) else f"{best:.0f}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,12 +183,16 @@ def borrowed_table(runs: pd.DataFrame, group: list[str], arm: str) -> pd.DataFra
 def protocol_section(matched: pd.DataFrame, arm: str, group: list[str]) -> str:
     """'Protocol and tuning': every arm's training protocol, where its settings came from (and the budget of
     any study behind them), its mean best epoch; then the borrowed or extrapolated values, once."""
-    text = ("## Protocol and tuning\n\nThe training protocol each arm ran under (compared row by row above: "
-            "'protocol differs'), where its settings came from (reference table; a study, with its trial budget; "
-            "or set by hand) and its mean best epoch over the matched seeds.\n\n"
-            f"{to_markdown(protocol_table(matched, group, arm), index=False)}")
+    text = (
+        "## Protocol and tuning\n\nThe training protocol each arm ran under (compared row by row above: "
+        "'protocol differs'), where its settings came from (reference table; a study, with its trial budget; "
+        "or set by hand) and its mean best epoch over the matched seeds.\n\n"
+        f"{to_markdown(protocol_table(matched, group, arm), index=False)}"
+    )
     borrowed = borrowed_table(matched, group, arm)
     if not borrowed.empty:
-        text += ("\nBorrowed or extrapolated settings (not from the arm's own official configuration for this "
-                 f"dataset):\n\n{to_markdown(borrowed, index=False)}")
+        text += (
+            "\nBorrowed or extrapolated settings (not from the arm's own official configuration for this "
+            f"dataset):\n\n{to_markdown(borrowed, index=False)}"
+        )
     return text + "\n"

@@ -7,6 +7,7 @@ variant, profiles, test metrics as 'recall@20', 'val_recall@20', the run's train
 each of its values: `proex.report_provenance`), so `proex.report.write_report` gives the
 same files as for a grid. No MLflow, no Ray.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,39 +29,66 @@ def train_outputs_frame(root: str | Path, metric: str = "recall@20") -> tuple[pd
     root = Path(root)
     paths = sorted(root.rglob("metrics.json"))
     if not paths:
-        raise ConfigError(f"{root}: no metrics.json below it; point `proex report` at the folder holding the "
-                          "`proex train --out` folders (default runs/), or at a grid .yaml file")
+        raise ConfigError(
+            f"{root}: no metrics.json below it; point `proex report` at the folder holding the "
+            "`proex train --out` folders (default runs/), or at a grid .yaml file"
+        )
     rows, curves, seen = [], [], {}
     for path in paths:
         try:
             result = json.loads(path.read_text())
             cfg = result["config"]
-            labels = {"model": cfg["model"], "plugin": cfg["plugin"], "dataset": dataset_key(cfg["dataset"]),
-                      "seed": int(cfg["train"]["seed"]), "variant": "", "profiles": cfg.get("profiles") or ""}
+            labels = {
+                "model": cfg["model"],
+                "plugin": cfg["plugin"],
+                "dataset": dataset_key(cfg["dataset"]),
+                "seed": int(cfg["train"]["seed"]),
+                "variant": "",
+                "profiles": cfg.get("profiles") or "",
+            }
             test, val = result["test"], result["val"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a `proex train` metrics.json ({type(exc).__name__}: {exc}); "
-                              "move it out of the folder or rerun that training") from None
+            raise ConfigError(
+                f"{path}: not a `proex train` metrics.json ({type(exc).__name__}: {exc}); "
+                "move it out of the folder or rerun that training"
+            ) from None
         key = tuple(labels[k] for k in ("dataset", "model", "plugin", "seed"))
         if key in seen:
-            raise ConfigError(f"{seen[key]} and {path.parent} are both {key[1]} + {key[2]} on {key[0]}, seed "
-                              f"{key[3]}; a report pairs one run per seed and arm. Move one of them to another "
-                              "folder (e.g. one folder per setting) and report each folder.")
+            raise ConfigError(
+                f"{seen[key]} and {path.parent} are both {key[1]} + {key[2]} on {key[0]}, seed "
+                f"{key[3]}; a report pairs one run per seed and arm. Move one of them to another "
+                "folder (e.g. one folder per setting) and report each folder."
+            )
         seen[key] = path.parent
-        rows.append({**labels, "run": str(path.parent), "best_epoch": result.get("best_epoch"),
-                     "config_hash": result.get("config_hash"), "protocol": protocol_of(cfg["train"]),
-                     "sources": result.get("config_sources") or {}, **test,
-                     **{f"val_{k}": v for k, v in val.items()}})
+        rows.append(
+            {
+                **labels,
+                "run": str(path.parent),
+                "best_epoch": result.get("best_epoch"),
+                "config_hash": result.get("config_hash"),
+                "protocol": protocol_of(cfg["train"]),
+                "sources": result.get("config_sources") or {},
+                **test,
+                **{f"val_{k}": v for k, v in val.items()},
+            }
+        )
         for h in result.get("history", []):
             if f"val_{metric}" in h:
-                curves.append({**{k: labels[k] for k in ("model", "plugin", "dataset", "seed", "variant")},
-                               "epoch": h["epoch"], "value": h[f"val_{metric}"]})
-    return pd.DataFrame(rows), pd.DataFrame(curves, columns=["model", "plugin", "dataset", "seed", "variant",
-                                                             "epoch", "value"])
+                curves.append(
+                    {
+                        **{k: labels[k] for k in ("model", "plugin", "dataset", "seed", "variant")},
+                        "epoch": h["epoch"],
+                        "value": h[f"val_{metric}"],
+                    }
+                )
+    return pd.DataFrame(rows), pd.DataFrame(
+        curves, columns=["model", "plugin", "dataset", "seed", "variant", "epoch", "value"]
+    )
 
 
-def report_folder(root: str | Path, out_dir: str | Path | None = None, reference: str = "base",
-                  test: str | None = None) -> dict[str, str]:
+def report_folder(
+    root: str | Path, out_dir: str | Path | None = None, reference: str = "base", test: str | None = None
+) -> dict[str, str]:
     """Write report.md, summary.csv, comparison.csv, table.tex and curves.png for the runs under `root` to
     `out_dir` (default `<root>/report`); `test`: the paired test ("ttest", the default, or "wilcoxon").
     Returns {file name: path}."""
@@ -69,8 +97,12 @@ def report_folder(root: str | Path, out_dir: str | Path | None = None, reference
 
     runs, curves = train_outputs_frame(root)
     if reference not in set(runs["plugin"]):
-        raise ConfigError(f"{root}: no run with plug-in {reference!r} to compare with (plug-ins found: "
-                          f"{sorted(set(runs['plugin']))}); train it, or pass --reference <plug-in>")
-    spec = ReportSpec(reference=reference, figures=("curves",) if not curves.empty else (), test=test or ReportSpec.test)
+        raise ConfigError(
+            f"{root}: no run with plug-in {reference!r} to compare with (plug-ins found: "
+            f"{sorted(set(runs['plugin']))}); train it, or pass --reference <plug-in>"
+        )
+    spec = ReportSpec(
+        reference=reference, figures=("curves",) if not curves.empty else (), test=test or ReportSpec.test
+    )
     files, _ = write_report(runs, str(out_dir or Path(root) / "report"), spec, curves, title=Path(root).resolve().name)
     return files

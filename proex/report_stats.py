@@ -17,6 +17,7 @@
                       p(j)). They control the family-wise error rate at α over the family, with no assumption on
                       the dependence between the tests. NaN p-values (no test) are not part of the family.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def signed_rank_cdf(n: int) -> np.ndarray:
     counts[0] = 1.0
     for r in range(1, n + 1):
         counts[r:] = counts[r:] + counts[:-r].copy()
-    return np.cumsum(counts) / 2.0 ** n
+    return np.cumsum(counts) / 2.0**n
 
 
 def hodges_lehmann(d, level: float = LEVEL) -> tuple[float, float, float, float]:

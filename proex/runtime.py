@@ -1,16 +1,17 @@
 """Device choice, CUDA matmul precision and seeding: the pieces of process state a run depends on."""
+
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device ("cpu", "cuda:1")."""
+    """ "auto" -> CUDA when available, else CPU; anything else is passed to torch.device ("cpu", "cuda:1")."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)

@@ -8,6 +8,7 @@ Ray and MLflow on it) and may end the fit at once by raising `StopTraining` (a p
 `state_path` set, the full loop state (model, optimizer, best state, counters, RNG) is written at every
 validation, and a later `fit` with the same path resumes from it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,8 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Callable, Iterable
 
 import torch
 
@@ -54,10 +55,12 @@ class TrainConfig:
 # patience alone, so the defaults do too (min_epochs = 0); a run whose validation stays below its first value
 # for `patience` validations ends with its epoch-0 state. Such a run is flagged (FitResult.first_dip: console,
 # metrics.json, MLflow tag, report) so that its test metrics are not read as the method's.
-FIRST_DIP = ("best validation is the first one (epoch {epoch}); the {later} later validations never beat it, so "
-             "the run may have stopped in an early dip instead of converging (e.g. RLMRec-Con while its kd term "
-             "dominates the first epochs). Fix: a warm-up (--train min_epochs=N; train.min_epochs in a grid) or "
-             "more patience (--train patience=N).")
+FIRST_DIP = (
+    "best validation is the first one (epoch {epoch}); the {later} later validations never beat it, so "
+    "the run may have stopped in an early dip instead of converging (e.g. RLMRec-Con while its kd term "
+    "dominates the first epochs). Fix: a warm-up (--train min_epochs=N; train.min_epochs in a grid) or "
+    "more patience (--train patience=N)."
+)
 
 
 class StopTraining(Exception):
@@ -145,14 +148,21 @@ def training_batches(system: Plugin, data: TrainData, batch_size: int) -> Iterab
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, callback: Callable[[ValidationReport], None] | None = None,
-                 state_path: str | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        callback: Callable[[ValidationReport], None] | None = None,
+        state_path: str | None = None,
+    ):
         self.cfg, self.callback, self.state_path = cfg, callback, state_path
 
     def fit(self, system: Plugin, data: TrainData) -> FitResult:
         # Training and evaluation alike.
-        with cuda_matmul_precision(self.cfg.tf32), deterministic_algorithms(self.cfg.deterministic), \
-                reference_kernels(self.cfg.reference_kernels):
+        with (
+            cuda_matmul_precision(self.cfg.tf32),
+            deterministic_algorithms(self.cfg.deterministic),
+            reference_kernels(self.cfg.reference_kernels),
+        ):
             return self._fit(system, data)
 
     def _fit(self, system: Plugin, data: TrainData) -> FitResult:
@@ -184,8 +194,12 @@ class Trainer:
             system.load_state_dict(state.best_state)
         val = self._evaluate(system, val_eval)
         test = self._evaluate(system, RankingEvaluator(data, "test", cfg.ks, cfg.eval_batch_size))
-        log.info("best epoch %d | val %s | test %s", state.best_epoch,
-                 " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        log.info(
+            "best epoch %d | val %s | test %s",
+            state.best_epoch,
+            " ".join(f"{k} {v:.4f}" for k, v in val.items()),
+            " ".join(f"{k} {v:.4f}" for k, v in test.items()),
+        )
         dip = ""
         if len(state.history) > 1 and state.best_epoch == state.history[0]["epoch"]:
             dip = FIRST_DIP.format(epoch=state.best_epoch, later=len(state.history) - 1)
@@ -209,8 +223,16 @@ class Trainer:
         losses = dict(zip(names, (total / n).tolist())) if total is not None else {}  # one host read per epoch
         return losses, time.perf_counter() - t0
 
-    def _validate(self, system: Plugin, evaluator: RankingEvaluator, cfg: TrainConfig, state: "LoopState",
-                  epoch: int, losses: dict, since_eval: float) -> ValidationReport:
+    def _validate(
+        self,
+        system: Plugin,
+        evaluator: RankingEvaluator,
+        cfg: TrainConfig,
+        state: LoopState,
+        epoch: int,
+        losses: dict,
+        since_eval: float,
+    ) -> ValidationReport:
         """Validate after `epoch`, update the best state and patience, log, and say what happened."""
         t0 = time.perf_counter()
         metrics = self._evaluate(system, evaluator)
@@ -221,13 +243,26 @@ class Trainer:
             state.best_state = copy.deepcopy(system.state_dict())
         elif epoch >= cfg.min_epochs:  # warm-up: no patience spent before min_epochs
             state.bad += 1
-        state.history.append({"epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()},
-                              **{f"loss_{k}": v for k, v in losses.items()}})
-        log.info("epoch %4d | %s | val %s | best %.4f @ %d | %.2fs train, %.2fs eval", epoch,
-                 " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                 " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), state.best, state.best_epoch, since_eval, seconds)
-        return ValidationReport(epoch, metrics, losses, state.best_epoch, state.best, cfg.patience - state.bad,
-                                since_eval, seconds)
+        state.history.append(
+            {
+                "epoch": epoch,
+                **{f"val_{k}": v for k, v in metrics.items()},
+                **{f"loss_{k}": v for k, v in losses.items()},
+            }
+        )
+        log.info(
+            "epoch %4d | %s | val %s | best %.4f @ %d | %.2fs train, %.2fs eval",
+            epoch,
+            " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+            " ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+            state.best,
+            state.best_epoch,
+            since_eval,
+            seconds,
+        )
+        return ValidationReport(
+            epoch, metrics, losses, state.best_epoch, state.best, cfg.patience - state.bad, since_eval, seconds
+        )
 
     @staticmethod
     def _evaluate(system: Plugin, evaluator: RankingEvaluator) -> dict[str, float]:
@@ -242,9 +277,11 @@ def read_state(path: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: refusing to load this trainer state: it holds objects other than tensors and "
-                         f"plain containers, so loading it could run code ({str(exc).splitlines()[0]}). A state "
-                         f"written by proex never does; delete the file to train this run from the start.") from None
+        raise ValueError(
+            f"{path}: refusing to load this trainer state: it holds objects other than tensors and "
+            f"plain containers, so loading it could run code ({str(exc).splitlines()[0]}). A state "
+            f"written by proex never does; delete the file to train this run from the start."
+        ) from None
 
 
 @dataclass
@@ -264,11 +301,13 @@ class LoopState:
     def save(self, path: str, system: Plugin, opt: torch.optim.Optimizer) -> None:
         tmp = f"{path}.tmp"
         loop = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: no deep copy of best_state
-        torch.save({"system": system.state_dict(), "optimizer": opt.state_dict(), "loop": loop, "rng": rng_state()}, tmp)
+        torch.save(
+            {"system": system.state_dict(), "optimizer": opt.state_dict(), "loop": loop, "rng": rng_state()}, tmp
+        )
         os.replace(tmp, path)  # atomic: a crash never leaves a half-written state
 
     @classmethod
-    def load(cls, path: str, system: Plugin, opt: torch.optim.Optimizer) -> "LoopState":
+    def load(cls, path: str, system: Plugin, opt: torch.optim.Optimizer) -> LoopState:
         saved = read_state(path)
         system.load_state_dict(saved["system"])
         opt.load_state_dict(saved["optimizer"])

@@ -1,4 +1,5 @@
 """Start-up shared by the grid and study drivers (ray_jobs/grid.py, ray_jobs/tune.py)."""
+
 from __future__ import annotations
 
 import os

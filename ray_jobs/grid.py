@@ -11,6 +11,7 @@ Ctrl-C (or SIGTERM) stops the grid cleanly: its running cells are marked interru
 resumes them; a second Ctrl-C forces. Exit status: 0 all done, 1 cells failed, 2 bad input, 130/143 stopped.
 Options fall back to $MLFLOW_TRACKING_URI, $PROEX_TUNE_STORAGE and $RAY_ADDRESS. The logic is in proex.infra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,22 +27,42 @@ from _driver import ROOT, load_grid_file
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("grid", nargs="?", default=os.path.join(ROOT, "grids", "smoke.yaml"), help="grid YAML file")
-    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
-    p.add_argument("--storage", default=os.environ.get("PROEX_TUNE_STORAGE"),
-                   help="Ray Tune experiment storage: a shared path or bucket on a multi-node cluster")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    )
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("PROEX_TUNE_STORAGE"),
+        help="Ray Tune experiment storage: a shared path or bucket on a multi-node cluster",
+    )
     p.add_argument("--address", default=None, help="Ray address; default $RAY_ADDRESS, else a new local Ray ('local')")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--report-dir", default=None, help="where to write the report (default mlruns/reports/<grid>)")
-    p.add_argument("--worker-logs", action="store_true",
-                   help="stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)")
-    p.add_argument("--only", action="append", default=[], metavar="LABEL=V[,V...]",
-                   help="run a slice: cells whose label (model, plugin, dataset, seed, variant, profiles) is one of "
-                        "the values, e.g. --only model=lightgcn,gccf --only dataset=amazon (labels combine with AND)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan (cells finished/failed/pending, resources, borrowed or tuned settings, ETA, "
-                        "missing profile banks) and exit; trains nothing")
-    p.add_argument("--probe-budget", type=float, default=60.0,
-                   help="--dry-run: seconds of one-epoch probes for groups without finished runs (0: none)")
+    p.add_argument(
+        "--worker-logs",
+        action="store_true",
+        help="stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="LABEL=V[,V...]",
+        help="run a slice: cells whose label (model, plugin, dataset, seed, variant, profiles) is one of "
+        "the values, e.g. --only model=lightgcn,gccf --only dataset=amazon (labels combine with AND)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (cells finished/failed/pending, resources, borrowed or tuned settings, ETA, "
+        "missing profile banks) and exit; trains nothing",
+    )
+    p.add_argument(
+        "--probe-budget",
+        type=float,
+        default=60.0,
+        help="--dry-run: seconds of one-epoch probes for groups without finished runs (0: none)",
+    )
     p.add_argument("--num-gpus", type=float, default=None, help="--dry-run: GPUs at hand (default: this machine's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -65,8 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     from proex.infra.tracker import Tracker
 
     try:
-        out = tune_grid.run_grid(grid, args.tracking_uri, args.storage, args.report_dir, address=args.address,
-                                 num_cpus=args.num_cpus, worker_logs=args.worker_logs, only=only)  # Ray only if needed
+        out = tune_grid.run_grid(
+            grid,
+            args.tracking_uri,
+            args.storage,
+            args.report_dir,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            worker_logs=args.worker_logs,
+            only=only,
+        )  # Ray only if needed
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
         print(f"\ngrid {grid.name}: forced stop. Resume with the same command:\n    {resume_command()}", flush=True)
         return 130
@@ -77,26 +106,34 @@ def main(argv: list[str] | None = None) -> int:
 
     tracker = Tracker(out.tracking_uri, tune_grid.experiment_name(grid))
     link = ui.links(tracker, out.parent_run_id)
-    print(f"\ngrid {out.grid}: {out.finished}/{out.n_cells} cells finished"
-          + (f", {len(out.failed)} failed: {', '.join(out.failed)}" if out.failed else ""))
+    print(
+        f"\ngrid {out.grid}: {out.finished}/{out.n_cells} cells finished"
+        + (f", {len(out.failed)} failed: {', '.join(out.failed)}" if out.failed else "")
+    )
     if out.tracking_uri.startswith("http"):  # e.g. under `ray job submit`: the driver's folder is temporary
         print(f"report:     on the tracking server, run {out.parent_run_id}: {link['report']}")
         print(f"            files: {link['artifacts']}")
     else:
         print(f"report:     {out.report_files.get('report.md')}")
     for reg in out.registered:
-        print(f"registered: models:/{reg.name}@champion" + (f" (version {reg.version})" if reg.champion else
-                                                             f" (run already version {reg.version})"))
+        print(
+            f"registered: models:/{reg.name}@champion"
+            + (f" (version {reg.version})" if reg.champion else f" (run already version {reg.version})")
+        )
     if out.registered:
-        print(f"serve:      mlflow models serve -m models:/{out.registered[0].name}@champion --env-manager local "
-              f"(with MLFLOW_TRACKING_URI={out.tracking_uri})")
+        print(
+            f"serve:      mlflow models serve -m models:/{out.registered[0].name}@champion --env-manager local "
+            f"(with MLFLOW_TRACKING_URI={out.tracking_uri})"
+        )
     print(f"MLflow UI:  {link['serve']}")
     print(f"            then open {link['compare']}")
     if not out.tracking_uri.startswith("http"):
         print(f"            (the report on the grid's run: {link['report']})")
     if out.interrupted:
-        print(f"stopped by {signal.Signals(out.interrupted).name}: {len(out.marked)} running cell(s) marked interrupted. "
-              f"Resume with the same command:\n    {resume_command()}")
+        print(
+            f"stopped by {signal.Signals(out.interrupted).name}: {len(out.marked)} running cell(s) marked interrupted. "
+            f"Resume with the same command:\n    {resume_command()}"
+        )
         return 128 + out.interrupted
     return 0 if not out.failed else 1
 
@@ -130,8 +167,9 @@ def dry_run(grid, only: dict, args) -> int:
     logging.getLogger("proex").setLevel(logging.WARNING)  # the probes' training log
     cells = slice_cells(grid.expand(), only) if only else grid.expand()
     tracker = Tracker(args.tracking_uri, experiment_name(grid))
-    plan = grid_plan.make_plan(grid, cells, tracker, cpus=args.num_cpus, gpus=args.num_gpus,
-                               probe_budget_s=args.probe_budget)
+    plan = grid_plan.make_plan(
+        grid, cells, tracker, cpus=args.num_cpus, gpus=args.num_gpus, probe_budget_s=args.probe_budget
+    )
     print(grid_plan.format_plan(plan))
     return 0
 

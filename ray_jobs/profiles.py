@@ -8,6 +8,7 @@ Thin on purpose: flags -> ProfileJobConfig (proex.cli.llm_profiles), then proex.
 or proex.profiles.pipeline.generate. The key is read by the workers from $<api_key_env> on their nodes.
 Exit codes as `proex profiles generate`: 0 done, 1 some entities failed, 2 bad input, 3 stopped (fatal).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="Ray address (default: the job's cluster, else a local one)")
     p.add_argument("--workers", type=int, default=2, help="worker actors")
     p.add_argument("--worker-cpus", type=float, default=0.25, help="CPUs reserved per worker actor (I/O bound)")
-    p.add_argument("--limiter-name", default="proex-llm-limiter", help="named limiter actor; jobs sharing a key "
-                   "should share the name")
+    p.add_argument(
+        "--limiter-name",
+        default="proex-llm-limiter",
+        help="named limiter actor; jobs sharing a key should share the name",
+    )
     p.add_argument("--detached-limiter", action="store_true", help="keep the limiter alive after the job")
     args = p.parse_args(argv)
     try:

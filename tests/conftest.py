@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random dataset for fast model tests, a small synthetic dataset with latent profiles
 for the plug-in tests, and the real-data location."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,13 @@ def random_interactions(n_users: int = 50, n_items: int = 40, per_user: int = 8,
         u, i = users[:, cols].ravel(), items[:, cols].ravel()
         return to_binary_csr(sp.csr_matrix((np.ones(len(u)), (u, i)), shape=(n_users, n_items)))
 
-    return Interactions("tiny", mat(slice(0, n_tr)), mat(slice(n_tr, n_tr + n_va)), mat(slice(n_tr + n_va, None)),
-                        source="tests/conftest.py").validate()
+    return Interactions(
+        "tiny",
+        mat(slice(0, n_tr)),
+        mat(slice(n_tr, n_tr + n_va)),
+        mat(slice(n_tr + n_va, None)),
+        source="tests/conftest.py",
+    ).validate()
 
 
 @pytest.fixture
@@ -46,8 +52,10 @@ def real_data_dir(name: str) -> str:
 
     path = os.path.join(str(default_data_dir()), name)
     if not os.path.exists(os.path.join(path, "trn_mat.pkl")):
-        pytest.skip(f"real dataset {name!r} not found at {path}: set {DATA_ENV} to the folder holding "
-                    f"amazon/ and yelp/ (or run `proex data fetch`)")
+        pytest.skip(
+            f"real dataset {name!r} not found at {path}: set {DATA_ENV} to the folder holding "
+            f"amazon/ and yelp/ (or run `proex data fetch`)"
+        )
     return path
 
 
@@ -66,8 +74,11 @@ def plugin_system(plugin: str, model: str, inter, bank, **plugin_config):
     from proex.data.tensors import TrainData
     from proex.experiment import CellConfig, build_system, resolve
 
-    r = resolve(CellConfig(dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent",
-                           plugin_config=plugin_config))
+    r = resolve(
+        CellConfig(
+            dataset="synthetic", model=model, plugin=plugin, profiles="synthetic-latent", plugin_config=plugin_config
+        )
+    )
     data = TrainData(inter)
     return build_system(r, data, bank), data
 
@@ -75,6 +86,7 @@ def plugin_system(plugin: str, model: str, inter, bank, **plugin_config):
 def assert_steps_lower_the_loss(system, batch, steps: int = 5, lr: float = 1e-3) -> None:
     """A few Adam steps on one batch lower that batch's loss (every random draw of the loss, dropout, noise,
     Dirichlet weights, replayed from one seed, so the same objective is compared), with finite gradients."""
+
     def seeded_loss():
         torch.manual_seed(123)
         return sum(system.loss_terms(batch).values())
@@ -102,8 +114,13 @@ def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 2
     from proex.recommend import top_k
 
     def run(name):
-        cell = CellConfig(dataset="synthetic", model=model, plugin=name, profiles="synthetic-latent:k=4,dim=16",
-                          train={"epochs": 3, "device": "cpu", "batch_size": batch_size})
+        cell = CellConfig(
+            dataset="synthetic",
+            model=model,
+            plugin=name,
+            profiles="synthetic-latent:k=4,dim=16",
+            train={"epochs": 3, "device": "cpu", "batch_size": batch_size},
+        )
         result, system = run_cell(cell, inter)
         terms = {k for row in result.history for k in row if k.startswith("loss_")}
         return result, system, terms
@@ -143,7 +160,13 @@ def pg_mlflow(postgres, tmp_path_factory):
     from proex.infra.mlflow_server import start_server, stop_server
 
     root = tmp_path_factory.mktemp("pg-mlflow")
-    proc, uri = start_server(str(root), "127.0.0.1", free_ports(1)[0], backend_uri=postgres.create_database("mlflow"),
-                             workers=2, timeout_s=240)
+    proc, uri = start_server(
+        str(root),
+        "127.0.0.1",
+        free_ports(1)[0],
+        backend_uri=postgres.create_database("mlflow"),
+        workers=2,
+        timeout_s=240,
+    )
     yield uri, root / "artifacts"
     stop_server(proc)

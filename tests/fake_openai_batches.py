@@ -17,6 +17,7 @@ response_format get a 400).
 Formats follow OpenAI's Batch API: output lines {id, custom_id, response: {status_code, request_id, body},
 error}; error lines with response null and error {code, message} for expired rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,15 @@ from email.policy import default as email_policy
 def _file(srv, data: bytes, purpose: str, name: str) -> dict:
     with srv.lock:
         fid = f"file-{len(srv.files) + 1:06d}"
-        srv.files[fid] = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                          "filename": name, "purpose": purpose, "data": data}
+        srv.files[fid] = {
+            "id": fid,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": purpose,
+            "data": data,
+        }
         return {k: v for k, v in srv.files[fid].items() if k != "data"}
 
 
@@ -48,41 +56,97 @@ def _run(srv, batch: dict) -> None:
     for i, row in enumerate(rows):
         body, cid = row["body"], row["custom_id"]
         digest = hashlib.sha256((str(body.get("model")) + json.dumps(body.get("messages"), sort_keys=True)).encode())
-        entry = {"path": "/v1/batches:row", "hash": digest.hexdigest(), "model": body.get("model"), "t0": time.time(),
-                 "batch": batch["id"], "custom_id": cid, "seed": body.get("seed"),
-                 "response_format": (body.get("response_format") or {}).get("type")}
+        entry = {
+            "path": "/v1/batches:row",
+            "hash": digest.hexdigest(),
+            "model": body.get("model"),
+            "t0": time.time(),
+            "batch": batch["id"],
+            "custom_id": cid,
+            "seed": body.get("seed"),
+            "response_format": (body.get("response_format") or {}).get("type"),
+        }
         if i >= cut:
-            err.append({"id": f"batch_req_{i}", "custom_id": cid, "response": None, "error": {
-                "code": "batch_expired", "message": "This request could not be executed before the completion "
-                                                    "window expired."}})
+            err.append(
+                {
+                    "id": f"batch_req_{i}",
+                    "custom_id": cid,
+                    "response": None,
+                    "error": {
+                        "code": "batch_expired",
+                        "message": "This request could not be executed before the completion window expired.",
+                    },
+                }
+            )
             srv.record(status=0, outcome="expired", **entry)
             continue
         with srv.lock:
             draw = {k: srv.rng.random() for k in ("fail", "content")}
         if draw["fail"] < cfg.batch_row_fail_rate:
-            err.append({"id": f"batch_req_{i}", "custom_id": cid, "error": None, "response": {
-                "status_code": 500, "request_id": f"req_{i}", "body": {"error": {
-                    "message": "The server had an error.", "type": "server_error"}}}})
+            err.append(
+                {
+                    "id": f"batch_req_{i}",
+                    "custom_id": cid,
+                    "error": None,
+                    "response": {
+                        "status_code": 500,
+                        "request_id": f"req_{i}",
+                        "body": {"error": {"message": "The server had an error.", "type": "server_error"}},
+                    },
+                }
+            )
             srv.record(status=500, outcome="500", **entry)
             continue
         if cfg.batch_reject_json_schema and entry["response_format"] == "json_schema":
-            err.append({"id": f"batch_req_{i}", "custom_id": cid, "error": None, "response": {
-                "status_code": 400, "request_id": f"req_{i}", "body": {"error": {
-                    "message": "Unsupported parameter: 'response_format' of type json_schema.",
-                    "type": "invalid_request_error", "param": "response_format"}}}})
+            err.append(
+                {
+                    "id": f"batch_req_{i}",
+                    "custom_id": cid,
+                    "error": None,
+                    "response": {
+                        "status_code": 400,
+                        "request_id": f"req_{i}",
+                        "body": {
+                            "error": {
+                                "message": "Unsupported parameter: 'response_format' of type json_schema.",
+                                "type": "invalid_request_error",
+                                "param": "response_format",
+                            }
+                        },
+                    },
+                }
+            )
             srv.record(status=400, outcome="400", **entry)
             continue
         text = answer_chat(body, cfg, srv.rng)
         if draw["content"] < cfg.malformed_content_rate:
             text = text[: len(text) // 2]
         prompt = _tokens(json.dumps(body.get("messages"), sort_keys=True))
-        out.append({"id": f"batch_req_{i}", "custom_id": cid, "error": None, "response": {
-            "status_code": 200, "request_id": f"req_{i}", "body": {
-                "id": f"chatcmpl-b{i}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model"), "usage": {"prompt_tokens": prompt, "completion_tokens": _tokens(text),
-                                                      "total_tokens": prompt + _tokens(text)},
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}]}}})
+        out.append(
+            {
+                "id": f"batch_req_{i}",
+                "custom_id": cid,
+                "error": None,
+                "response": {
+                    "status_code": 200,
+                    "request_id": f"req_{i}",
+                    "body": {
+                        "id": f"chatcmpl-b{i}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model"),
+                        "usage": {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": _tokens(text),
+                            "total_tokens": prompt + _tokens(text),
+                        },
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                    },
+                },
+            }
+        )
         srv.record(status=200, outcome="completed", **entry)
     lines = lambda rs: ("".join(json.dumps(r) + "\n" for r in rs)).encode()  # noqa: E731
     with srv.lock:
@@ -95,8 +159,15 @@ def _run(srv, batch: dict) -> None:
 
 def _file_unlocked(srv, data: bytes, purpose: str) -> str:
     fid = f"file-{len(srv.files) + 1:06d}"
-    srv.files[fid] = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                      "filename": f"{fid}.jsonl", "purpose": purpose, "data": data}
+    srv.files[fid] = {
+        "id": fid,
+        "object": "file",
+        "bytes": len(data),
+        "created_at": int(time.time()),
+        "filename": f"{fid}.jsonl",
+        "purpose": purpose,
+        "data": data,
+    }
     return fid
 
 
@@ -113,12 +184,20 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
     parts = path.strip("/").split("/")  # v1, files|batches, id?, action?
     if method == "POST" and path == "/v1/files":
         msg = BytesParser(policy=email_policy).parsebytes(
-            f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode() + raw_body)
+            f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode() + raw_body
+        )
         fields = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
         data = fields["file"].get_payload(decode=True)
         purpose = fields["purpose"].get_payload(decode=True).decode()
-        srv.record(status=200, outcome="uploaded", path=path, hash=hashlib.sha256(data).hexdigest(), model=None,
-                   t0=time.time(), bytes=len(data))
+        srv.record(
+            status=200,
+            outcome="uploaded",
+            path=path,
+            hash=hashlib.sha256(data).hexdigest(),
+            model=None,
+            t0=time.time(),
+            bytes=len(data),
+        )
         handler._send(200, _file(srv, data, purpose, fields["file"].get_filename() or "upload.jsonl"))
     elif method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
         f = srv.files.get(parts[2])
@@ -136,16 +215,31 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
             return True
         with srv.lock:
             bid = f"batch_{len(srv.batches) + 1:06d}"
-            srv.batches[bid] = {"id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
-                                "input_file_id": body["input_file_id"], "completion_window": body.get(
-                                    "completion_window", "24h"), "status": "validating",
-                                "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
-                                "metadata": body.get("metadata"), "request_counts": {"total": 0, "completed": 0,
-                                                                                     "failed": 0},
-                                "_t": time.time()}
+            srv.batches[bid] = {
+                "id": bid,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "errors": None,
+                "input_file_id": body["input_file_id"],
+                "completion_window": body.get("completion_window", "24h"),
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(time.time()),
+                "metadata": body.get("metadata"),
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "_t": time.time(),
+            }
             batch = dict(srv.batches[bid])
-        srv.record(status=200, outcome="batch_created", path=path, hash=bid, model=None, t0=time.time(),
-                   input_file_id=body["input_file_id"])
+        srv.record(
+            status=200,
+            outcome="batch_created",
+            path=path,
+            hash=bid,
+            model=None,
+            t0=time.time(),
+            input_file_id=body["input_file_id"],
+        )
         handler._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
     elif method == "GET" and len(parts) == 3 and parts[1] == "batches":
         batch = srv.batches.get(parts[2])
@@ -156,17 +250,27 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
         with srv.lock:
             if batch["status"] == "validating":
                 batch["status"] = "in_progress"
-            elif (batch["status"] == "in_progress" and not srv.cfg.batch_hold
-                  and time.time() - batch["_t"] >= srv.cfg.batch_latency_s):
+            elif (
+                batch["status"] == "in_progress"
+                and not srv.cfg.batch_hold
+                and time.time() - batch["_t"] >= srv.cfg.batch_latency_s
+            ):
                 batch["status"], run = "finalizing", True
         if run:
             _run(srv, batch)
         handler._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
     elif method == "GET" and path == "/v1/batches":
         listed = [{k: v for k, v in b.items() if not k.startswith("_")} for b in reversed(list(srv.batches.values()))]
-        handler._send(200, {"object": "list", "data": listed, "has_more": False,
-                            "first_id": listed[0]["id"] if listed else None,
-                            "last_id": listed[-1]["id"] if listed else None})
+        handler._send(
+            200,
+            {
+                "object": "list",
+                "data": listed,
+                "has_more": False,
+                "first_id": listed[0]["id"] if listed else None,
+                "last_id": listed[-1]["id"] if listed else None,
+            },
+        )
     else:
         handler._send(404, {"error": {"message": f"unknown path {path}", "code": "not_found"}})
     return True

@@ -22,6 +22,7 @@ requests until released. Before writing an answer it checks the client is still 
 client died (kill -9, timeout) is logged as "abandoned", not "completed": the log's completed entries are the
 calls that were delivered. The server stops by itself after `lifetime_s`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,29 +38,28 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
-
 import fake_openai_batches
+import numpy as np
 
 
 @dataclass
 class FakeConfig:
     api_key: str = "sk-test-fake-0123456789abcdef"
-    rpm: float = 0.0                  # requests per minute, 0 = unlimited
-    tpm: float = 0.0                  # tokens per minute, 0 = unlimited
-    burst_s: float = 60.0             # seconds of traffic a full bucket holds (OpenAI: a minute)
-    window_s: float = 0.0             # > 0: requests/min as a strict sliding window of this many seconds instead
-                                      # of a bucket: at most rpm * window_s / 60 admitted in any window_s seconds
+    rpm: float = 0.0  # requests per minute, 0 = unlimited
+    tpm: float = 0.0  # tokens per minute, 0 = unlimited
+    burst_s: float = 60.0  # seconds of traffic a full bucket holds (OpenAI: a minute)
+    window_s: float = 0.0  # > 0: requests/min as a strict sliding window of this many seconds instead
+    # of a bucket: at most rpm * window_s / 60 admitted in any window_s seconds
     json_schema_supported: bool = True  # False: a 400 for response_format json_schema (as some servers answer)
-    seed_supported: bool = True       # False: a 400 for a request with `seed`
-    batch_hold: bool = False          # Batch API (tests/fake_openai_batches.py): keep batches in_progress
-    batch_latency_s: float = 0.0      # a batch completes on the first poll after this long
+    seed_supported: bool = True  # False: a 400 for a request with `seed`
+    batch_hold: bool = False  # Batch API (tests/fake_openai_batches.py): keep batches in_progress
+    batch_latency_s: float = 0.0  # a batch completes on the first poll after this long
     batch_row_fail_rate: float = 0.0  # rows that end in the error file with a 500
-    batch_expire: int = 0             # this many batches (the first ones run) expire with only half answered
+    batch_expire: int = 0  # this many batches (the first ones run) expire with only half answered
     batch_reject_json_schema: bool = False  # rows with a json_schema response_format fail with a 400
     send_retry_after: bool = True
-    send_limit_headers: bool = True   # x-ratelimit-* headers (429s still carry retry-after)
-    latency_s: float = 0.0            # added to every answer
+    send_limit_headers: bool = True  # x-ratelimit-* headers (429s still carry retry-after)
+    latency_s: float = 0.0  # added to every answer
     fail_500_rate: float = 0.0
     timeout_rate: float = 0.0
     timeout_sleep_s: float = 5.0
@@ -68,10 +68,10 @@ class FakeConfig:
     malformed_content_rate: float = 0.0
     malformed_body_rate: float = 0.0
     duplicate_profiles_rate: float = 0.0
-    context_limit_tokens: int = 0     # 0 = no limit
+    context_limit_tokens: int = 0  # 0 = no limit
     embed_dim: int = 16
     hold: bool = False
-    keep_messages: bool = False       # record each chat request's messages in the log (what the LLM was shown)
+    keep_messages: bool = False  # record each chat request's messages in the log (what the LLM was shown)
     seed: int = 0
     lifetime_s: float = 900.0
 
@@ -109,8 +109,12 @@ def answer_chat(body: dict, cfg: FakeConfig, rng: random.Random) -> str:
     w = _words(content, det, 12)
     if '"profiles"' in system:
         n = int(m.group(1)) if (m := re.search(r"exactly (\d+) new profiles", system)) else 3
-        forms = ["Drawn to {0} and {1}, with a soft spot for {2}.", "Someone who seeks out {3}; {4} matters more "
-                 "than {5}.", "Curious about {6}, wary of {7}, loyal to {8}.", "A taste shaped by {9}, {10} and {11}."]
+        forms = [
+            "Drawn to {0} and {1}, with a soft spot for {2}.",
+            "Someone who seeks out {3}; {4} matters more than {5}.",
+            "Curious about {6}, wary of {7}, loyal to {8}.",
+            "A taste shaped by {9}, {10} and {11}.",
+        ]
         profiles = [f"View {i + 1}: " + forms[i % 4].format(*_words(content, det, 12)) for i in range(n)]
         if rng.random() < cfg.duplicate_profiles_rate and n > 1:
             profiles[1] = profiles[0]
@@ -119,8 +123,12 @@ def answer_chat(body: dict, cfg: FakeConfig, rng: random.Random) -> str:
         return json.dumps({"latent_preferences": [f"{w[0]} over {w[1]}", f"values {w[2]}"], "reasoning": "implied"})
     if '"positive_aspects"' in system:
         return json.dumps({"positive_aspects": [w[3], w[4]], "negative_aspects": [w[5]], "reasoning": "from text"})
-    return json.dumps({"summarization": f"Enjoys {w[6]}, {w[7]} and {w[8]}; less keen on {w[9]}.",
-                       "reasoning": f"{len(content)} characters of evidence"})
+    return json.dumps(
+        {
+            "summarization": f"Enjoys {w[6]}, {w[7]} and {w[8]}; less keen on {w[9]}.",
+            "reasoning": f"{len(content)} characters of evidence",
+        }
+    )
 
 
 class FakeOpenAI:
@@ -133,7 +141,7 @@ class FakeOpenAI:
         self.held = 0
         self.release = threading.Event()
         self.rng = random.Random(self.cfg.seed)
-        self.files: dict = {}    # the Batch API's stored files and batches (fake_openai_batches)
+        self.files: dict = {}  # the Batch API's stored files and batches (fake_openai_batches)
         self.batches: dict = {}
         self._buckets()
         server = self
@@ -154,7 +162,7 @@ class FakeOpenAI:
         self.req_bucket = _Bucket(c.rpm, c.burst_s) if c.rpm > 0 and c.window_s <= 0 else None
         self.tok_bucket = _Bucket(c.tpm, c.burst_s) if c.tpm > 0 else None
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self.thread.start()
         self.timer.start()
         return self
@@ -165,7 +173,7 @@ class FakeOpenAI:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -239,6 +247,7 @@ class FakeOpenAI:
 
 class _QuietServer(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of new connections (16+ workers at once) is queued, not reset
+
     def handle_error(self, request, client_address) -> None:  # clients that vanish (kill -9, ray.kill) are normal
         pass
 
@@ -300,28 +309,66 @@ class _Handler(BaseHTTPRequestHandler):
         given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         if given != cfg.api_key:
             srv.record(status=401, outcome="401", **entry)
-            return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}.",
-                                              "type": "invalid_request_error", "code": "invalid_api_key"}})
+            return self._send(
+                401,
+                {
+                    "error": {
+                        "message": f"Incorrect API key provided: {given}.",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
         entry.update(response_format=(body.get("response_format") or {}).get("type"), seed=body.get("seed"))
-        unsupported = ("response_format" if entry["response_format"] == "json_schema" and not cfg.json_schema_supported
-                       else "seed" if "seed" in body and not cfg.seed_supported else None)
+        unsupported = (
+            "response_format"
+            if entry["response_format"] == "json_schema" and not cfg.json_schema_supported
+            else "seed"
+            if "seed" in body and not cfg.seed_supported
+            else None
+        )
         if unsupported:
             srv.record(status=400, outcome="400", **entry)
-            return self._send(400, {"error": {"message": f"Unsupported parameter: '{unsupported}' is not supported "
-                                                        "with this model.", "type": "invalid_request_error",
-                                              "param": unsupported, "code": "unsupported_parameter"}})
+            return self._send(
+                400,
+                {
+                    "error": {
+                        "message": f"Unsupported parameter: '{unsupported}' is not supported with this model.",
+                        "type": "invalid_request_error",
+                        "param": unsupported,
+                        "code": "unsupported_parameter",
+                    }
+                },
+            )
         prompt_tokens = _tokens(content)
         if cfg.context_limit_tokens and prompt_tokens > cfg.context_limit_tokens:
             srv.record(status=400, outcome="400", **entry)
-            return self._send(400, {"error": {
-                "message": f"This model's maximum context length is {cfg.context_limit_tokens} tokens. However, "
-                           f"your messages resulted in {prompt_tokens} tokens.", "type": "invalid_request_error",
-                "param": "messages", "code": "context_length_exceeded"}})
+            return self._send(
+                400,
+                {
+                    "error": {
+                        "message": f"This model's maximum context length is {cfg.context_limit_tokens} tokens. However, "
+                        f"your messages resulted in {prompt_tokens} tokens.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            )
         ok, headers = srv.admit(prompt_tokens + int(body.get("max_tokens") or 0))
         if not ok:
             srv.record(status=429, outcome="429", retry_after_s=int(headers.get("retry-after-ms", 0)) / 1000, **entry)
-            return self._send(429, {"error": {"message": "Rate limit reached. Please try again later.",
-                                              "type": "requests", "code": "rate_limit_exceeded"}}, headers)
+            return self._send(
+                429,
+                {
+                    "error": {
+                        "message": "Rate limit reached. Please try again later.",
+                        "type": "requests",
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+                headers,
+            )
         with srv.lock:
             draw = {k: srv.rng.random() for k in ("500", "timeout", "slow", "content", "body")}
         if cfg.hold:
@@ -344,19 +391,33 @@ class _Handler(BaseHTTPRequestHandler):
             text = answer_chat(body, cfg, srv.rng)
             if draw["content"] < cfg.malformed_content_rate:
                 text = text[: len(text) // 2]
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": _tokens(text),
-                     "total_tokens": prompt_tokens + _tokens(text)}
-            payload = {"id": "chatcmpl-" + digest[:12], "object": "chat.completion", "created": int(time.time()),
-                       "model": body.get("model"), "usage": usage, "choices": [{
-                           "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": _tokens(text),
+                "total_tokens": prompt_tokens + _tokens(text),
+            }
+            payload = {
+                "id": "chatcmpl-" + digest[:12],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "usage": usage,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            }
         else:
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
             data = []
             for i, t in enumerate(texts):
-                v = np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=cfg.embed_dim)
+                v = np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(
+                    size=cfg.embed_dim
+                )
                 data.append({"object": "embedding", "index": i, "embedding": (v / np.linalg.norm(v)).tolist()})
-            payload = {"object": "list", "data": data, "model": body.get("model"),
-                       "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+            payload = {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+            }
         if draw["body"] < cfg.malformed_body_rate:
             srv.record(status=200, outcome="malformed_body", **entry)
             return self._send(200, None, headers, raw=b'{"id": "chatcmpl-broken", "choices": [')

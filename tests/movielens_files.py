@@ -8,6 +8,7 @@
 
 Users prefer one or two of six genres, so the interactions and the text share a signal.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,14 @@ import numpy as np
 import pandas as pd
 
 GENRES = ["Comedy", "Drama", "Sci-Fi", "Horror", "Romance", "Animation"]
-WORDS = {"Comedy": "funny", "Drama": "moving", "Sci-Fi": "spaceships", "Horror": "scary", "Romance": "romantic",
-         "Animation": "cartoon"}
+WORDS = {
+    "Comedy": "funny",
+    "Drama": "moving",
+    "Sci-Fi": "spaceships",
+    "Horror": "scary",
+    "Romance": "romantic",
+    "Animation": "cartoon",
+}
 STEMS = ["Amélie", "Crème brûlée", "東京物語", "Ça ira", "Smörgåsbord", "Mañana", "Łódź nights", "Zoë"]
 UNKNOWN_MOVIE = 99999
 
@@ -47,9 +54,15 @@ def write_movielens(root: Path, n_users: int = 60, n_movies: int = 90, per_user:
             tags.append((int(u), int(movies[j]), f"{WORDS[GENRES[genre_of[j]]]} {marker(u, movies[j])}", ts + 5))
     ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
     no_text = int(movies[3])
-    titles = [(int(m), f"{STEMS[j % len(STEMS)]} {j} ({1990 + j % 30})",
-               "|".join(dict.fromkeys([GENRES[genre_of[j]], GENRES[second[j]]])))
-              for j, m in enumerate(movies) if int(m) != no_text]
+    titles = [
+        (
+            int(m),
+            f"{STEMS[j % len(STEMS)]} {j} ({1990 + j % 30})",
+            "|".join(dict.fromkeys([GENRES[genre_of[j]], GENRES[second[j]]])),
+        )
+        for j, m in enumerate(movies)
+        if int(m) != no_text
+    ]
     titles.append((UNKNOWN_MOVIE, "Nobody rated this (2020)", "Documentary"))
     paths = {"ratings": root / "ratings.csv", "movies": root / "movies.csv", "tags": root / "tags.csv"}
     ratings.to_csv(paths["ratings"], index=False)

@@ -5,6 +5,7 @@ PostgreSQL refuses to run as root, so `initdb` and `pg_ctl` run as the `postgres
 keeps its socket and data in a fresh folder under /tmp (which that user can reach; pytest's own tmp folders
 are private to root), trusts local connections, and is stopped with `pg_ctl stop -m immediate` and deleted.
 """
+
 from __future__ import annotations
 
 import glob
@@ -31,8 +32,10 @@ class Postgres:
     def __init__(self, port: int):
         self.bin = pg_bin()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL binaries not found: install postgresql (apt-get install -y postgresql-15; "
-                               ".ci/run does) or set PROEX_PG_BIN to the folder holding initdb and pg_ctl")
+            raise RuntimeError(
+                "PostgreSQL binaries not found: install postgresql (apt-get install -y postgresql-15; "
+                ".ci/run does) or set PROEX_PG_BIN to the folder holding initdb and pg_ctl"
+            )
         self.port = port
         self.dir = tempfile.mkdtemp(prefix="proex-pg-", dir="/tmp")
         self.data = os.path.join(self.dir, "data")
@@ -40,10 +43,13 @@ class Postgres:
         if self.as_user:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        opts = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c fsync=off " \
-               f"-c max_connections=200"
-        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-o", opts, "-w", "-t", "60",
-                  "start")
+        opts = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c fsync=off "
+            f"-c max_connections=200"
+        )
+        self._run(
+            "pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "server.log"), "-o", opts, "-w", "-t", "60", "start"
+        )
         deadline = time.time() + 60
         while self._run("pg_isready", "-h", "127.0.0.1", "-p", str(port), check=False).returncode != 0:
             if time.time() > deadline:
@@ -51,11 +57,17 @@ class Postgres:
             time.sleep(0.3)
 
     def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([*self.as_user, os.path.join(self.bin, exe), *args], capture_output=True, text=True,
-                              timeout=120, cwd=self.dir if self.as_user else None)
+        done = subprocess.run(
+            [*self.as_user, os.path.join(self.bin, exe), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.dir if self.as_user else None,
+        )
         if check and done.returncode != 0:
-            raise RuntimeError(f"{exe} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}"
-                               f" {self.log_tail()}")
+            raise RuntimeError(
+                f"{exe} failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]} {self.log_tail()}"
+            )
         return done
 
     def log_tail(self) -> str:

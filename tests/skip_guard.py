@@ -6,6 +6,7 @@ Why: a missing extra (ray, mlflow, optuna, ...) or a missing dataset turns whole
 PATTERN is an fnmatch pattern over the skipped node id (a module id such as `tests/test_ui.py` for a
 module-level skip). Loaded by tests/conftest.py (`pytest_plugins`).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -61,8 +62,11 @@ class SkipGuard:
         return [s for s in self.skips if not s[2]]
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.strict and self.unexpected and session.exitstatus in (pytest.ExitCode.OK,
-                                                                      pytest.ExitCode.NO_TESTS_COLLECTED):
+        if (
+            self.strict
+            and self.unexpected
+            and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
@@ -71,10 +75,16 @@ class SkipGuard:
         for node, reason, why in self.skips:
             tr.line(f"{'allowed' if why else 'NOT ALLOWED'}  {node}: {reason}" + (f"  [allowed: {why}]" if why else ""))
         if self.unexpected:
-            tr.line(f"{len(self.unexpected)} skipped test(s) are not in {ALLOWLIST}: install what they need, or "
-                    f"add 'PATTERN -- reason' there" + (f"; this fails the run ({STRICT_ENV}=1)" if self.strict else
-                                                       f"; with {STRICT_ENV}=1 (CI) this fails the run"),
-                    red=True)
+            tr.line(
+                f"{len(self.unexpected)} skipped test(s) are not in {ALLOWLIST}: install what they need, or "
+                f"add 'PATTERN -- reason' there"
+                + (
+                    f"; this fails the run ({STRICT_ENV}=1)"
+                    if self.strict
+                    else f"; with {STRICT_ENV}=1 (CI) this fails the run"
+                ),
+                red=True,
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:

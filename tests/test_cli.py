@@ -1,4 +1,5 @@
 """The command line as a user runs it: train on the synthetic data, outputs on disk, clear errors."""
+
 import json
 import os
 import subprocess
@@ -11,15 +12,36 @@ from proex.data.registry import load_dataset
 
 def test_train_writes_metrics_and_a_loadable_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["-q", "train", "--dataset", "synthetic:n_users=120,n_items=80,seed=1", "--model", "gccf",
-                 "--train", "epochs=4", "--seed", "3", "--out", str(out)])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--dataset",
+            "synthetic:n_users=120,n_items=80,seed=1",
+            "--model",
+            "gccf",
+            "--train",
+            "epochs=4",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     metrics = json.load(open(out / "metrics.json"))
-    assert printed["test"] == metrics["test"] and set(metrics["test"]) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
+    assert printed["test"] == metrics["test"] and set(metrics["test"]) == {
+        "recall@10",
+        "ndcg@10",
+        "recall@20",
+        "ndcg@20",
+    }
     assert metrics["config"]["train"]["seed"] == 3 and metrics["config"]["model"] == "gccf"
     assert not os.path.exists(out / "train_state.pt")  # the resume state is removed once the run is complete
-    system, _, payload = checkpoint.load(str(out / "checkpoint.pt"), load_dataset("synthetic:n_users=120,n_items=80,seed=1"))
+    system, _, payload = checkpoint.load(
+        str(out / "checkpoint.pt"), load_dataset("synthetic:n_users=120,n_items=80,seed=1")
+    )
     assert payload["metrics"]["test"] == metrics["test"]
 
 
@@ -44,7 +66,12 @@ def test_synth_then_inspect_round_trip(tmp_path, capsys):
     assert main(["data", "inspect", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     direct = load_dataset("synthetic:n_users=100,n_items=70,seed=2").summary()
-    assert (info["users"], info["items"], info["train"], info["test"]) == (direct["users"], direct["items"], direct["train"], direct["test"])
+    assert (info["users"], info["items"], info["train"], info["test"]) == (
+        direct["users"],
+        direct["items"],
+        direct["train"],
+        direct["test"],
+    )
 
 
 def test_console_script_help():

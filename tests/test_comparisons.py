@@ -1,6 +1,7 @@
 """Fair comparisons by construction: one protocol per comparison where the grid asks for it (the own-data grid),
 per-arm official protocols with their differences printed where it does not (the paper's tables), borrowed
 values that say so, one refusal of impossible (model, plug-in) pairs, and hparams file vs grid `fixed`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from proex import cli, experiment, grid as gridlib
+from proex import cli, experiment
+from proex import grid as gridlib
 from proex.comparisons import parse_protocol, shared_protocol
 from proex.config import ConfigError
 from proex.experiment import CellConfig, resolve
@@ -53,8 +55,10 @@ def test_table2_keeps_per_arm_protocols_and_prints_the_difference():
 
 
 def test_a_stated_shared_protocol_and_bad_values(tmp_path):
-    body = ("name: g\naxes: {model: [lightgcn], plugin: [base, proex], dataset: [amazon], seed: [0]}\n"
-            "fixed: {profiles: p}\nprotocol: {shared: {patience: 7, eval_every: 2}}\n")
+    body = (
+        "name: g\naxes: {model: [lightgcn], plugin: [base, proex], dataset: [amazon], seed: [0]}\n"
+        "fixed: {profiles: p}\nprotocol: {shared: {patience: 7, eval_every: 2}}\n"
+    )
     (tmp_path / "g.yaml").write_text(body)
     cells = load_grid(tmp_path / "g.yaml").expand()
     got = {gc.config.plugin: gc.resolved for gc in cells}
@@ -69,39 +73,67 @@ def test_a_stated_shared_protocol_and_bad_values(tmp_path):
 
 
 def test_shared_rule_is_the_longest_window_and_order_free():
-    base = {"epochs": 3000, "patience": 5, "eval_every": 3, "min_epochs": 0, "batch_size": 4096, "lr": 1e-3,
-            "eval_offset": 0}
-    alpha = {"epochs": 500, "patience": 20, "eval_every": 5, "min_epochs": 10, "batch_size": 4096, "lr": 5e-4,
-             "eval_offset": 1}
+    base = {
+        "epochs": 3000,
+        "patience": 5,
+        "eval_every": 3,
+        "min_epochs": 0,
+        "batch_size": 4096,
+        "lr": 1e-3,
+        "eval_offset": 0,
+    }
+    alpha = {
+        "epochs": 500,
+        "patience": 20,
+        "eval_every": 5,
+        "min_epochs": 10,
+        "batch_size": 4096,
+        "lr": 5e-4,
+        "eval_offset": 1,
+    }
     one = shared_protocol({"base": base, "alpharec": alpha}, "base")
     two = shared_protocol({"alpharec": alpha, "base": base}, "base")
     values = {k: v for k, (v, _) in one.items()}
     assert values == {k: v for k, (v, _) in two.items()}
     # 20 validations x 5 epochs = 100 epochs of patience, at the finer eval_every 3: ceil(100 / 3) = 34
-    assert values == {"epochs": 3000, "min_epochs": 10, "eval_every": 3, "patience": 34, "lr": 1e-3,
-                      "batch_size": 4096, "eval_offset": 0}
+    assert values == {
+        "epochs": 3000,
+        "min_epochs": 10,
+        "eval_every": 3,
+        "patience": 34,
+        "lr": 1e-3,
+        "batch_size": 4096,
+        "eval_offset": 0,
+    }
 
 
-@pytest.mark.parametrize("model,plugin,dataset,key,prefix", [
-    ("cvga", "dmrec_g", "amazon", "plugin_config.beta", "borrowed from DMRec on Mult-VAE"),
-    ("ldiffrec", "dmrec_m", "yelp", "plugin_config.hidden_dim", "borrowed from DMRec on Mult-VAE"),
-    ("cvga", "base", "yelp", "train.patience", "borrowed from DMRec's Mult-VAE training protocol"),
-    ("ldiffrec", "base", "amazon", "train.eval_every", "borrowed from DMRec's Mult-VAE training protocol"),
-    ("lightgcn", "alpharec", "yelp", "plugin_config.temperature", "extrapolated:"),
-    ("lightgcn", "alpharec", "steam", "plugin_config.temperature", "borrowed from AlphaRec's Amazon-Games"),
-    ("ldiffrec", "base", "steam", "model_config.noise_scale", "borrowed from L-DiffRec's Amazon-Book"),
-    ("gccf", "proex", "yelp", "train.patience", "borrowed from ProEx on LightGCN"),
-    ("multvae", "proex", "yelp", "plugin_config.hidden_dim", "borrowed from DMRec's meta-network"),
-    ("lightgcn", "base", "ratings.csv", "model_config.layers", "borrowed from the Amazon-Book row"),
-])
+@pytest.mark.parametrize(
+    "model,plugin,dataset,key,prefix",
+    [
+        ("cvga", "dmrec_g", "amazon", "plugin_config.beta", "borrowed from DMRec on Mult-VAE"),
+        ("ldiffrec", "dmrec_m", "yelp", "plugin_config.hidden_dim", "borrowed from DMRec on Mult-VAE"),
+        ("cvga", "base", "yelp", "train.patience", "borrowed from DMRec's Mult-VAE training protocol"),
+        ("ldiffrec", "base", "amazon", "train.eval_every", "borrowed from DMRec's Mult-VAE training protocol"),
+        ("lightgcn", "alpharec", "yelp", "plugin_config.temperature", "extrapolated:"),
+        ("lightgcn", "alpharec", "steam", "plugin_config.temperature", "borrowed from AlphaRec's Amazon-Games"),
+        ("ldiffrec", "base", "steam", "model_config.noise_scale", "borrowed from L-DiffRec's Amazon-Book"),
+        ("gccf", "proex", "yelp", "train.patience", "borrowed from ProEx on LightGCN"),
+        ("multvae", "proex", "yelp", "plugin_config.hidden_dim", "borrowed from DMRec's meta-network"),
+        ("lightgcn", "base", "ratings.csv", "model_config.layers", "borrowed from the Amazon-Book row"),
+    ],
+)
 def test_a_borrowed_value_says_so(model, plugin, dataset, key, prefix):
     r = resolve(CellConfig(dataset=dataset, model=model, plugin=plugin), text_dim=1536, check_profiles=False)
     assert r.sources[key].startswith(prefix) and is_borrowed(r.sources[key]), r.sources[key]
 
 
 def test_official_values_are_not_marked_borrowed():
-    for model, plugin, key in (("multvae", "dmrec_g", "plugin_config.beta"), ("multvae", "base", "train.patience"),
-                               ("lightgcn", "proex", "train.patience"), ("lightgcn", "alpharec", "train.seed")):
+    for model, plugin, key in (
+        ("multvae", "dmrec_g", "plugin_config.beta"),
+        ("multvae", "base", "train.patience"),
+        ("lightgcn", "proex", "train.patience"),
+        ("lightgcn", "alpharec", "train.seed"),
+    ):
         src = resolve(CellConfig(dataset="amazon", model=model, plugin=plugin), check_profiles=False).sources[key]
         assert src.startswith("reference: ") and not is_borrowed(src), src
     kar = resolve(CellConfig(dataset="amazon", model="lightgcn", plugin="kar"), check_profiles=False)
@@ -116,8 +148,22 @@ def test_proex_config_sources_show_the_borrowed_value(capsys):
 
 
 def test_proex_config_refuses_what_proex_train_refuses(capsys, tmp_path):
-    assert cli.main(["train", "--model", "simgcl", "--plugin", "alpharec", "--profiles", "synthetic-latent",
-                     "--out", str(tmp_path / "run")]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "simgcl",
+                "--plugin",
+                "alpharec",
+                "--profiles",
+                "synthetic-latent",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     train_err = capsys.readouterr().err
     assert cli.main(["config", "--model", "simgcl", "--plugin", "alpharec"]) == 2
     captured = capsys.readouterr()
@@ -129,8 +175,10 @@ def test_proex_config_refuses_what_proex_train_refuses(capsys, tmp_path):
 
 
 def test_a_grid_refuses_an_impossible_pair(tmp_path):
-    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [simgcl], plugin: [base, alpharec], dataset: [amazon], "
-                                     "seed: [0]}\nfixed: {profiles: p}\n")
+    (tmp_path / "g.yaml").write_text(
+        "name: g\naxes: {model: [simgcl], plugin: [base, alpharec], dataset: [amazon], "
+        "seed: [0]}\nfixed: {profiles: p}\n"
+    )
     with pytest.raises(ConfigError, match="simgcl/alpharec.*use --model lightgcn"):
         load_grid(tmp_path / "g.yaml").expand()
 
@@ -149,11 +197,13 @@ def test_proex_config_shows_the_protocol_block(capsys):
 def test_hparams_file_wins_over_fixed_and_the_variant_over_both(tmp_path):
     (tmp_path / "hp").mkdir()
     (tmp_path / "hp" / "lightgcn-base-amazon.yaml").write_text(
-        "train: {epochs: 4, lr: 0.01}\nsource: {study: s1, complete_trials: 6}\n")
+        "train: {epochs: 4, lr: 0.01}\nsource: {study: s1, complete_trials: 6}\n"
+    )
     (tmp_path / "g.yaml").write_text(
         "name: g\naxes: {model: [lightgcn], plugin: [base], dataset: [amazon], seed: [1],\n"
         "  variant: [{name: v, train: {lr: 0.02}}]}\nfixed: {train: {epochs: 7, lr: 0.005, patience: 3}}\n"
-        "hparams: hp\n")
+        "hparams: hp\n"
+    )
     r = load_grid(tmp_path / "g.yaml").expand()[0].resolved
     assert (r.train_cfg.epochs, r.train_cfg.lr, r.train_cfg.patience) == (4, 0.02, 3)
     assert r.sources["train.epochs"].endswith("lightgcn-base-amazon.yaml (study s1, 6 trials)")
@@ -167,16 +217,25 @@ def test_hparams_file_wins_over_fixed_and_the_variant_over_both(tmp_path):
 def test_an_hparams_file_without_a_study_says_so(tmp_path):
     (tmp_path / "hp").mkdir()
     (tmp_path / "hp" / "lightgcn-base-amazon.yaml").write_text("model_config: {layers: 2}\n")
-    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [lightgcn], plugin: [base], dataset: [amazon], "
-                                     "seed: [1]}\nhparams: hp\n")
+    (tmp_path / "g.yaml").write_text(
+        "name: g\naxes: {model: [lightgcn], plugin: [base], dataset: [amazon], seed: [1]}\nhparams: hp\n"
+    )
     r = load_grid(tmp_path / "g.yaml").expand()[0].resolved
     assert "not from a study" in r.sources["model_config.layers"]
 
 
 def test_without_protocol_datasets_outside_the_paper_share_one(tmp_path):
-    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
-                                     "dataset: [synthetic, amazon], seed: [0]}\nfixed: {profiles: p}\n")
-    patience = {(gc.config.dataset, gc.config.plugin): gc.resolved.train_cfg.patience
-                for gc in load_grid(tmp_path / "g.yaml").expand()}
-    assert patience == {("synthetic", "base"): 20, ("synthetic", "proex"): 20,
-                        ("amazon", "base"): 5, ("amazon", "proex"): 20}
+    (tmp_path / "g.yaml").write_text(
+        "name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
+        "dataset: [synthetic, amazon], seed: [0]}\nfixed: {profiles: p}\n"
+    )
+    patience = {
+        (gc.config.dataset, gc.config.plugin): gc.resolved.train_cfg.patience
+        for gc in load_grid(tmp_path / "g.yaml").expand()
+    }
+    assert patience == {
+        ("synthetic", "base"): 20,
+        ("synthetic", "proex"): 20,
+        ("amazon", "base"): 5,
+        ("amazon", "proex"): 20,
+    }

@@ -1,6 +1,7 @@
 """Dataset cards and the card flags: MovieLens-style files loaded without renaming, the same dataset from a card
 file and from flags, clear errors naming flags that exist, and interaction text (tags) kept for TRAINING pairs
 only, so no profile (offline or LLM input) ever sees a validation or test interaction."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import re
 
 import pandas as pd
 import pytest
-
 from movielens_files import CARD, UNKNOWN_MOVIE, marker, write_movielens
+
 from proex.cli import main
 from proex.config import ConfigError
 from proex.data.cards import card_from_spec, load_spec
@@ -20,9 +21,26 @@ from proex.grid import load_grid
 from proex.profiles.offline import offline_records
 from proex.profiles.prompts import entity_inputs, render_input
 
-FLAGS = ["--user-col", "userId", "--item-col", "movieId", "--rating-col", "rating", "--timestamp-col", "timestamp",
-         "--item-text", "data/movies.csv", "--item-text-id", "movieId", "--interaction-text", "data/tags.csv",
-         "--interaction-text-cols", "tag", "--text-unknown-ids", "ignore"]
+FLAGS = [
+    "--user-col",
+    "userId",
+    "--item-col",
+    "movieId",
+    "--rating-col",
+    "rating",
+    "--timestamp-col",
+    "timestamp",
+    "--item-text",
+    "data/movies.csv",
+    "--item-text-id",
+    "movieId",
+    "--interaction-text",
+    "data/tags.csv",
+    "--interaction-text-cols",
+    "tag",
+    "--text-unknown-ids",
+    "ignore",
+]
 
 
 @pytest.fixture
@@ -59,7 +77,10 @@ def test_card_file_and_flags_give_the_same_dataset(ml, capsys):
     assert any("東京物語" in t for t in by_card.item_text.title) and any("é" in t for t in by_card.item_text.title)
     # flags given with a card override its keys
     stricter = load_dataset("data/mine.yaml?min_rating=4")
-    assert stricter.train.nnz + stricter.val.nnz + stricter.test.nnz < by_card.train.nnz + by_card.val.nnz + by_card.test.nnz
+    assert (
+        stricter.train.nnz + stricter.val.nnz + stricter.test.nnz
+        < by_card.train.nnz + by_card.val.nnz + by_card.test.nnz
+    )
     assert card_from_spec("data/mine.yaml?min_rating=4&split=0.8,0.1,0.1").split == (0.8, 0.1, 0.1)
 
 
@@ -80,7 +101,9 @@ def test_errors_name_flags_that_exist(ml, capsys):
     (ml["ratings"].parent / "typo.yaml").write_text(CARD + "user_column: userId\n")
     with pytest.raises(ConfigError, match=r"typo\.yaml: unknown key\(s\) \['user_column'\].*user_col"):
         load_spec("data/typo.yaml")
-    (ml["ratings"].parent / "bad.yaml").write_text(CARD.replace("interaction_text_cols: [tag]", "interaction_text_cols: [tags]"))
+    (ml["ratings"].parent / "bad.yaml").write_text(
+        CARD.replace("interaction_text_cols: [tag]", "interaction_text_cols: [tags]")
+    )
     with pytest.raises(DataError, match=r"tags\.csv: missing column 'tags'.*--interaction-text-cols"):
         load_spec("data/bad.yaml")
 
@@ -115,8 +138,25 @@ class _Knobs:
 
 
 def test_train_grid_and_profile_commands_take_the_card(ml, tmp_path, capsys):
-    assert main(["-q", "train", "--card", "data/mine.yaml", "--min-rating", "3", "--model", "lightgcn",
-                 "--train", "epochs=1", "--out", "runs/a"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--card",
+                "data/mine.yaml",
+                "--min-rating",
+                "3",
+                "--model",
+                "lightgcn",
+                "--train",
+                "epochs=1",
+                "--out",
+                "runs/a",
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "runs" / "a" / "metrics.json").read_text())
     assert result["config"]["dataset"] == "data/mine.yaml?min_rating=3"  # the cell reloads it the same way
     card = result["dataset_card"]  # every key that ran, with the card's paths resolved
@@ -126,8 +166,10 @@ def test_train_grid_and_profile_commands_take_the_card(ml, tmp_path, capsys):
     est = json.loads(capsys.readouterr().out)
     mine = load_dataset("data/mine.yaml")
     assert est["entities"] == mine.n_users + mine.n_items and est["calls"] > 0, est
-    (tmp_path / "g.yaml").write_text("name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
-                                     "dataset: [data/mine.yaml], seed: [0]}\nfixed:\n  profiles: prof/{dataset}/bank\n")
+    (tmp_path / "g.yaml").write_text(
+        "name: g\naxes: {model: [lightgcn], plugin: [base, proex], "
+        "dataset: [data/mine.yaml], seed: [0]}\nfixed:\n  profiles: prof/{dataset}/bank\n"
+    )
     cells = load_grid(tmp_path / "g.yaml").expand()
     assert {c.labels["dataset"] for c in cells} == {"mine"}
     assert [c.runnable().profiles for c in cells if c.config.plugin == "proex"] == ["prof/mine/bank"]

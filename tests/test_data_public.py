@@ -1,6 +1,7 @@
 """`proex data fetch <public dataset>` against a local HTTP server serving small archives in the exact GroupLens
 formats (ml-latest-small.zip: CSVs with headers; ml-1m.zip: '::'-separated Latin-1 .dat files) with their .md5
 files: the card loads, a rerun downloads nothing, and a checksum mismatch installs nothing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +9,11 @@ import json
 import zipfile
 
 import pandas as pd
-
 from movielens_files import write_movielens
+from test_data_registry_fetch import server  # noqa: F401  (the local HTTP server fixture)
+
 from proex.cli import main
 from proex.data.registry import load_dataset
-from test_data_registry_fetch import server  # noqa: F401  (the local HTTP server fixture)
 
 
 def publish(root, name: str, members: dict[str, bytes], md5: str | None = None) -> None:
@@ -25,13 +26,23 @@ def publish(root, name: str, members: dict[str, bytes], md5: str | None = None) 
 
 def test_movielens_small_and_1m_install_as_cards(server, tmp_path, capsys):  # noqa: F811
     files = write_movielens(tmp_path / "src", n_users=30, n_movies=40, per_user=12)
-    publish(server.root, "ml-latest-small.zip",
-            {f"ml-latest-small/{p.name}": p.read_bytes() for p in (files["ratings"], files["movies"], files["tags"])})
+    publish(
+        server.root,
+        "ml-latest-small.zip",
+        {f"ml-latest-small/{p.name}": p.read_bytes() for p in (files["ratings"], files["movies"], files["tags"])},
+    )
     ratings, movies = pd.read_csv(files["ratings"]), pd.read_csv(files["movies"])
     dat = lambda df: "\n".join("::".join(map(str, r)) for r in df.itertuples(index=False)).encode("latin-1", "replace")  # noqa: E731
     latin = movies.assign(title=[f"Amélie {i} (2001)" for i in range(len(movies))])
-    publish(server.root, "ml-1m.zip", {"ml-1m/ratings.dat": dat(ratings.assign(rating=ratings.rating.round().astype(int))),
-                                       "ml-1m/movies.dat": dat(latin), "ml-1m/README": b"x"})
+    publish(
+        server.root,
+        "ml-1m.zip",
+        {
+            "ml-1m/ratings.dat": dat(ratings.assign(rating=ratings.rating.round().astype(int))),
+            "ml-1m/movies.dat": dat(latin),
+            "ml-1m/README": b"x",
+        },
+    )
     dest = tmp_path / "data"
     for name, archive in (("movielens-small", "ml-latest-small.zip"), ("movielens-1m", "ml-1m.zip")):
         capsys.readouterr()
@@ -45,16 +56,40 @@ def test_movielens_small_and_1m_install_as_cards(server, tmp_path, capsys):  # n
         else:
             assert any(t.startswith("Amélie") for t in inter.item_text.title)  # Latin-1 decoded to UTF-8
     hits = list(server.hits)
-    assert main(["-q", "data", "fetch", "movielens-small", "--dest", str(dest), "--url",
-                 f"{server.url}/ml-latest-small.zip"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "data",
+                "fetch",
+                "movielens-small",
+                "--dest",
+                str(dest),
+                "--url",
+                f"{server.url}/ml-latest-small.zip",
+            ]
+        )
+        == 0
+    )
     assert server.hits == hits  # installed: nothing downloaded again
 
 
 def test_checksum_mismatch_installs_nothing(server, tmp_path, capsys):  # noqa: F811
-    publish(server.root, "ml-latest-small.zip", {"ml-latest-small/ratings.csv": b"userId,movieId\n1,2\n"},
-            md5="0" * 32)
-    assert main(["data", "fetch", "movielens-small", "--dest", str(tmp_path / "d"), "--url",
-                 f"{server.url}/ml-latest-small.zip"]) == 2
+    publish(server.root, "ml-latest-small.zip", {"ml-latest-small/ratings.csv": b"userId,movieId\n1,2\n"}, md5="0" * 32)
+    assert (
+        main(
+            [
+                "data",
+                "fetch",
+                "movielens-small",
+                "--dest",
+                str(tmp_path / "d"),
+                "--url",
+                f"{server.url}/ml-latest-small.zip",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "does not match the published" in err and "Nothing was installed" in err
     assert not list((tmp_path / "d").iterdir())  # no dataset folder, no temporary file left

@@ -1,6 +1,7 @@
 """`proex data fetch goodbooks-10k | steam` against a local HTTP server serving small files in the exact published
 formats (tests/public_files.py): the card loads through `proex data inspect --card`, the item text is each
 entity's own, a rerun downloads nothing, and a file that fails its checksum or its format installs nothing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +10,12 @@ import json
 
 import pandas as pd
 import pytest
+from public_files import STEAM_USERS, git_blob, marker, write_amazon_2018, write_goodbooks, write_steam
+from test_data_registry_fetch import server  # noqa: F401  (the local HTTP server fixture)
 
 from proex.cli import main
 from proex.data import public
 from proex.data.registry import load_dataset
-from public_files import STEAM_USERS, git_blob, marker, write_amazon_2018, write_goodbooks, write_steam
-from test_data_registry_fetch import server  # noqa: F401  (the local HTTP server fixture)
 
 
 def fetch(server, dest, name, folder, *extra):  # noqa: F811
@@ -26,8 +27,9 @@ def goodbooks(server, tmp_path, monkeypatch):  # noqa: F811
     """Goodbooks files on the server, with the table's git blob ids pinned to theirs (as git computes them)."""
     made = write_goodbooks(server.root / "gb")
     spec = public.PUBLIC["goodbooks-10k"]
-    remotes = tuple(dataclasses.replace(r, checksum=f"git-blob:{git_blob(server.root / 'gb' / r.name)}")
-                    for r in spec.files)
+    remotes = tuple(
+        dataclasses.replace(r, checksum=f"git-blob:{git_blob(server.root / 'gb' / r.name)}") for r in spec.files
+    )
     monkeypatch.setitem(public.PUBLIC, "goodbooks-10k", dataclasses.replace(spec, files=remotes))
     return made
 
@@ -57,10 +59,24 @@ def test_goodbooks_installs_as_a_card_with_each_books_own_tags(server, goodbooks
     hits = list(server.hits)
     assert fetch(server, dest, "goodbooks-10k", "gb") == 0
     assert server.hits == hits  # installed: nothing downloaded again
-    assert main(["-q", "data", "fetch", "goodbooks-10k", "--dest", str(tmp_path / "local"),
-                 "--url", (server.root / "gb").as_uri() + "/"]) == 0  # files downloaded by hand
-    assert (tmp_path / "local" / "goodbooks-10k" / "book_text.csv").read_bytes() == \
-        (dest / "goodbooks-10k" / "book_text.csv").read_bytes()
+    assert (
+        main(
+            [
+                "-q",
+                "data",
+                "fetch",
+                "goodbooks-10k",
+                "--dest",
+                str(tmp_path / "local"),
+                "--url",
+                (server.root / "gb").as_uri() + "/",
+            ]
+        )
+        == 0
+    )  # files downloaded by hand
+    assert (tmp_path / "local" / "goodbooks-10k" / "book_text.csv").read_bytes() == (
+        dest / "goodbooks-10k" / "book_text.csv"
+    ).read_bytes()
 
 
 def test_goodbooks_blob_mismatch_installs_nothing(server, goodbooks, tmp_path, capsys):  # noqa: F811
@@ -154,9 +170,14 @@ def test_amazon_5core_installs_with_product_text_and_training_reviews_only(serve
     for u, a in pairs:
         assert (f"mk{u}x{a}end" in written.iloc[users[u]]) == bool(inter.train[users[u], items[a]])
     assert main(["-q", "data", "inspect", "--card", card]) == 0
-    assert json.loads(capsys.readouterr().out)["text_columns"]["item"] == ["title", "brand", "categories",
-                                                                          "description", "summary",
-                                                                          "reviewText"]
+    assert json.loads(capsys.readouterr().out)["text_columns"]["item"] == [
+        "title",
+        "brand",
+        "categories",
+        "description",
+        "summary",
+        "reviewText",
+    ]
 
 
 def test_public_names_never_touch_a_registry_dataset(server, tmp_path, capsys):  # noqa: F811

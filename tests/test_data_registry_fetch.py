@@ -1,4 +1,5 @@
 """Dataset registry (name/path resolution, errors, expected counts) and `fetch_rlmrec` against a local HTTP server."""
+
 from __future__ import annotations
 
 import http.server
@@ -21,8 +22,11 @@ from proex.data.fetch import fetch_rlmrec
 from proex.data.interactions import DataError
 from proex.data.registry import DATA_ENV, Expected, available, check_expected, dataset_path, load_dataset
 
-SPLITS = {"trn_mat.pkl": [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (3, 0)],
-          "val_mat.pkl": [(0, 2), (1, 3)], "tst_mat.pkl": [(2, 4), (3, 1)]}
+SPLITS = {
+    "trn_mat.pkl": [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (3, 0)],
+    "val_mat.pkl": [(0, 2), (1, 3)],
+    "tst_mat.pkl": [(2, 4), (3, 1)],
+}
 TINY = Expected(users=4, items=5, train=6, val=2, test=2)
 
 
@@ -53,7 +57,8 @@ def rlmrec_members(name: str = "tiny", prefix: str = "data/") -> dict[str, bytes
     members[f"{prefix}{name}/usr_emb_np.pkl"] = pickle.dumps(np.ones((4, 3), np.float32))
     members[f"{prefix}{name}/notes.txt"] = b"not copied"
     members[f"{prefix}mapper/{name}_user.json"] = "\n".join(
-        json.dumps({"uid": u, "user_id": f"U{u}"}) for u in range(4)).encode()
+        json.dumps({"uid": u, "user_id": f"U{u}"}) for u in range(4)
+    ).encode()
     return members
 
 
@@ -149,8 +154,13 @@ def test_fetch_installs_verifies_and_is_idempotent(server, tmp_path, tiny_known)
     url = f"{server.url}/data.zip"
     assert fetch_rlmrec(dest, url=url, datasets=["tiny"]) == ["tiny"]
     installed = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert installed == ["tiny/mapper/tiny_user.json", "tiny/trn_mat.pkl", "tiny/tst_mat.pkl",
-                         "tiny/usr_emb_np.pkl", "tiny/val_mat.pkl"]
+    assert installed == [
+        "tiny/mapper/tiny_user.json",
+        "tiny/trn_mat.pkl",
+        "tiny/tst_mat.pkl",
+        "tiny/usr_emb_np.pkl",
+        "tiny/val_mat.pkl",
+    ]
     data = load_dataset("tiny", data_dir=dest)
     assert data.user_ids.tolist() == ["U0", "U1", "U2", "U3"]
     assert len(server.hits) == 1
@@ -199,8 +209,13 @@ def test_fetch_dataset_missing_from_archive(server, tmp_path, tiny_known):
 
 
 def test_fetch_ignores_zip_slip_entries(server, tmp_path, tiny_known):
-    evil = {"../evil": b"x", "../../evil2.pkl": b"x", "/abs/evil3/trn_mat.pkl": b"x",
-            "data/../../evil4/trn_mat.pkl": b"x", "../tiny/trn_mat.pkl": b"not a pickle"}
+    evil = {
+        "../evil": b"x",
+        "../../evil2.pkl": b"x",
+        "/abs/evil3/trn_mat.pkl": b"x",
+        "data/../../evil4/trn_mat.pkl": b"x",
+        "../tiny/trn_mat.pkl": b"not a pickle",
+    }
     make_zip(server.root / "data.zip", evil | rlmrec_members())
     dest = tmp_path / "a" / "b" / "out"
     fetch_rlmrec(dest, url=f"{server.url}/data.zip", datasets=["tiny"])

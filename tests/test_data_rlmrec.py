@@ -1,4 +1,5 @@
 """RLMRec pickle loading: round trip, mappers, the safe unpickler, and every malformed-file error."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import real_data_dir
 
 from proex.data.interactions import DataError
 from proex.data.registry import check_expected, load_dataset
 from proex.data.rlmrec import load_rlmrec
 from proex.data.safe_pickle import safe_load
-
-from conftest import real_data_dir
 
 # 4 users x 5 items, disjoint splits, every user with a training interaction
 TRAIN = [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4), (3, 0)]
@@ -123,8 +123,14 @@ def test_refused_class_in_split_file_names_file(tmp_path):
 @pytest.mark.parametrize("protocol", [0, 2, 5])
 def test_numpy_arrays_and_profiles_load(tmp_path, protocol):
     emb = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
-    objs = {"emb": emb, "f64": np.arange(3.0), "prf": {0: {"profile": "likes mysteries", "reasoning": "..."}},
-            "scalar": np.float64(2.5), "dtype": np.dtype("f4"), "dtype_class": type(np.dtype("f4"))}
+    objs = {
+        "emb": emb,
+        "f64": np.arange(3.0),
+        "prf": {0: {"profile": "likes mysteries", "reasoning": "..."}},
+        "scalar": np.float64(2.5),
+        "dtype": np.dtype("f4"),
+        "dtype_class": type(np.dtype("f4")),
+    }
     path = tmp_path / "usr_emb_np.pkl"
     path.write_bytes(pickle.dumps(objs, protocol=protocol))
     got = safe_load(path)
@@ -202,7 +208,10 @@ def test_real_amazon_loads_with_expected_counts():
     assert check_expected(data) == []
     s = data.summary()
     assert (s["users"], s["items"], s["train"], s["val"], s["test"]) == (11000, 9332, 120464, 40290, 40106)
-    assert (s["val_users"], s["test_users"]) == (9857, 9860)  # the users holding validation / test items in the RLMRec pickles
+    assert (s["val_users"], s["test_users"]) == (
+        9857,
+        9860,
+    )  # the users holding validation / test items in the RLMRec pickles
     assert data.train.dtype == np.float32 and np.all(data.train.data == 1.0)
 
 
@@ -211,8 +220,12 @@ def test_real_amazon_loads_with_expected_counts():
 # metric, or a changed sampler or model would move them by far more than the tolerance (float rounding only).
 AMAZON_LIGHTGCN_ONE_EPOCH = {
     "val": {"recall@20": 0.05675482004880905, "ndcg@20": 0.03327362611889839},
-    "test": {"recall@10": 0.03562416508793831, "ndcg@10": 0.02696949429810047,
-             "recall@20": 0.05916657671332359, "ndcg@20": 0.034423138946294785},
+    "test": {
+        "recall@10": 0.03562416508793831,
+        "ndcg@10": 0.02696949429810047,
+        "recall@20": 0.05916657671332359,
+        "ndcg@20": 0.034423138946294785,
+    },
 }
 
 

@@ -1,4 +1,5 @@
 """Synthetic dataset: determinism, sizes, text that carries the latent topics, and learnability."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Interaction tables (CSV/Parquet): column config, dedupe, rating filter, k-core, seeded split, text join, errors."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,8 +88,17 @@ def test_split_counts_per_user(tmp_path):
 
 def test_min_rating_and_kcore(tmp_path):
     # user x9 rates low only; k-core needs two rounds: dropping item z (1 user) leaves user w with 1 item
-    rows = [("u", "a", 5), ("u", "b", 4), ("v", "a", 4), ("v", "b", 5), ("w", "a", 5), ("w", "z", 5),
-            ("x9", "a", 1), ("x9", "b", 2), ("x9", "c", 1)]
+    rows = [
+        ("u", "a", 5),
+        ("u", "b", 4),
+        ("v", "a", 4),
+        ("v", "b", 5),
+        ("w", "a", 5),
+        ("w", "z", 5),
+        ("x9", "a", 1),
+        ("x9", "b", 2),
+        ("x9", "c", 1),
+    ]
     pd.DataFrame(rows, columns=["user", "item", "stars"]).to_csv(tmp_path / "r.csv", index=False)
     cfg = TableConfig(rating_col="stars", min_rating=3, min_user_interactions=2, min_item_interactions=2)
     data = load_table(tmp_path / "r.csv", cfg)
@@ -118,8 +128,13 @@ def test_kcore_matches_bruteforce():
 @pytest.mark.parametrize("dates", [False, True])
 def test_time_split_puts_newest_in_test(tmp_path, dates):
     ts = [5, 4, 3, 2, 1, 10, 20, 30, 40, 50]
-    df = pd.DataFrame({"user": ["u"] * 5 + ["v"] * 5, "item": list(range(5)) * 2,
-                       "ts": [str(pd.Timestamp("2020-01-01") + pd.Timedelta(days=t)) for t in ts] if dates else ts})
+    df = pd.DataFrame(
+        {
+            "user": ["u"] * 5 + ["v"] * 5,
+            "item": list(range(5)) * 2,
+            "ts": [str(pd.Timestamp("2020-01-01") + pd.Timedelta(days=t)) for t in ts] if dates else ts,
+        }
+    )
     df.to_csv(tmp_path / "t.csv", index=False)
     data = load_table(tmp_path / "t.csv", TableConfig(timestamp_col="ts", split_by="time"))
     assert data.test[0].indices.tolist() == [0] and data.test[1].indices.tolist() == [4]

@@ -1,5 +1,6 @@
 """Grid files: the shipped grids load, bad files fail with errors naming the file and field, expansion is
 ordered with stable ids, hparams files and variants merge as documented."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,18 @@ fixed: {profiles: synthetic-latent, train: {epochs: 3}}
 """
 
 
-@pytest.mark.parametrize("name,n", [("smoke", 8), ("table2", 360), ("table3", 90), ("table4", 75),
-                                    ("ablation", 110), ("sensitivity", 102), ("tune_smoke", 1)])
+@pytest.mark.parametrize(
+    "name,n",
+    [
+        ("smoke", 8),
+        ("table2", 360),
+        ("table3", 90),
+        ("table4", 75),
+        ("ablation", 110),
+        ("sensitivity", 102),
+        ("tune_smoke", 1),
+    ],
+)
 def test_shipped_grids_load_and_expand(name, n):
     grid = load_grid(os.path.join(GRIDS, f"{name}.yaml"))
     cells = grid.expand()
@@ -43,8 +54,11 @@ def test_shipped_grids_load_and_expand(name, n):
 def test_table2_covers_the_paper_matrix_and_fills_profiles_per_dataset(tmp_path):
     cells = load_grid(os.path.join(GRIDS, "table2.yaml")).expand()
     assert {(c.config.model, c.config.plugin, c.config.dataset) for c in cells} == {
-        (m, p, d) for m in ("gccf", "lightgcn", "simgcl", "multvae", "ldiffrec", "cvga") for p in ("base", "proex")
-        for d in ("amazon", "yelp", "steam")}
+        (m, p, d)
+        for m in ("gccf", "lightgcn", "simgcl", "multvae", "ldiffrec", "cvga")
+        for p in ("base", "proex")
+        for d in ("amazon", "yelp", "steam")
+    }
     proex = next(c for c in cells if c.config.plugin == "proex" and c.config.dataset == "yelp")
     assert proex.config.profiles == "rlmrec:{data_dir}/{dataset}"  # ids do not depend on the machine
     assert proex.runnable(data_dir=str(tmp_path)).profiles == f"rlmrec:{tmp_path}/yelp"
@@ -62,7 +76,8 @@ def test_expansion_order_and_ids_are_stable(tmp_path):
 def test_hparams_file_merges_between_fixed_and_variant(tmp_path):
     (tmp_path / "hp").mkdir()
     (tmp_path / "hp" / "lightgcn-proex-synthetic.yaml").write_text(
-        yaml.safe_dump({"model_config": {"layers": 2}, "plugin_config": {"num_envs": 5}, "train": {"lr": 0.01}}))
+        yaml.safe_dump({"model_config": {"layers": 2}, "plugin_config": {"num_envs": 5}, "train": {"lr": 0.01}})
+    )
     body = MINIMAL + "hparams: hp\n"
     body = body.replace("seed: [0, 1]}", "seed: [0], variant: [{name: a}, {name: b, plugin_config: {num_envs: 2}}]}")
     cells = load_grid(write(tmp_path, body)).expand()
@@ -73,30 +88,37 @@ def test_hparams_file_merges_between_fixed_and_variant(tmp_path):
     assert len(base) == 1 and base[0].variants == ("a", "b")  # base ignores plug-in variants: one cell, two labels
 
 
-@pytest.mark.parametrize("patch,needle", [
-    ({"nmae": "x"}, "unknown key(s) ['nmae']"),
-    ({"axes": {"model": ["lightgnc"], "dataset": ["synthetic"]}}, "axes.model[0]: unknown model 'lightgnc'"),
-    ({"axes": {"model": ["lightgcn"], "plugin": ["proexx"]}}, "axes.plugin[0]: unknown plugin 'proexx'"),
-    ({"axes": {"model": ["lightgcn"], "seeds": [1]}}, "axes: unknown key(s) ['seeds']"),
-    ({"axes": {"model": ["lightgcn"], "seed": ["a"]}}, "axes.seed[0]: seeds are integers"),
-    ({"select": "test/recall@20"}, "is a test metric"),
-    ({"select": "val/hit@20"}, "use val/recall@K"),
-    ({"select": "val/recall@50"}, "needs K in train.ks"),
-    ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources:"),
-    ({"resources": {"cpus": 1}}, "resources: unknown key(s) ['cpus']"),
-    ({"fixed": {"train": {"seed": 3}}}, "fixed.train.seed: set it with axes.seed"),
-    ({"fixed": {"model_config": {"layerz": 2}}}, "model_config: unknown key(s) ['layerz']"),
-    ({"fixed": {"profiles": None}, "axes": {"model": ["lightgcn"], "plugin": ["proex"]}}, "needs a profile bank"),
-    ({"report": {"figures": ["pie"]}}, "report.figures: unknown ['pie']"),
-    ({"report": {"test": "t-test"}}, "report.test: 't-test' is not allowed; use one of 'ttest', 'wilcoxon'"),
-    ({"fixed": {"profiles": "synthetic-latent", "plugin_config": {"env_reduce": "avg"}}},
-     "plugin_config.env_reduce: 'avg' is not allowed; use one of 'sum', 'mean'"),
-    ({"fixed": {"profiles": "synthetic-latent", "plugin_config": {"num_envs": 0}}},
-     "plugin_config.num_envs: must be >= 1, got 0"),
-    ({"study": {"space": {"lr": {"low": 1, "high": 2}}}}, "study.space.lr: keys are model_config."),
-    ({"study": {"space": {"train.lr": {"low": 2, "high": 1}}}}, "give low <= high"),
-    ({"study": {"space": {"train.lr": {"low": 1, "high": 2, "dist": "x"}}}}, "unknown key(s) ['dist']"),
-])
+@pytest.mark.parametrize(
+    "patch,needle",
+    [
+        ({"nmae": "x"}, "unknown key(s) ['nmae']"),
+        ({"axes": {"model": ["lightgnc"], "dataset": ["synthetic"]}}, "axes.model[0]: unknown model 'lightgnc'"),
+        ({"axes": {"model": ["lightgcn"], "plugin": ["proexx"]}}, "axes.plugin[0]: unknown plugin 'proexx'"),
+        ({"axes": {"model": ["lightgcn"], "seeds": [1]}}, "axes: unknown key(s) ['seeds']"),
+        ({"axes": {"model": ["lightgcn"], "seed": ["a"]}}, "axes.seed[0]: seeds are integers"),
+        ({"select": "test/recall@20"}, "is a test metric"),
+        ({"select": "val/hit@20"}, "use val/recall@K"),
+        ({"select": "val/recall@50"}, "needs K in train.ks"),
+        ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources:"),
+        ({"resources": {"cpus": 1}}, "resources: unknown key(s) ['cpus']"),
+        ({"fixed": {"train": {"seed": 3}}}, "fixed.train.seed: set it with axes.seed"),
+        ({"fixed": {"model_config": {"layerz": 2}}}, "model_config: unknown key(s) ['layerz']"),
+        ({"fixed": {"profiles": None}, "axes": {"model": ["lightgcn"], "plugin": ["proex"]}}, "needs a profile bank"),
+        ({"report": {"figures": ["pie"]}}, "report.figures: unknown ['pie']"),
+        ({"report": {"test": "t-test"}}, "report.test: 't-test' is not allowed; use one of 'ttest', 'wilcoxon'"),
+        (
+            {"fixed": {"profiles": "synthetic-latent", "plugin_config": {"env_reduce": "avg"}}},
+            "plugin_config.env_reduce: 'avg' is not allowed; use one of 'sum', 'mean'",
+        ),
+        (
+            {"fixed": {"profiles": "synthetic-latent", "plugin_config": {"num_envs": 0}}},
+            "plugin_config.num_envs: must be >= 1, got 0",
+        ),
+        ({"study": {"space": {"lr": {"low": 1, "high": 2}}}}, "study.space.lr: keys are model_config."),
+        ({"study": {"space": {"train.lr": {"low": 2, "high": 1}}}}, "give low <= high"),
+        ({"study": {"space": {"train.lr": {"low": 1, "high": 2, "dist": "x"}}}}, "unknown key(s) ['dist']"),
+    ],
+)
 def test_bad_grid_files_name_the_file_and_field(tmp_path, patch, needle):
     raw = yaml.safe_load(textwrap.dedent(MINIMAL))
     raw.update(patch)

@@ -6,6 +6,7 @@
 * SIGINT mid-grid leaves the running cells' runs interrupted (KILLED, tag interrupted=true, no error) and exits
   130; the same command then finishes them from their last validation checkpoint.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,14 @@ def mlflow_uri(tmp_path_factory):
 
 
 def driver(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "ray_jobs/grid.py", *args], env=base_env(), cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "ray_jobs/grid.py", *args],
+        env=base_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +68,32 @@ def sliced(mlflow_uri, tmp_path_factory):
     path = tmp / "ops.yaml"
     path.write_text(textwrap.dedent(SLICED))
     common = [str(path), "--tracking-uri", mlflow_uri, "--storage", str(tmp / "tune")]
-    out = driver(common + ["--address", "local", "--num-cpus", "2", "--report-dir", str(tmp / "report"),
-                           "--only", "model=multvae", "--only", "seed=0,2"])
+    out = driver(
+        common
+        + [
+            "--address",
+            "local",
+            "--num-cpus",
+            "2",
+            "--report-dir",
+            str(tmp / "report"),
+            "--only",
+            "model=multvae",
+            "--only",
+            "seed=0,2",
+        ]
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     cells = load_grid(path).expand()
     want = {c.cell_id for c in cells if c.config.model == "multvae" and c.seed in (0, 2)}
-    return {"common": common, "cells": cells, "want": want, "out": out, "tmp": tmp,
-            "tracker": Tracker(mlflow_uri, "proex-ops")}
+    return {
+        "common": common,
+        "cells": cells,
+        "want": want,
+        "out": out,
+        "tmp": tmp,
+        "tracker": Tracker(mlflow_uri, "proex-ops"),
+    }
 
 
 def test_only_runs_exactly_the_slice_and_reports_what_is_incomplete(sliced):
@@ -84,7 +110,9 @@ def test_only_runs_exactly_the_slice_and_reports_what_is_incomplete(sliced):
     parent = tracker.find(kind="grid", key="ops")[0]
     assert parent.data.metrics["grid_finished"] == 4 and parent.data.metrics["grid_pending"] == 0
     lines = [ln for ln in sliced["out"].stdout.splitlines() if ln.startswith("[")]
-    assert len(lines) == 4 and re.match(r"\[\d/4 finished, \d running, 0 failed, \d pending \| .* elapsed, ETA ", lines[0])
+    assert len(lines) == 4 and re.match(
+        r"\[\d/4 finished, \d running, 0 failed, \d pending \| .* elapsed, ETA ", lines[0]
+    )
 
 
 def test_dry_run_lists_finished_and_pending_and_trains_nothing(sliced):
@@ -92,8 +120,12 @@ def test_dry_run_lists_finished_and_pending_and_trains_nothing(sliced):
     before = {r.info.run_id: r.info.status for r in tracker.find(kind="cell")}
     out = driver(sliced["common"] + ["--dry-run", "--probe-budget", "0"], timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    states = {cid: st for st, cid in re.findall(r"^  (finished|pending|running|failed|interrupted) +\S+ +([0-9a-f]{12})",
-                                                 out.stdout, re.M)}
+    states = {
+        cid: st
+        for st, cid in re.findall(
+            r"^  (finished|pending|running|failed|interrupted) +\S+ +([0-9a-f]{12})", out.stdout, re.M
+        )
+    }
     assert set(states) == {c.cell_id for c in sliced["cells"]}
     assert {k for k, s in states.items() if s == "finished"} == sliced["want"]
     assert {k for k, s in states.items() if s != "finished"} == {c.cell_id for c in sliced["cells"]} - sliced["want"]
@@ -110,8 +142,20 @@ def test_dry_run_lists_finished_and_pending_and_trains_nothing(sliced):
 def test_sigint_marks_runs_interrupted_and_the_rerun_resumes_them(mlflow_uri, tmp_path):
     path = tmp_path / "stop.yaml"
     path.write_text(textwrap.dedent(STOPPED))
-    args = ["ray_jobs/grid.py", str(path), "--address", "local", "--num-cpus", "2", "--tracking-uri", mlflow_uri,
-            "--storage", str(tmp_path / "tune"), "--report-dir", str(tmp_path / "report")]
+    args = [
+        "ray_jobs/grid.py",
+        str(path),
+        "--address",
+        "local",
+        "--num-cpus",
+        "2",
+        "--tracking-uri",
+        mlflow_uri,
+        "--storage",
+        str(tmp_path / "tune"),
+        "--report-dir",
+        str(tmp_path / "report"),
+    ]
     tracker = Tracker(mlflow_uri, "proex-stop")
     log1 = str(tmp_path / "driver1.log")
     proc = start_driver(args, log1)

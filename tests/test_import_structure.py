@@ -1,5 +1,6 @@
 """The package's imports run one way (data -> models -> plug-ins -> cell -> grid -> tracking -> report): no cycle
 among proex's modules, function-level imports included, and Ray, MLflow and Optuna only in `proex/infra/`."""
+
 from __future__ import annotations
 
 import ast
@@ -55,7 +56,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         state[node] = 2
@@ -97,6 +98,12 @@ def test_report_orders_rows_without_importing_torch():
     import sys
 
     code = "import sys, proex.report; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT.parent)}, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT.parent,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT.parent)},
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]

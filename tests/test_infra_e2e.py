@@ -3,6 +3,7 @@
 
 Run: OMP_NUM_THREADS=1 PYTHONPATH=. python -m pytest -q -m slow tests/test_infra_e2e.py tests/test_infra_faults.py
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,10 @@ def ray_head():
 
 
 def test_smoke_grid_submitted_as_a_ray_job_lands_in_mlflow(ray_head, mlflow_server, tmp_path):
-    done = ray_head.submit(["ray_jobs/grid.py", "grids/smoke.yaml"],
-                           {"MLFLOW_TRACKING_URI": mlflow_server, "PROEX_TUNE_STORAGE": str(tmp_path / "tune"),
-                            "OMP_NUM_THREADS": "1"})
+    done = ray_head.submit(
+        ["ray_jobs/grid.py", "grids/smoke.yaml"],
+        {"MLFLOW_TRACKING_URI": mlflow_server, "PROEX_TUNE_STORAGE": str(tmp_path / "tune"), "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "8/8 cells finished" in done.stdout and "MLflow UI:" in done.stdout and "report.md" in done.stdout
     # the grid's start says which protocol each comparison trains under (synthetic data: one shared protocol)
@@ -98,19 +100,27 @@ MULTINODE = textwrap.dedent("""
 
 def test_grid_runs_across_a_two_node_cluster(tmp_path):
     grid = tmp_path / "multinode.yaml"
-    grid.write_text(textwrap.dedent("""
+    grid.write_text(
+        textwrap.dedent("""
         name: multinode
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0, 1, 2, 3]}
         fixed: {train: {epochs: 24, eval_every: 3}}
         resources: {cpu: 1}
-    """))
+    """)
+    )
     script = tmp_path / "multinode.py"
     script.write_text(MULTINODE)
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     ray_tmp = tempfile.mkdtemp(prefix="pxm", dir="/tmp")  # this cluster's own Ray folder (short socket paths)
-    proc = subprocess.Popen([sys.executable, str(script), str(grid), uri, str(tmp_path / "tune"), str(tmp_path / "rep")],
-                            env={**base_env(), "RAY_TMPDIR": ray_tmp}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(grid), uri, str(tmp_path / "tune"), str(tmp_path / "rep")],
+        env={**base_env(), "RAY_TMPDIR": ray_tmp},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=420)
     finally:
@@ -118,7 +128,7 @@ def test_grid_runs_across_a_two_node_cluster(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
     line = next((ln for ln in out.splitlines() if ln.startswith("OUTCOME")), None)
     assert line is not None, out[-4000:]
-    outcome = json.loads(line[len("OUTCOME"):])
+    outcome = json.loads(line[len("OUTCOME") :])
     assert outcome == {"finished": 4, "failed": [], "nodes": 2}
     runs = Tracker(uri, "proex-multinode").find(kind="cell")
     assert len(runs) == 4 and len({r.data.tags["node"] for r in runs}) == 2  # trials ran on both nodes

@@ -6,6 +6,7 @@
   exactly its budget of COMPLETE + PRUNED trials (the pruned ones KILLED in MLflow and tagged pruned=true),
   the trials the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,20 +38,27 @@ def ray_env():
 
 def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tmp_path, ray_env):
     grid = tmp_path / "faults.yaml"
-    grid.write_text(textwrap.dedent("""
+    grid.write_text(
+        textwrap.dedent("""
         name: faults
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0, 1, 2, 3]}
         fixed: {train: {epochs: 150, eval_every: 3, patience: 100}}
         resources: {cpu: 1}
         max_failures: 2
-    """))
+    """)
+    )
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     args = ["ray_jobs/grid.py", str(grid), "--address", "local", "--num-cpus", "2", "--tracking-uri", uri]
     log1, log2 = str(tmp_path / "driver1.log"), str(tmp_path / "driver2.log")
     driver = start_driver(args, log1, ray_env)
     try:
-        wait_for(lambda: "grid faults: 4 cells" in open(log1).read(), 180, "the driver's MLflow store", proc=driver,
-                 log_path=log1)
+        wait_for(
+            lambda: "grid faults: 4 cells" in open(log1).read(),
+            180,
+            "the driver's MLflow store",
+            proc=driver,
+            log_path=log1,
+        )
         tracker = Tracker(uri, "proex-faults")
 
         def running_with_history():
@@ -63,13 +71,17 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
         victim = wait_for(running_with_history, 300, "a trial with 3 validations", proc=driver, log_path=log1)
         os.kill(int(victim.data.tags["pid"]), signal.SIGKILL)  # the trial's worker dies mid-training
         cell = victim.data.tags["cell_id"]
-        last_before_kill = max(m.step for m in tracker.client.get_metric_history(victim.info.run_id,
-                                                                                 "val_recall_at_20"))
+        last_before_kill = max(
+            m.step for m in tracker.client.get_metric_history(victim.info.run_id, "val_recall_at_20")
+        )
 
         def resumed_and_one_finished():
             run = tracker.find(kind="cell", key=cell)[0]
             return int(run.data.tags.get("resumes", 0)) >= 1 and len(tracker.finished()) >= 1
-        wait_for(resumed_and_one_finished, 300, "the retried trial to resume from its checkpoint", proc=driver, log_path=log1)
+
+        wait_for(
+            resumed_and_one_finished, 300, "the retried trial to resume from its checkpoint", proc=driver, log_path=log1
+        )
         before = {k: r.info.end_time for k, r in tracker.finished().items()}
         assert len(before) < 4, "the grid finished before the driver could be killed"
     finally:
@@ -90,8 +102,7 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
     # step was logged by a fit that started at a saved epoch (>= 1; at most the epoch after the next validation,
     # had the state been saved but the point not yet logged when the worker died), not by a retrain from epoch 0
     # whose repeated early points the recorder would drop unseen.
-    starts = {m.step: m.value for m in tracker.client.get_metric_history(finished[cell].info.run_id,
-                                                                         "fit_start_epoch")}
+    starts = {m.step: m.value for m in tracker.client.get_metric_history(finished[cell].info.run_id, "fit_start_epoch")}
     after = sorted(step for step in starts if step > last_before_kill)
     assert after and after[0] in (last_before_kill + 3, last_before_kill + 6), (last_before_kill, starts)
     assert 1 <= starts[after[0]] <= last_before_kill + 4, (last_before_kill, starts)
@@ -118,7 +129,8 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
 
 def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_path, ray_env):
     grid = tmp_path / "study.yaml"
-    grid.write_text(textwrap.dedent("""
+    grid.write_text(
+        textwrap.dedent("""
         name: study
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0]}
         fixed: {train: {epochs: 400, eval_every: 3, patience: 200}}  # long enough that the trial killed
@@ -133,14 +145,15 @@ def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_p
           sampler_seed: 9  # its draws: good, hopeless, good, hopeless, good, good: the first hopeless one is
           space:           # pruned (or completes) beside the first good one, the second is pruned at epoch 3
             train.lr: {type: categorical, choices: [1.0e-9, 1.0e-2]}  # half of the trials are hopeless
-    """))
+    """)
+    )
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
     args = ["ray_jobs/tune.py", str(grid), "--address", "local", "--num-cpus", "2", "--tracking-uri", uri]
     log1, log2 = str(tmp_path / "tune1.log"), str(tmp_path / "tune2.log")
 
     def names():
-        return optuna.study.get_all_study_names(storage) if os.path.exists(storage[len("sqlite:///"):]) else []
+        return optuna.study.get_all_study_names(storage) if os.path.exists(storage[len("sqlite:///") :]) else []
 
     def trials():
         return optuna.load_study(study_name=names()[0], storage=storage).get_trials() if names() else []
@@ -156,14 +169,21 @@ def test_interrupted_pruned_study_ends_with_its_budget_and_nothing_running(tmp_p
         for t in ts:
             if t.state == TrialState.RUNNING:
                 for run in tracker.find(kind="trial", key=f"{names()[0]}#{t.number}"):
-                    if run.info.status == "RUNNING" and tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20"):
+                    if run.info.status == "RUNNING" and tracker.client.get_metric_history(
+                        run.info.run_id, "val_recall_at_20"
+                    ):
                         return True
         return False
 
     driver = start_driver(args, log1, ray_env)
     try:
-        wait_for(one_complete_one_pruned_and_one_mid_training, 400, "a complete, a pruned and a mid-training trial",
-                 proc=driver, log_path=log1)
+        wait_for(
+            one_complete_one_pruned_and_one_mid_training,
+            400,
+            "a complete, a pruned and a mid-training trial",
+            proc=driver,
+            log_path=log1,
+        )
     finally:
         stop_group(driver, signal.SIGKILL, wait_s=30)
     stale = [t.number for t in trials() if t.state == TrialState.RUNNING]

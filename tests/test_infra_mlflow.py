@@ -1,6 +1,7 @@
 """MLflow tracking on a local sqlite store (no server, no Ray): runs found again by cell id, curves without
 duplicates on resume, checkpoints that load and recommend, reports with p-values on the parent run, and a
 finished grid that reruns as a no-op."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,12 @@ def store(tmp_path_factory):
 def test_names_and_flattening():
     assert metric_key("recall@20") == "recall_at_20" and canonical("test_ndcg_at_10") == "test_ndcg@10"
     assert metric_key("pvalue/x=1 (a)") == "pvalue/x_1 _a_"
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None", "e": "{}"}
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {
+        "a.b": "1",
+        "a.c": "[1, 2]",
+        "d": "None",
+        "e": "{}",
+    }
 
 
 def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_path):
@@ -40,7 +46,9 @@ def test_cell_run_is_found_again_and_resume_adds_no_duplicate_points(store, tmp_
     parent, created = tracker.run_for("grid", "unit")
     again, created2 = tracker.run_for("grid", "unit")
     assert created and not created2 and again.info.run_id == parent.info.run_id
-    run, _ = tracker.run_for("cell", "abc123", parent.info.run_id, {"model": "lightgcn"}, {"model_config": {"layers": 3}})
+    run, _ = tracker.run_for(
+        "cell", "abc123", parent.info.run_id, {"model": "lightgcn"}, {"model_config": {"layers": 3}}
+    )
     assert run.data.params == {"model_config.layers": "3"} and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     rec = CellRecorder(tracker, run.info.run_id)
     for epoch in (0, 3):
@@ -74,8 +82,9 @@ def test_resumed_fit_continues_its_run_after_the_last_logged_step(store, tmp_pat
     with pytest.raises(Crash):
         run_cell(cell, inter, callback=crash_after_3, state_path=state)
     rec = CellRecorder(tracker, run.info.run_id)  # the retry: a new recorder on the same run
-    run_cell(cell, inter, callback=lambda r: rec.validation(r.epoch, r.metrics, r.losses, r.start_epoch),
-             state_path=state)
+    run_cell(
+        cell, inter, callback=lambda r: rec.validation(r.epoch, r.metrics, r.losses, r.start_epoch), state_path=state
+    )
     history = {m.step: m.value for m in tracker.client.get_metric_history(run.info.run_id, "fit_start_epoch")}
     assert history == {0: 0, 3: 0, 6: 4}
     assert sorted(m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20")) == [0, 3, 6]
@@ -107,8 +116,22 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     sub = parser.add_subparsers(dest="cmd")
     recommend_command.register(sub)
     out = tmp_path / "recs.csv"
-    args = parser.parse_args(["recommend", "--run", run.info.run_id, "--tracking-uri", store, "--users", "0", "7",
-                              "--k", "5", "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "recommend",
+            "--run",
+            run.info.run_id,
+            "--tracking-uri",
+            store,
+            "--users",
+            "0",
+            "7",
+            "--k",
+            "5",
+            "--out",
+            str(out),
+        ]
+    )
     assert recommend_command.run(args) == 0
     import pandas as pd
 
@@ -141,8 +164,9 @@ def _fake_finished(tracker, parent_id, gc, r20, patience=None):
     params = gc.resolved.to_dict()
     params["train"]["patience"] = patience or params["train"]["patience"]
     run, _ = tracker.run_for("cell", gc.cell_id, parent_id, gc.labels, params=params)
-    tracker.log_metrics(run.info.run_id, {"test_recall@20": r20, "test_ndcg@20": r20 / 2, "best_val_recall@20": r20},
-                        step=3)
+    tracker.log_metrics(
+        run.info.run_id, {"test_recall@20": r20, "test_ndcg@20": r20 / 2, "best_val_recall@20": r20}, step=3
+    )
     tracker.log_metrics(run.info.run_id, {"val_recall@20": r20 * 0.8}, step=0)
     tracker.log_metrics(run.info.run_id, {"val_recall@20": r20}, step=3)
     tracker.finish(run.info.run_id)
@@ -155,15 +179,17 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     parent, _ = tracker.run_for("grid", grid.name)
     for i, gc in enumerate(cells):
         patience = 5 if gc.config.plugin == "base" and gc.config.model == "lightgcn" else 20  # read from the params
-        _fake_finished(tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.config.plugin == "proex") + 0.001 * i * i,
-                       patience)
+        _fake_finished(
+            tracker, parent.info.run_id, gc, 0.1 + 0.05 * (gc.config.plugin == "proex") + 0.001 * i * i, patience
+        )
     dipped = tracker.finished()[cells[1].cell_id].info.run_id  # as CellRecorder.final tags a first-dip run
     tracker.set_tags(dipped, {"first_dip": "yes"})
     frame = runs_frame(tracker, cells)
     assert len(frame) == 8 and {"recall@20", "ndcg@20", "val_recall@20"} <= set(frame.columns)
     assert frame["first_dip"].tolist() == [i == 1 for i in range(8)]
     assert frame["protocol"].map(lambda p: p["patience"]).tolist() == [
-        5 if (r.plugin, r.model) == ("base", "lightgcn") else 20 for r in frame.itertuples()]
+        5 if (r.plugin, r.model) == ("base", "lightgcn") else 20 for r in frame.itertuples()
+    ]
     assert all(s["train.epochs"].startswith("grid fixed") for s in frame["sources"])  # the grid cell's sources
     files = publish_report(grid, tracker, str(tmp_path / "report"))
     assert {"report.md", "comparison.csv", "curves.png"} <= set(files)
@@ -182,7 +208,10 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
         kept = note.split("\n\n*The full report is the artifact report/report.md")[0]
         assert md.startswith(kept) and "## Results" in kept and "not shown here:" in note
     logged = tracker.client.get_run(parent.info.run_id).data.metrics
-    assert "pvalue/recall_at_20/synthetic/lightgcn/proex" in logged and 0 < logged["pvalue/recall_at_20/synthetic/lightgcn/proex"] < 1
+    assert (
+        "pvalue/recall_at_20/synthetic/lightgcn/proex" in logged
+        and 0 < logged["pvalue/recall_at_20/synthetic/lightgcn/proex"] < 1
+    )
     key = "recall_at_20/synthetic/lightgcn/proex"
     assert logged[f"pvalue_holm/{key}"] >= logged[f"pvalue/{key}"]  # Holm over the family, beside the raw p
     assert "lightgcn, proex vs base: protocol differs: patience 5 (base) vs 20 (proex)" in md
@@ -190,9 +219,9 @@ def test_report_on_parent_run_and_finished_grid_is_a_noop(store, tmp_path):
     arts = [a.path for a in tracker.client.list_artifacts(parent.info.run_id, "report")]
     assert "report/report.md" in arts
 
-    from proex.infra.tune_grid import run_grid  # imports Ray, but a finished grid never starts it
-
     import ray
+
+    from proex.infra.tune_grid import run_grid  # imports Ray, but a finished grid never starts it
 
     out = run_grid(grid, store, str(tmp_path / "tune"), str(tmp_path / "report2"))
     assert not ray.is_initialized()

@@ -6,6 +6,7 @@ backed by PostgreSQL with proxied artifacts (conftest.pg_mlflow):
 * a worker node removed mid-grid: its trials are retried on the other node from their checkpoints, and MLflow
   ends with one run per cell, all FINISHED (no duplicate, none left RUNNING).
 """
+
 from __future__ import annotations
 
 import json
@@ -70,11 +71,23 @@ def run_cluster(tmp_path, grid_text: str, uri: str, gpus: int, remove: bool) -> 
     script.write_text(DRIVER)
     scratch = tempfile.mkdtemp(prefix="proex-node-")
     ray_tmp = tempfile.mkdtemp(prefix="pxn", dir="/tmp")  # short: Ray's socket paths have a length limit
-    args = {"grid": str(grid), "uri": uri, "tune": str(tmp_path / "tune"), "gpus": gpus, "remove": remove,
-            "scratch": scratch}
-    proc = subprocess.Popen([sys.executable, str(script), json.dumps(args)],
-                            env={**base_env(), "RAY_TMPDIR": ray_tmp}, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = {
+        "grid": str(grid),
+        "uri": uri,
+        "tune": str(tmp_path / "tune"),
+        "gpus": gpus,
+        "remove": remove,
+        "scratch": scratch,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(args)],
+        env={**base_env(), "RAY_TMPDIR": ray_tmp},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=480)
     finally:
@@ -83,23 +96,32 @@ def run_cluster(tmp_path, grid_text: str, uri: str, gpus: int, remove: bool) -> 
         shutil.rmtree(scratch, ignore_errors=True)  # the worker node's own folders are gone from here on
     line = next((ln for ln in out.splitlines() if ln.startswith("OUTCOME")), None)
     assert line is not None, out[-5000:]
-    return json.loads(line[len("OUTCOME"):])
+    return json.loads(line[len("OUTCOME") :])
 
 
 def test_two_nodes_with_a_logical_gpu_each_record_devices_and_serve_artifacts(pg_mlflow, tmp_path):
     uri, artifacts = pg_mlflow
-    outcome = run_cluster(tmp_path, """
+    outcome = run_cluster(
+        tmp_path,
+        """
         name: two_gpu_nodes
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0, 1, 2, 3]}
         fixed: {train: {epochs: 9, eval_every: 3}}
         resources: {cpu: 1, gpu: 1}
-    """, uri, gpus=1, remove=False)
+    """,
+        uri,
+        gpus=1,
+        remove=False,
+    )
     assert outcome["finished"] == 4 and outcome["failed"] == []
     runs = Tracker(uri, "proex-two_gpu_nodes").find(kind="cell")
     assert len(runs) == 4 and {r.data.tags["node"] for r in runs} == {outcome["head"], outcome["worker"]}
     for run in runs:
-        assert (run.data.tags["ray_gpu_ids"], run.data.tags["cuda_visible_devices"], run.data.tags["device"]) \
-            == ("0", "0", "cpu")
+        assert (run.data.tags["ray_gpu_ids"], run.data.tags["cuda_visible_devices"], run.data.tags["device"]) == (
+            "0",
+            "0",
+            "cpu",
+        )
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     for node in (outcome["head"], outcome["worker"]):  # one GPU per node: its trials never overlapped
         mine = sorted((r.info.start_time, r.info.end_time) for r in runs if r.data.tags["node"] == node)
@@ -109,9 +131,28 @@ def test_two_nodes_with_a_logical_gpu_each_record_devices_and_serve_artifacts(pg
     assert len(stored) == 1  # uploaded through the server into its artifact store
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run([sys.executable, "-m", "proex.cli", "recommend", "--run", remote.info.run_id, "--users", "0",
-                           "1", "--k", "5", "--tracking-uri", uri], cwd=elsewhere, env=base_env(), capture_output=True,
-                          text=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proex.cli",
+            "recommend",
+            "--run",
+            remote.info.run_id,
+            "--users",
+            "0",
+            "1",
+            "--k",
+            "5",
+            "--tracking-uri",
+            uri,
+        ],
+        cwd=elsewhere,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [ln for ln in done.stdout.splitlines()[1:] if ln.strip()]
     assert len(rows) == 10 and done.stdout.startswith("user,rank,item,score")
@@ -119,13 +160,19 @@ def test_two_nodes_with_a_logical_gpu_each_record_devices_and_serve_artifacts(pg
 
 def test_worker_node_removed_mid_grid_retries_its_trials_without_duplicate_or_running_runs(pg_mlflow, tmp_path):
     uri, _ = pg_mlflow
-    outcome = run_cluster(tmp_path, """
+    outcome = run_cluster(
+        tmp_path,
+        """
         name: node_loss
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0, 1, 2, 3]}
         fixed: {train: {epochs: 60, eval_every: 3, patience: 100}}
         resources: {cpu: 1}
         max_failures: 3
-    """, uri, gpus=0, remove=True)
+    """,
+        uri,
+        gpus=0,
+        remove=True,
+    )
     assert outcome["finished"] == 4 and outcome["failed"] == [] and len(outcome["removed"]) == 1
     tracker = Tracker(uri, "proex-node_loss")
     runs = tracker.find(kind="cell")

@@ -8,6 +8,7 @@ behind a real MLflow server with proxied artifacts, and real Ray:
   median pruner compares them there);
 * two grids submitted at once (`ray job submit`) sharing the tracking server without mixing runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,9 @@ FRACTIONAL = textwrap.dedent("""
 
 def peak_overlap(runs) -> int:
     """The most runs that were RUNNING at one instant (from their MLflow start and end times)."""
-    events = sorted([(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(r.info.start_time, 1) for r in runs] + [(r.info.end_time, -1) for r in runs], key=lambda e: (e[0], e[1])
+    )
     peak = now = 0
     for _, step in events:
         now += step
@@ -62,24 +64,33 @@ def peak_overlap(runs) -> int:
 def test_fractional_gpus_pack_four_cells_record_the_device_and_fall_back_to_cpu(pg_mlflow, tmp_path):
     uri, artifacts = pg_mlflow
     cuda_grid = tmp_path / "cuda_demanded.yaml"
-    cuda_grid.write_text(textwrap.dedent("""
+    cuda_grid.write_text(
+        textwrap.dedent("""
         name: cuda_demanded
         axes: {model: [lightgcn], plugin: [base], dataset: [synthetic], seed: [0]}
         fixed: {train: {epochs: 3, eval_every: 3, device: cuda}}
         resources: {cpu: 1, gpu: 0.25}
         max_failures: 0
-    """))
+    """)
+    )
     script = tmp_path / "fractional.py"
     script.write_text(FRACTIONAL)
     ray_tmp = tempfile.mkdtemp(prefix="pxg", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {**base_env(), "RAY_TMPDIR": ray_tmp, "RAY_DEDUP_LOGS": "0"}
     try:
-        done = subprocess.run([sys.executable, str(script), uri, str(tmp_path), str(cuda_grid)], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=600, start_new_session=True)
+        done = subprocess.run(
+            [sys.executable, str(script), uri, str(tmp_path), str(cuda_grid)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            start_new_session=True,
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     out = done.stdout + done.stderr
-    outcomes = [json.loads(ln[len("OUTCOME"):]) for ln in done.stdout.splitlines() if ln.startswith("OUTCOME")]
+    outcomes = [json.loads(ln[len("OUTCOME") :]) for ln in done.stdout.splitlines() if ln.startswith("OUTCOME")]
     assert len(outcomes) == 2, out[-5000:]
     cells = load_grid(os.path.join(REPO, "grids", "smoke.yaml")).expand()
     assert outcomes[0] == {"grid": "smoke_gpu", "finished": len(cells), "failed": []}
@@ -147,9 +158,16 @@ def test_study_with_three_workers_on_postgres_resumes_to_exactly_its_budget(post
 
     first = start("first")
     try:  # three workers ask and tell at once; kill them all once trials are both done and in flight
-        wait_for(lambda: sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials()) >= 2
-                 and any(t.state == TrialState.RUNNING for t in trials()), 300, "2 complete trials and 1 running",
-                 proc=first[0], log_path=str(tmp_path / "first0.log"))
+        wait_for(
+            lambda: (
+                sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials()) >= 2
+                and any(t.state == TrialState.RUNNING for t in trials())
+            ),
+            300,
+            "2 complete trials and 1 running",
+            proc=first[0],
+            log_path=str(tmp_path / "first0.log"),
+        )
     finally:
         for proc in first:
             stop_group(proc, signal.SIGKILL, wait_s=30)
@@ -197,8 +215,10 @@ def test_two_grids_submitted_at_once_share_the_server_without_mixing(pg_mlflow, 
     paths = {}
     for name, axes in TWO_GRIDS.items():
         paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(f"name: {name}\n{axes}\nfixed: {{profiles: synthetic-latent, train: {{epochs: 6, "
-                               f"eval_every: 3}}}}\nresources: {{cpu: 1}}\n")
+        paths[name].write_text(
+            f"name: {name}\n{axes}\nfixed: {{profiles: synthetic-latent, train: {{epochs: 6, "
+            f"eval_every: 3}}}}\nresources: {{cpu: 1}}\n"
+        )
     env_vars = {"MLFLOW_TRACKING_URI": uri, "PROEX_TUNE_STORAGE": str(tmp_path / "tune"), "OMP_NUM_THREADS": "1"}
     with ThreadPoolExecutor(2) as pool:
         jobs = {n: pool.submit(ray_head.submit, ["ray_jobs/grid.py", str(p)], env_vars) for n, p in paths.items()}

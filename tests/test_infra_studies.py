@@ -1,5 +1,6 @@
 """Optuna study bookkeeping without Ray: stale RUNNING trials of a dead driver are failed and re-queued (RDB
 and journal storages), study names follow the space, and winners merge into the hyperparameter file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,10 @@ def test_study_name_changes_with_the_space_and_suggest_types():
     gc = grid.expand()[0]
     name = study_name(grid, gc)
     assert name.startswith("tune_smoke/lightgcn-base-synthetic-") and study_name(grid, gc) == name
-    other = dataclasses.replace(grid, study=dataclasses.replace(grid.study, space={**grid.study.space,
-                                                                                   "train.lr": ParamSpec(low=0.1, high=0.2)}))
+    other = dataclasses.replace(
+        grid,
+        study=dataclasses.replace(grid.study, space={**grid.study.space, "train.lr": ParamSpec(low=0.1, high=0.2)}),
+    )
     assert study_name(other, gc) != name
     study = optuna.create_study()
     params = suggest(study.ask(), grid.study.space)
@@ -63,8 +66,11 @@ def test_winner_is_merged_into_the_hparams_file_the_grids_read(tmp_path):
     gc = grid.expand()[0]
     path = write_hparams(grid, gc, {"train.lr": 0.003, "model_config.layers": 2}, {"study": "s", "value": 0.3})
     body = yaml.safe_load(path.read_text())
-    assert body == {"model_config": {"layers": 2}, "train": {"batch_size": 512, "lr": 0.003},
-                    "source": {"study": "s", "value": 0.3}}
+    assert body == {
+        "model_config": {"layers": 2},
+        "train": {"batch_size": 512, "lr": 0.003},
+        "source": {"study": "s", "value": 0.3},
+    }
     tuned = load_grid(str(tmp_path / "tune.yaml")).expand()[0]  # the grid now runs the winner
     assert tuned.config.train["lr"] == 0.003 and tuned.config.model_config == {"layers": 2}
     assert tuned.cell_id != gc.cell_id

@@ -4,12 +4,12 @@ at their warm-up epoch, they are PRUNED in Optuna with KILLED runs tagged pruned
 and each arm ends with exactly its budget. Both arms' winners are written with the provenance that shows they
 were tuned alike; the study report's files exist and are on each study run; optuna-dashboard serves the study.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,8 +57,11 @@ def finished(tmp_path_factory):
     uri, storage = f"sqlite:///{tmp}/mlruns/mlflow.db", f"sqlite:///{tmp}/mlruns/optuna.db"
     ray_tmp = tempfile.mkdtemp(prefix="pxp", dir="/tmp")
     log = str(tmp / "tune.log")
-    driver = start_driver(["ray_jobs/tune.py", str(tmp / "study.yaml"), "--address", "local", "--num-cpus", "2",
-                           "--tracking-uri", uri], log, {**base_env(), "RAY_TMPDIR": ray_tmp})
+    driver = start_driver(
+        ["ray_jobs/tune.py", str(tmp / "study.yaml"), "--address", "local", "--num-cpus", "2", "--tracking-uri", uri],
+        log,
+        {**base_env(), "RAY_TMPDIR": ray_tmp},
+    )
     try:
         assert driver.wait(900) == 0, open(log).read()[-4000:]
     finally:
@@ -104,14 +107,24 @@ def test_both_arms_winners_are_written_and_say_they_were_tuned_alike(finished):
     alike = ("n_trials", "sampler", "sampler_seed", "pruner")
     assert {k: sources["base"][k] for k in alike} == {k: sources["proex"][k] for k in alike}
     assert sources["base"]["n_trials"] == N_TRIALS and sources["base"]["pruner"]["type"] == "median"
-    assert "reg_weight" in yaml.safe_load((finished["tmp"] / "hp" / "lightgcn-proex-synthetic.yaml").read_text())[
-        "plugin_config"]  # the arm's own parameter
+    assert (
+        "reg_weight"
+        in yaml.safe_load((finished["tmp"] / "hp" / "lightgcn-proex-synthetic.yaml").read_text())["plugin_config"]
+    )  # the arm's own parameter
 
 
 def test_the_study_report_is_written_and_put_on_each_study_run(finished, tmp_path):
     tracker = Tracker(finished["uri"], "proex-pruned")
-    always = {"report.md", "trials.csv", "best_curve.csv", "best_curve.png", "optimization_history.png",
-              "parallel_coordinate.png", "slice.png", "intermediate_values.png"}
+    always = {
+        "report.md",
+        "trials.csv",
+        "best_curve.csv",
+        "best_curve.png",
+        "optimization_history.png",
+        "parallel_coordinate.png",
+        "slice.png",
+        "intermediate_values.png",
+    }
     for out in finished["outs"]:
         text = open(out["report"]["report.md"]).read()
         # importances need COMPLETE trials whose parameters differ; the hopeless lr is pruned, so an arm whose
@@ -126,9 +139,25 @@ def test_the_study_report_is_written_and_put_on_each_study_run(finished, tmp_pat
         assert note.startswith(f"# Study {out['study']}") and "PRUNED" in note and "slice.png" in note
         assert "optuna-dashboard sqlite:///" in out["dashboard"]
         assert f"open it in the dashboard (pip install -e '.[dashboard]'): {out['dashboard']}" in finished["log"]
-    again = subprocess.run([sys.executable, "-m", "proex.cli", "report", str(finished["tmp"] / "study.yaml"),
-                            "--tracking-uri", finished["uri"], "--out", str(tmp_path), "--no-log"],
-                           env=base_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "proex.cli",
+            "report",
+            str(finished["tmp"] / "study.yaml"),
+            "--tracking-uri",
+            finished["uri"],
+            "--out",
+            str(tmp_path),
+            "--no-log",
+        ],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert {r["study"] for r in json.loads(again.stdout)} == {o["study"] for o in finished["outs"]}
     assert len(list(tmp_path.glob("*/report.md"))) == 2
@@ -139,22 +168,24 @@ def test_the_dashboard_serves_the_finished_study(finished):
         pytest.fail("optuna-dashboard is not installed: pip install -e '.[dashboard]' (scripts/install.sh does)")
     port = free_ports(1)[0]
     cmd = finished["outs"][0]["dashboard"].replace("--port 8080", f"--port {port}").split()
-    proc = subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / cmd[0]), *cmd[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline, body = time.time() + 60, None
         while time.time() < deadline and body is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=3) as resp:
                     body = json.loads(resp.read())
-            except (OSError, socket.timeout):
+            except (TimeoutError, OSError):
                 assert proc.poll() is None, "optuna-dashboard exited"
                 time.sleep(0.5)
         assert body is not None, "optuna-dashboard did not answer within 60 s"
         shown = {s["study_name"]: s["study_id"] for s in body["study_summaries"]}
         assert set(shown) == {o["study"] for o in finished["outs"]}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{shown[finished['outs'][0]['study']]}",
-                                    timeout=10) as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{shown[finished['outs'][0]['study']]}", timeout=10
+        ) as resp:
             states = [t["state"] for t in json.loads(resp.read())["trials"]]
         assert len(states) == N_TRIALS and "Pruned" in states and "Complete" in states
     finally:

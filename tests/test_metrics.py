@@ -1,4 +1,5 @@
 """The evaluator against hand-computed Recall@K and NDCG@K (the full-ranking protocol of HKUDS/RLMRec encoder/trainer/metrics.py)."""
+
 import math
 
 import numpy as np
@@ -30,11 +31,13 @@ def toy():
 def test_recall_ndcg_hand_computed(toy):
     data = TrainData(toy)
     # Scores: item index order preferred high -> low as listed.
-    table = torch.tensor([
-        [9.0, 8.0, 1.0, 7.0, 6.0, 5.0],  # user 0: item 0 is train (masked) -> ranking 1, 3, 4, 5, 2
-        [1.0, 9.0, 8.0, 7.0, 6.0, 5.0],  # user 1: item 1 masked -> ranking 2, 3, 4, 5, 0
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-    ])
+    table = torch.tensor(
+        [
+            [9.0, 8.0, 1.0, 7.0, 6.0, 5.0],  # user 0: item 0 is train (masked) -> ranking 1, 3, 4, 5, 2
+            [1.0, 9.0, 8.0, 7.0, 6.0, 5.0],  # user 1: item 1 masked -> ranking 2, 3, 4, 5, 0
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
     ev = RankingEvaluator(data, "test", ks=(1, 3), batch_size=2)
     res = ev.per_user(lambda b: table[b.users].clone(), needs_rows=False)
     assert ev.users.tolist() == [0, 1]

@@ -1,5 +1,6 @@
 """Every base model on a tiny dataset: finite loss, working backward, score shapes, a live fusion point,
 and (on the synthetic data) a few epochs beat a popularity ranking."""
+
 import pytest
 import torch
 from conftest import assert_steps_lower_the_loss
@@ -95,8 +96,11 @@ def test_beats_popularity_on_synthetic(name):
     system, data = _system(name, inter, **FAST_LR.get(name, {}))
     evaluator = RankingEvaluator(data, "test", (20,))
     pop = _popularity_recall(data, evaluator)
-    cfg = resolve(CellConfig(dataset="synthetic", model=name, train={"epochs": 40, "patience": 100,
-                                                                      "batch_size": 256, "lr": 5e-3})).train_cfg
+    cfg = resolve(
+        CellConfig(
+            dataset="synthetic", model=name, train={"epochs": 40, "patience": 100, "batch_size": 256, "lr": 5e-3}
+        )
+    ).train_cfg
     Trainer(cfg).fit(system, data)
     system.eval()
     with torch.no_grad():

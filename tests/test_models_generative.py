@@ -1,5 +1,6 @@
 """L-DiffRec and CVGA on a tiny random dataset: losses, gradients, fusion point, determinism, checkpoints,
 and L-DiffRec's schedules (YiyanXu/DiffRec L-DiffRec)."""
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,11 @@ import torch
 
 from proex.data.interactions import Interactions
 from proex.data.tensors import TrainData
-from proex.experiment import CellConfig, resolve
 from proex.models import MODELS, Side, UserBatch, model_class
 from proex.models.graph import user_item_adjacency
 from proex.models.ldiffrec import linear_var_betas
-from proex.train import TrainConfig, Trainer
 from proex.plugins.base import Base
+from proex.train import TrainConfig, Trainer
 
 U, I, PER_USER = 60, 40, 6
 NAMES = ["ldiffrec", "cvga"]
@@ -27,9 +27,11 @@ def data() -> TrainData:
     """60 users x 40 items, 6 distinct items per user: 4 train, 1 val, 1 test."""
     rng = np.random.default_rng(0)
     items = np.stack([rng.choice(I, PER_USER, replace=False) for _ in range(U)])  # [U, 6]
+
     def csr(cols):
         rows = np.repeat(np.arange(U), cols.shape[1])
         return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols.ravel())), shape=(U, I))
+
     inter = Interactions("tiny", csr(items[:, :4]), csr(items[:, 4:5]), csr(items[:, 5:])).validate()
     return TrainData(inter, "cpu")
 

@@ -4,6 +4,7 @@ movie without a text row) -> a dataset card -> `proex profiles offline` -> the `
 (base / ProEx / RLMRec-Con x 3 seeds on a local Ray, tracked in MLflow) -> report with paired t-tests.
 No column is renamed and no Python is written: every step is a subprocess of a command a user types.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,22 @@ def test_movielens_files_to_report_without_renaming_or_python(tmp_path):
         card = run([proex, "-q", "data", "inspect", "--card", "data/mine.yaml"], tmp_path, env)
         assert card.returncode == 0 and '"kept_train"' in card.stdout, card.stderr[-3000:]
 
-        prof = run([proex, "-q", "profiles", "offline", "--card", "data/mine.yaml", "--out", "prof/mine",
-                    "--domain", "movies"], tmp_path, env)
+        prof = run(
+            [
+                proex,
+                "-q",
+                "profiles",
+                "offline",
+                "--card",
+                "data/mine.yaml",
+                "--out",
+                "prof/mine",
+                "--domain",
+                "movies",
+            ],
+            tmp_path,
+            env,
+        )
         assert prof.returncode == 0, prof.stderr[-3000:]
         assert (tmp_path / "prof" / "mine" / "bank" / "manifest.json").is_file()
 
@@ -57,8 +72,12 @@ def test_movielens_files_to_report_without_renaming_or_python(tmp_path):
         grid["fixed"]["train"] = {"epochs": 8, "eval_every": 2}  # short training for CI
         (tmp_path / "grids").mkdir()
         (tmp_path / "grids" / "own-data.yaml").write_text(yaml.safe_dump(grid))
-        done = run([sys.executable, str(Path(REPO, "ray_jobs", "grid.py")), "grids/own-data.yaml",
-                    "--num-cpus", "2"], tmp_path, env, timeout=900)
+        done = run(
+            [sys.executable, str(Path(REPO, "ray_jobs", "grid.py")), "grids/own-data.yaml", "--num-cpus", "2"],
+            tmp_path,
+            env,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
         assert "9/9 cells finished" in done.stdout
     finally:

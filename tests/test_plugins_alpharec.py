@@ -1,5 +1,6 @@
 """AlphaRec (Sheng et al., ICLR'25): language inputs instead of ID embeddings, the sampled-softmax InfoNCE
 against a direct computation, cosine scores, and the defaults it brings to LightGCN."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,11 @@ def test_defaults_and_refusals(synth):
     r = resolve(CellConfig(dataset="synthetic", model="lightgcn", plugin="alpharec", profiles="synthetic-latent"))
     assert (r.model_cfg.dim, r.model_cfg.layers, r.model_cfg.keep_rate, r.model_cfg.reg_weight) == (64, 2, 1.0, 0.0)
     assert r.train_cfg.lr == 5e-4
-    mine = resolve(CellConfig(dataset="synthetic", model="lightgcn", plugin="alpharec", profiles="synthetic-latent",
-                              train={"lr": 1e-3}))
+    mine = resolve(
+        CellConfig(
+            dataset="synthetic", model="lightgcn", plugin="alpharec", profiles="synthetic-latent", train={"lr": 1e-3}
+        )
+    )
     assert mine.train_cfg.lr == 1e-3
     assert resolve(CellConfig(dataset="synthetic", model="gccf")).train_cfg.lr == 1e-3
     with pytest.raises(ValueError, match="use --model lightgcn"):

@@ -1,12 +1,12 @@
 """RLMRec-Con/Gen and DMRec (GODM/CPDM/MDDM): faithfulness of each loss against a direct re-computation of
 the papers' losses (RLMRec, DMRec) on small tensors, and the plug-ins' behaviour on every compatible base."""
+
 import numpy as np
 import pytest
 import torch
 from conftest import assert_trains_end_to_end, plugin_system
 
 from proex.data.sampling import bpr_batches, user_batches
-from proex.experiment import CellConfig, resolve
 from proex.models import Side
 from proex.models.generative import kl_standard_normal
 from proex.plugins.dmrec import kl_gauss, wasserstein2
@@ -15,8 +15,9 @@ from proex.profiles.bank import ProfileBank
 
 PAIRWISE = ["gccf", "lightgcn", "simgcl"]
 GENERATIVE = ["multvae", "cvga"]
-CASES = [(p, m) for p in ("rlmrec_con", "rlmrec_gen") for m in PAIRWISE] + \
-        [(p, m) for p in ("dmrec_g", "dmrec_c", "dmrec_m") for m in GENERATIVE]
+CASES = [(p, m) for p in ("rlmrec_con", "rlmrec_gen") for m in PAIRWISE] + [
+    (p, m) for p in ("dmrec_g", "dmrec_c", "dmrec_m") for m in GENERATIVE
+]
 
 
 _system = plugin_system
@@ -69,8 +70,9 @@ def test_only_the_chosen_profile_is_used(plugin, model, synth):
     assert torch.equal(d.tables.user[0], torch.as_tensor(bank.user[2]))
 
 
-@pytest.mark.parametrize("plugin,model", [("rlmrec_con", "multvae"), ("rlmrec_gen", "cvga"),
-                                          ("dmrec_g", "lightgcn"), ("dmrec_c", "simgcl")])
+@pytest.mark.parametrize(
+    "plugin,model", [("rlmrec_con", "multvae"), ("rlmrec_gen", "cvga"), ("dmrec_g", "lightgcn"), ("dmrec_c", "simgcl")]
+)
 def test_incompatible_model_or_profile_raises(plugin, model, synth):
     inter, bank = synth
     with pytest.raises(ValueError, match="needs a (pairwise|generative)|need a pairwise"):
@@ -101,8 +103,11 @@ def test_con_kd_equals_spec_formula(model, synth):
         s_u = system.map(torch.as_tensor(bank.user[0]))  # the official code maps ALL users and items
         s_i = system.map(torch.as_tensor(bank.item[0]))
         sp, sn = s_i[batch.pos], s_i[batch.neg]
-        want = (_nce_direct(st.users[batch.users], s_u[batch.users], s_u, 0.7)
-                + _nce_direct(st.items[batch.pos], sp, sp, 0.7) + _nce_direct(st.items[batch.neg], sn, sn, 0.7))
+        want = (
+            _nce_direct(st.users[batch.users], s_u[batch.users], s_u, 0.7)
+            + _nce_direct(st.items[batch.pos], sp, sp, 0.7)
+            + _nce_direct(st.items[batch.neg], sn, sn, 0.7)
+        )
     assert terms["kd"].item() == pytest.approx(0.3 * want.item() / batch.users.numel(), rel=1e-5)
     assert terms["bpr"].item() == pytest.approx(system.model.risk(batch, st)["bpr"].item(), rel=1e-6)
 
@@ -157,8 +162,10 @@ def test_loss_helpers_equal_the_spec_formulas():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)  # ssl_con_loss, sec. 1.8
     xn, yn = x / x.norm(dim=1, keepdim=True), y / y.norm(dim=1, keepdim=True)
-    rows = [-torch.log(torch.exp(xn[i] @ yn[i] / 0.4) / (torch.exp(xn[i] @ yn.T / 0.4).sum() + 1e-8) + 1e-8)
-            for i in range(5)]
+    rows = [
+        -torch.log(torch.exp(xn[i] @ yn[i] / 0.4) / (torch.exp(xn[i] @ yn.T / 0.4).sum() + 1e-8) + 1e-8)
+        for i in range(5)
+    ]
     assert ssl_con_loss(x, y, 0.4).item() == pytest.approx(torch.stack(rows).mean().item(), rel=1e-6)
     a, la, b, lb = (torch.randn(4, 3, generator=g) for _ in range(4))
     closed = (0.5 * (lb - la + (la.exp() + (a - b) ** 2) / lb.exp() - 1)).sum(-1).mean()
@@ -192,8 +199,12 @@ def test_dmrec_matching_terms_follow_the_spec(model, synth):
         base = system.model.risk(batch, st, Side(user=llm))
         assert terms["rec"].item() == pytest.approx(base["rec"].item(), rel=1e-6)
         if plugin == "dmrec_g":  # UNFUSED pair
-            want = 0.3 * torch.sqrt(((st.mu - mu_l) ** 2).sum(-1)
-                                    + ((st.logvar / 2).exp() - (lv_l / 2).exp()).pow(2).sum(-1) + 1e-7).mean()
+            want = (
+                0.3
+                * torch.sqrt(
+                    ((st.mu - mu_l) ** 2).sum(-1) + ((st.logvar / 2).exp() - (lv_l / 2).exp()).pow(2).sum(-1) + 1e-7
+                ).mean()
+            )
             assert terms["kl"].item() == pytest.approx(kl_standard_normal(mu, lv).item(), rel=1e-5)
         elif plugin == "dmrec_c":  # FUSED posterior vs the geometric-mean Gaussian
             mm, lm = (mu + mu_l) / 2, (lv + lv_l) / 2
@@ -216,6 +227,7 @@ def test_mddm_with_beta_one_is_kl0_alone(synth):
 
 def test_dmrec_meta_network_shares_multvae_dropout_mask(synth, monkeypatch):
     import proex.models.multvae as mv
+
     inter, bank = synth
     system, data = _system("dmrec_g", "multvae", inter, bank)
     seen = []
@@ -243,10 +255,15 @@ def test_dmrec_inference_fuses_the_undropped_meta_network(synth):
         assert torch.allclose(system.scorer()(batch), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("plugin,model,terms", [("rlmrec_con", "simgcl", ("loss_kd",)),
-                                                ("rlmrec_gen", "lightgcn", ("loss_recon",)),
-                                                ("dmrec_g", "multvae", ("loss_match",)),
-                                                ("dmrec_c", "cvga", ("loss_match",)),
-                                                ("dmrec_m", "multvae", ("loss_match",))])
+@pytest.mark.parametrize(
+    "plugin,model,terms",
+    [
+        ("rlmrec_con", "simgcl", ("loss_kd",)),
+        ("rlmrec_gen", "lightgcn", ("loss_recon",)),
+        ("dmrec_g", "multvae", ("loss_match",)),
+        ("dmrec_c", "cvga", ("loss_match",)),
+        ("dmrec_m", "multvae", ("loss_match",)),
+    ],
+)
 def test_run_cell_end_to_end(plugin, model, terms, synth):
     assert_trains_end_to_end(plugin, model, synth[0], batch_size=256 if model in PAIRWISE else 32, own_terms=terms)

@@ -1,5 +1,6 @@
 """KAR (hybrid-expert adaptor, Xi et al., RecSys'24): the adaptor against a per-expert re-computation, the
 additive fusion against the base model, and the plug-in on every pairwise base."""
+
 import pytest
 import torch
 from conftest import assert_trains_end_to_end, plugin_system
@@ -21,8 +22,10 @@ def test_hybrid_experts_equal_a_loop_over_gated_experts():
         experts = [0, 1] + own
         gate = torch.softmax(hea.gates[which](x), -1)
         assert torch.allclose(gate.sum(-1), torch.ones(4))
-        want = sum(gate[:, j:j + 1] * (torch.relu(x @ hea.w1[e] + hea.b1[e]) @ hea.w2[e] + hea.b2[e])
-                   for j, e in enumerate(experts))
+        want = sum(
+            gate[:, j : j + 1] * (torch.relu(x @ hea.w1[e] + hea.b1[e]) @ hea.w2[e] + hea.b2[e])
+            for j, e in enumerate(experts)
+        )
         assert torch.allclose(hea(x, which), want, atol=1e-6)
 
 

@@ -1,5 +1,6 @@
 """ProEx faithfulness: the objective's pieces against the paper's equations on small hand-made tensors,
 and the plug-in's behaviour on every base model."""
+
 import math
 import pathlib
 import re
@@ -9,13 +10,13 @@ import pytest
 import torch
 from conftest import assert_steps_lower_the_loss, plugin_system
 
+from proex import kernels
 from proex.data.sampling import bpr_batches, user_batches
 from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
-from proex.models import MODELS, Side
-from proex import kernels
 from proex.kernels import uniformity, uniformity_autograd
+from proex.models import MODELS, Side
 from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread
 
 
@@ -124,8 +125,11 @@ def test_pairwise_alignment_adds_each_environments_infonce(synth):
         pooled = system.map(system.tables.rows[:, torch.cat([batch.users, batch.items + inter.n_users])]).mean(0)
         pu, pi = pooled.split([batch.users.numel(), batch.items.numel()])
         items, b = state.items[batch.items], batch.users.numel()
-        one_env = (infonce_in_batch(state.users[batch.users], pu, 0.2) + infonce_in_batch(items[:b], pi[:b], 0.2)
-                   + infonce_in_batch(items[b:], pi[b:], 0.2))
+        one_env = (
+            infonce_in_batch(state.users[batch.users], pu, 0.2)
+            + infonce_in_batch(items[:b], pi[:b], 0.2)
+            + infonce_in_batch(items[b:], pi[b:], 0.2)
+        )
     gained = with_align["risk"] - without["risk"]
     assert gained.item() == pytest.approx(0.5 * 3 * one_env.item(), rel=1e-4)
 
@@ -269,8 +273,13 @@ def test_alignment_terms_match_their_definitions():
     each = torch.stack([infonce_in_batch(a, b_env[e], 0.2) for e in range(3)])
     assert torch.allclose(infonce_in_batch(a, b_env, 0.2), each, rtol=1e-6)
     mq, lq, mp, lp = (torch.randn(5, 3) for _ in range(4))
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mq, (0.5 * lq).exp()),
-                                            torch.distributions.Normal(mp, (0.5 * lp).exp())).sum(-1).mean()
+    ref = (
+        torch.distributions.kl_divergence(
+            torch.distributions.Normal(mq, (0.5 * lq).exp()), torch.distributions.Normal(mp, (0.5 * lp).exp())
+        )
+        .sum(-1)
+        .mean()
+    )
     assert gaussian_kl(mq, lq, mp, lp).item() == pytest.approx(ref.item(), rel=1e-5)
 
 
@@ -290,10 +299,16 @@ def test_generative_eq11_in_both_forms(form, synth):
     zero = torch.zeros_like(state.mu)
     if form == "mddm":
         mu, logvar = state.mu + side.user[:, :200], state.logvar + side.user[:, 200:]
-        want = plain["rec"] + 0.3 * gaussian_kl(mu, logvar, zero, zero) + 0.7 * gaussian_kl(mu, logvar, mu_env, logvar_env)
+        want = (
+            plain["rec"] + 0.3 * gaussian_kl(mu, logvar, zero, zero) + 0.7 * gaussian_kl(mu, logvar, mu_env, logvar_env)
+        )
     else:
-        want = (plain["rec"] + plain["kl"] + 0.7 * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
-                + 0.3 * gaussian_kl(state.mu, state.logvar, zero, zero))
+        want = (
+            plain["rec"]
+            + plain["kl"]
+            + 0.7 * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
+            + 0.3 * gaussian_kl(state.mu, state.logvar, zero, zero)
+        )
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
 
 
@@ -340,8 +355,9 @@ def test_profile_subset_and_original_only(synth):
 def test_official_lightgcn_encoder_under_proex_and_overridable():
     r = resolve(CellConfig(model="lightgcn", plugin="proex", profiles="synthetic-latent"))
     assert (r.model_cfg.include_ego, r.model_cfg.keep_rate) == (False, 1.0)
-    r = resolve(CellConfig(model="lightgcn", plugin="proex", profiles="synthetic-latent",
-                           model_config={"include_ego": True}))
+    r = resolve(
+        CellConfig(model="lightgcn", plugin="proex", profiles="synthetic-latent", model_config={"include_ego": True})
+    )
     assert r.model_cfg.include_ego is True
     assert resolve(CellConfig(model="lightgcn")).model_cfg.include_ego is True  # the base keeps RLMRec's
 
@@ -355,8 +371,16 @@ def test_proex_requires_profiles():
 
 def test_run_cell_end_to_end_records_bank(synth):
     inter, _ = synth
-    result, _ = run_cell(CellConfig(dataset="synthetic", model="lightgcn", plugin="proex", profiles="synthetic-latent:k=3",
-                                    train={"epochs": 4, "device": "cpu"}), inter)
+    result, _ = run_cell(
+        CellConfig(
+            dataset="synthetic",
+            model="lightgcn",
+            plugin="proex",
+            profiles="synthetic-latent:k=3",
+            train={"epochs": 4, "device": "cpu"},
+        ),
+        inter,
+    )
     assert result.profile_bank and result.config["profiles"] == "synthetic-latent:k=3"
     assert 0 < result.test["recall@20"] <= 1
 
@@ -372,8 +396,13 @@ def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
     from proex import checkpoint
 
     inter = make_synthetic(SyntheticConfig(n_users=70, n_items=50, seed=2))
-    cell = CellConfig(dataset="synthetic:n_users=70,n_items=50,seed=2", model="cvga", plugin="proex",
-                      profiles="synthetic-latent:k=3,dim=8", train={"epochs": 2, "device": "cpu"})
+    cell = CellConfig(
+        dataset="synthetic:n_users=70,n_items=50,seed=2",
+        model="cvga",
+        plugin="proex",
+        profiles="synthetic-latent:k=3,dim=8",
+        train={"epochs": 2, "device": "cpu"},
+    )
     result, system = run_cell(cell, inter)
     path = str(tmp_path / "ck.pt")
     checkpoint.save(path, system, result.config, inter, profile_bank=result.profile_bank)

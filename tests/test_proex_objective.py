@@ -2,6 +2,7 @@
 distinct positive items (both reg_form values), the generative mixing of Eq. 9, and one Dirichlet weight row
 per environment. The hand versions loop over entities and profiles in float64 from the mapped profiles, so
 they share no code with the plug-in beyond the profile map itself."""
+
 import math
 
 import numpy as np
@@ -21,8 +22,10 @@ def _official_omega(p: np.ndarray, tau: float) -> float:
     total = 0.0
     for k in range(p.shape[0]):
         x = p[k] / np.linalg.norm(p[k], axis=1, keepdims=True)
-        rows = [-math.log(math.exp(1 / tau) / sum(math.exp(x[i] @ x[j] / tau) for j in range(len(x))) + 1e-5)
-                for i in range(len(x))]
+        rows = [
+            -math.log(math.exp(1 / tau) / sum(math.exp(x[i] @ x[j] / tau) for j in range(len(x))) + 1e-5)
+            for i in range(len(x))
+        ]
         total += sum(rows) / len(rows)
     return total
 
@@ -34,8 +37,10 @@ def _paper_omega(p: np.ndarray, tau: float) -> float:
     total = 0.0
     for i in range(n):
         c = p[:, i] / np.linalg.norm(p[:, i], axis=1, keepdims=True)
-        total += sum(math.log(1 + math.exp(1 / tau) * sum(math.exp(c[k] @ c[j] / tau) for j in range(k_) if j != k))
-                     for k in range(k_))
+        total += sum(
+            math.log(1 + math.exp(1 / tau) * sum(math.exp(c[k] @ c[j] / tau) for j in range(k_) if j != k))
+            for k in range(k_)
+        )
     return total / n
 
 

@@ -1,4 +1,5 @@
 """ProfileBank on disk and the importer for the RLMRec/ProEx pickle layout."""
+
 import pickle
 
 import numpy as np
@@ -62,6 +63,7 @@ def test_import_refuses_a_pickle_that_runs_code(tmp_path):
     class Evil:
         def __reduce__(self):
             import os
+
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
     with open(tmp_path / "usr_emb_np_1.pkl", "wb") as f:
@@ -86,14 +88,43 @@ def test_train_with_imported_pickles_from_the_command_line(tmp_path, capsys):
     """A user holding RLMRec/ProEx pickles runs ProEx with one command (here on synthetic data of that shape)."""
     inter = make_synthetic(SyntheticConfig(n_users=90, n_items=70, seed=4))
     _write_rlmrec(tmp_path, n_users=90, n_items=70, dim=16)
-    code = main(["-q", "train", "--dataset", "synthetic:n_users=90,n_items=70,seed=4", "--model", "lightgcn",
-                 "--plugin", "proex", "--profiles", f"rlmrec:{tmp_path}", "--train", "epochs=2",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--dataset",
+            "synthetic:n_users=90,n_items=70,seed=4",
+            "--model",
+            "lightgcn",
+            "--plugin",
+            "proex",
+            "--profiles",
+            f"rlmrec:{tmp_path}",
+            "--train",
+            "epochs=2",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    assert main(["profiles", "import-rlmrec", str(tmp_path), "--out", str(tmp_path / "bank"),
-                 "--dataset", "synthetic:n_users=90,n_items=70,seed=4"]) == 0
+    assert (
+        main(
+            [
+                "profiles",
+                "import-rlmrec",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "bank"),
+                "--dataset",
+                "synthetic:n_users=90,n_items=70,seed=4",
+            ]
+        )
+        == 0
+    )
     assert load_profiles(str(tmp_path / "bank"), inter).k == 4
-    assert main(["profiles", "import-rlmrec", str(tmp_path), "--out", str(tmp_path / "b2"), "--dataset", "synthetic"]) == 2
+    assert (
+        main(["profiles", "import-rlmrec", str(tmp_path), "--out", str(tmp_path / "b2"), "--dataset", "synthetic"]) == 2
+    )
     assert "rows" in capsys.readouterr().err
 
 

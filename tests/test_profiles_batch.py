@@ -1,6 +1,7 @@
 """`--batch`: the profile job through the Batch API of the local OpenAI-compatible server (/v1/files,
 /v1/batches over real HTTP): the same profiles as the online path, failed and expired rows asked again, invalid
 answers repaired in the next round, the batch price, resumption after kill -9 without resubmitting."""
+
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.data.registry import load_dataset
 from proex.profiles.pipeline import ProfileJobConfig, estimate, generate
 
@@ -28,8 +29,19 @@ def _key(monkeypatch):
 
 
 def job(srv, out, **kw) -> ProfileJobConfig:
-    base = dict(base_url=srv.base_url, model="gpt-4o-mini", api_key_env=ENV, out_dir=str(out), batch=True,
-                batch_poll_s=0.02, progress=False, backoff_s=0.02, rpm=60000, tpm=1e8, timeout_s=5)
+    base = dict(
+        base_url=srv.base_url,
+        model="gpt-4o-mini",
+        api_key_env=ENV,
+        out_dir=str(out),
+        batch=True,
+        batch_poll_s=0.02,
+        progress=False,
+        backoff_s=0.02,
+        rpm=60000,
+        tpm=1e8,
+        timeout_s=5,
+    )
     return ProfileJobConfig(**{**base, **kw})
 
 
@@ -53,8 +65,9 @@ def test_batch_gives_the_online_profiles_at_half_the_price(tmp_path):
         online = generate(job(srv, tmp_path / "online", batch=False), inter)
         est = estimate(job(srv, tmp_path / "batch"), inter)
         assert est["price"].startswith("batch") and est["calls"] == 4 * 22
-        assert est["cost_usd"] == pytest.approx(estimate(job(srv, tmp_path / "batch", batch=False), inter)[
-            "cost_usd"] / 2, rel=1e-3)
+        assert est["cost_usd"] == pytest.approx(
+            estimate(job(srv, tmp_path / "batch", batch=False), inter)["cost_usd"] / 2, rel=1e-3
+        )
         summary = generate(job(srv, tmp_path / "batch"), inter)
         assert profiles(tmp_path / "batch") == profiles(tmp_path / "online")  # same prompts, same validation
         assert [b["n_rows"] for b in summary["batches"]] == [22, 22, 22, 22]  # one round per step
@@ -69,8 +82,9 @@ def test_batch_gives_the_online_profiles_at_half_the_price(tmp_path):
 
 def test_failed_expired_and_invalid_rows_are_asked_again_never_twice(tmp_path):
     inter = load_dataset(DATASET)
-    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, batch_row_fail_rate=0.15, malformed_content_rate=0.15,
-                               seed=3)) as srv:
+    with FakeOpenAI(
+        FakeConfig(api_key=KEY, lifetime_s=300, batch_row_fail_rate=0.15, malformed_content_rate=0.15, seed=3)
+    ) as srv:
         summary = generate(job(srv, tmp_path, repairs=2, batch_row_attempts=5), inter)
         assert summary["sides"] == {"user": {"profiled": 10, "failed": 0}, "item": {"profiled": 12, "failed": 0}}
         outcomes = {o: sum(e["outcome"] == o for e in srv.log()) for o in ("500", "completed")}
@@ -78,8 +92,9 @@ def test_failed_expired_and_invalid_rows_are_asked_again_never_twice(tmp_path):
         assert summary["calls"]["sent"] == outcomes["completed"]  # every answered row cached exactly once
         assert max(rows_per_custom_id(srv).values()) <= 1 + 4  # a failed row is asked again, at most 5 times
         with sqlite3.connect(tmp_path / "cache.sqlite") as db:
-            assert db.execute("SELECT COUNT(*) FROM calls WHERE via LIKE 'batch:%'").fetchone()[0] == outcomes[
-                "completed"]
+            assert (
+                db.execute("SELECT COUNT(*) FROM calls WHERE via LIKE 'batch:%'").fetchone()[0] == outcomes["completed"]
+            )
     with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, batch_expire=1)) as srv:
         summary = generate(job(srv, tmp_path / "expiring"), load_dataset(DATASET))
         assert summary["sides"]["user"]["failed"] == summary["sides"]["item"]["failed"] == 0
@@ -100,9 +115,26 @@ def test_batch_falls_back_to_json_mode_where_json_schema_is_refused(tmp_path):
 
 
 def _start(srv, out) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "proex.cli.llm_profiles", "generate", "--batch", "--dataset", DATASET, "--out", str(out),
-           "--base-url", srv.base_url, "--model", "gpt-4o-mini", "--api-key-env", ENV, "--no-progress",
-           "--set", "batch_poll_s=0.05"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "proex.cli.llm_profiles",
+        "generate",
+        "--batch",
+        "--dataset",
+        DATASET,
+        "--out",
+        str(out),
+        "--base-url",
+        srv.base_url,
+        "--model",
+        "gpt-4o-mini",
+        "--api-key-env",
+        ENV,
+        "--no-progress",
+        "--set",
+        "batch_poll_s=0.05",
+    ]
     env = {**os.environ, ENV: KEY, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -4,6 +4,7 @@ the LLM job actually sends (captured at the HTTP server) and in the offline prof
 The dataset names every item and user in its text ("item-17", "user-4"), so each prompt can be read back as
 the set of entities it mentions; items that occur only in validation/test pairs carry HELDOUT in their titles.
 """
+
 import json
 import re
 
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.data.interactions import Interactions, to_binary_csr
 from proex.profiles.offline import offline_records
 from proex.profiles.pipeline import ProfileJobConfig, generate
@@ -52,18 +53,25 @@ def inter() -> Interactions:
     about = [f"about item-{i} and its story" for i in range(n_items)]
     item_text = pd.DataFrame({"title": titles, "description": about})
     user_text = pd.DataFrame({"bio": [f"user-{u} reads widely" for u in range(N_USERS)]})
-    return Interactions("leak", mat(rows["train"]), mat(rows["val"]), mat(rows["test"]), user_text=user_text,
-                        item_text=item_text, source="tests/test_profiles_leakage.py").validate()
+    return Interactions(
+        "leak",
+        mat(rows["train"]),
+        mat(rows["val"]),
+        mat(rows["test"]),
+        user_text=user_text,
+        item_text=item_text,
+        source="tests/test_profiles_leakage.py",
+    ).validate()
 
 
 def train_items(inter, u: int) -> set[int]:
     row = inter.train.tocsr()
-    return set(row.indices[row.indptr[u]:row.indptr[u + 1]].tolist())
+    return set(row.indices[row.indptr[u] : row.indptr[u + 1]].tolist())
 
 
 def train_users(inter, i: int) -> set[int]:
     col = inter.train.tocsc()
-    return set(col.indices[col.indptr[i]:col.indptr[i + 1]].tolist())
+    return set(col.indices[col.indptr[i] : col.indptr[i + 1]].tolist())
 
 
 def test_the_dataset_holds_held_out_pairs_the_checks_would_see(inter):
@@ -75,9 +83,20 @@ def test_the_dataset_holds_held_out_pairs_the_checks_would_see(inter):
 def test_llm_prompts_carry_training_pairs_only(inter, tmp_path, monkeypatch):
     monkeypatch.setenv(ENV, KEY)
     with FakeOpenAI(FakeConfig(api_key=KEY, keep_messages=True)) as srv:
-        cfg = ProfileJobConfig(base_url=srv.base_url, model="fake-llm", api_key_env=ENV, out_dir=str(tmp_path),
-                               rpm=60000, tpm=1e8, concurrency=6, backoff_s=0.02, progress=False,
-                               max_input_chars=10**5, max_history=10**3, max_snippets=10**3)
+        cfg = ProfileJobConfig(
+            base_url=srv.base_url,
+            model="fake-llm",
+            api_key_env=ENV,
+            out_dir=str(tmp_path),
+            rpm=60000,
+            tpm=1e8,
+            concurrency=6,
+            backoff_s=0.02,
+            progress=False,
+            max_input_chars=10**5,
+            max_history=10**3,
+            max_snippets=10**3,
+        )
         summary = generate(cfg, inter)
         log = [e for e in srv.log() if e.get("messages")]
     assert summary["sides"]["user"]["profiled"] == N_USERS and summary["sides"]["item"]["profiled"] == 40

@@ -6,9 +6,11 @@ The driver plays many concurrent callers against one `BucketState` the way `Asyn
 a success (the unused part of the reserved tokens refunded, as the client does with the reported usage) or a
 429 with Retry-After (`feedback`, then the retry reserved with front=True). Every send counts, 429'd ones too.
 """
+
 import heapq
 
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from proex.profiles.limiter import BucketState
 
@@ -36,8 +38,9 @@ def window_maxima(sends: list[tuple[float, float]]) -> tuple[int, float]:
     return most_req, most_tok
 
 
-def simulate(rpm: float, tpm: float, burst_s: float, requests: list[tuple[float, int, float]],
-             rejects: list[tuple[bool, float]]) -> tuple[list, list]:
+def simulate(
+    rpm: float, tpm: float, burst_s: float, requests: list[tuple[float, int, float]], rejects: list[tuple[bool, float]]
+) -> tuple[list, list]:
     """Play `requests` (gap before arrival s, reserved tokens, fraction actually used) against the limiter;
     the i-th send is answered by rejects[i] (429?, Retry-After s), later ones succeed. Returns the admitted sends
     [(send time, tokens used)] and the 429'd ones [(send time, tokens reserved)]."""
@@ -86,14 +89,22 @@ def bucket_bound(per_min: float, burst_s: float, largest: float, headroom: float
 
 
 @settings(max_examples=200, deadline=None)
-@given(binding=st.sampled_from(["requests", "tokens"]),
-       rpm=st.sampled_from([6.0, 60.0, 120.0, 600.0]),
-       tpm=st.sampled_from([600.0, 5_000.0, 40_000.0]),
-       burst_s=st.sampled_from([0.5, 1.0, 10.0]),
-       requests=st.lists(st.tuples(st.one_of(st.just(0.0), st.floats(0.0, 5.0)),  # bursts and spread arrivals
-                                   st.integers(1, 100),  # reserved tokens in 0.05 % of tpm: up to 5 % of tpm
-                                   st.floats(0.0, 1.0)), min_size=1, max_size=150),
-       rejects=st.lists(st.tuples(st.booleans(), st.floats(0.05, 30.0)), max_size=40))
+@given(
+    binding=st.sampled_from(["requests", "tokens"]),
+    rpm=st.sampled_from([6.0, 60.0, 120.0, 600.0]),
+    tpm=st.sampled_from([600.0, 5_000.0, 40_000.0]),
+    burst_s=st.sampled_from([0.5, 1.0, 10.0]),
+    requests=st.lists(
+        st.tuples(
+            st.one_of(st.just(0.0), st.floats(0.0, 5.0)),  # bursts and spread arrivals
+            st.integers(1, 100),  # reserved tokens in 0.05 % of tpm: up to 5 % of tpm
+            st.floats(0.0, 1.0),
+        ),
+        min_size=1,
+        max_size=150,
+    ),
+    rejects=st.lists(st.tuples(st.booleans(), st.floats(0.05, 30.0)), max_size=40),
+)
 # A full bucket and a backlog from the start: the windows where one unit too many shows (always tried).
 @example(binding="requests", rpm=6.0, tpm=600.0, burst_s=0.5, requests=[(0.0, 1, 1.0)] * 10, rejects=[])
 @example(binding="requests", rpm=60.0, tpm=600.0, burst_s=1.0, requests=[(0.0, 1, 1.0)] * 80, rejects=[])

@@ -1,14 +1,15 @@
 """End to end without a key or network: synthetic data -> offline profiles -> local MiniLM embeddings -> bank;
 and LLM profiles (local fake server) -> local embeddings -> bank with the right manifest."""
+
 import json
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
 from movielens_files import CARD, write_movielens
+
 from proex.cli.llm_profiles import main as profiles_main
 from proex.data.interactions import DataError
 from proex.data.registry import load_dataset
@@ -90,7 +91,10 @@ def test_offline_profiles_of_real_shaped_text_quote_the_entity_and_differ(tmp_pa
     for rec in offline_records(inter, "user", k=4, domain="movies"):
         profiles = [rec["original"], *rec["new"]]
         assert len(set(profiles)) == 4
-        mine = [titles.get(int(inter.item_ids[j]), "") for j in train.indices[train.indptr[rec["id"]]:train.indptr[rec["id"] + 1]]]
+        mine = [
+            titles.get(int(inter.item_ids[j]), "")
+            for j in train.indices[train.indptr[rec["id"]] : train.indptr[rec["id"] + 1]]
+        ]
         assert rec["original"].startswith(f"A viewer who watched {len(mine)} movies, among them ")
         assert any(t and t in rec["original"] for t in mine)
         assert rec["new"][0].startswith("Favourite movie categories: ")
@@ -101,13 +105,29 @@ def test_llm_profiles_embed_into_a_bank_naming_llm_and_prompts(tmp_path, monkeyp
     monkeypatch.setenv("PROEX_TEST_KEY", KEY)
     inter = load_dataset(SPEC)
     with FakeOpenAI(FakeConfig(api_key=KEY)) as srv:
-        cfg = ProfileJobConfig(base_url=srv.base_url, model="fake-llm", api_key_env="PROEX_TEST_KEY", rpm=60000,
-                               tpm=1e8, out_dir=str(tmp_path / "prof"), progress=False, k=3)
+        cfg = ProfileJobConfig(
+            base_url=srv.base_url,
+            model="fake-llm",
+            api_key_env="PROEX_TEST_KEY",
+            rpm=60000,
+            tpm=1e8,
+            out_dir=str(tmp_path / "prof"),
+            progress=False,
+            k=3,
+        )
         generate(cfg, inter)
-        generate(ProfileJobConfig(**{**cfg.__dict__, "limit": 5, "out_dir": str(tmp_path / "part"),
-                                     "cache_path": cfg.cache_file}), inter)
-    assert profiles_main(["embed", "--profiles", str(tmp_path / "prof"), "--dataset", SPEC,
-                          "--out", str(tmp_path / "bank")]) == 0
+        generate(
+            ProfileJobConfig(
+                **{**cfg.__dict__, "limit": 5, "out_dir": str(tmp_path / "part"), "cache_path": cfg.cache_file}
+            ),
+            inter,
+        )
+    assert (
+        profiles_main(
+            ["embed", "--profiles", str(tmp_path / "prof"), "--dataset", SPEC, "--out", str(tmp_path / "bank")]
+        )
+        == 0
+    )
     bank = load_profiles(str(tmp_path / "bank"), inter)
     assert bank.k == 3 and bank.manifest["llm"] == "fake-llm" and bank.manifest["prompts"] == "proex-cot-v1"
     assert bank.manifest["profiler"] == "llm-cot"

@@ -1,4 +1,5 @@
 """The LLM profile job over real HTTP against the local fake OpenAI server (tests/fake_openai_server.py)."""
+
 import json
 import socket
 import time
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.cli.llm_profiles import main as profiles_main
 from proex.data.registry import load_dataset
 from proex.profiles.cache import CallCache
@@ -34,8 +35,18 @@ def _key(monkeypatch):
 
 
 def job(srv, out, **kw) -> ProfileJobConfig:
-    base = dict(base_url=srv.base_url if srv else "http://127.0.0.1:9/v1", model="fake-llm", api_key_env=ENV,
-                out_dir=str(out), backoff_s=0.02, rpm=60000, tpm=1e8, concurrency=6, timeout_s=5, progress=False)
+    base = dict(
+        base_url=srv.base_url if srv else "http://127.0.0.1:9/v1",
+        model="fake-llm",
+        api_key_env=ENV,
+        out_dir=str(out),
+        backoff_s=0.02,
+        rpm=60000,
+        tpm=1e8,
+        concurrency=6,
+        timeout_s=5,
+        progress=False,
+    )
     return ProfileJobConfig(**{**base, **kw})
 
 
@@ -61,8 +72,17 @@ def completed(srv, path="/chat/completions") -> int:
 
 
 def test_faulty_server_every_entity_accounted_and_rerun_sends_only_what_failed(server, tmp_path):
-    server.set(fail_500_rate=0.08, timeout_rate=0.03, timeout_sleep_s=1.5, slow_rate=0.05, slow_s=0.3,
-               malformed_content_rate=0.05, malformed_body_rate=0.03, duplicate_profiles_rate=0.1, seed=1)
+    server.set(
+        fail_500_rate=0.08,
+        timeout_rate=0.03,
+        timeout_sleep_s=1.5,
+        slow_rate=0.05,
+        slow_s=0.3,
+        malformed_content_rate=0.05,
+        malformed_body_rate=0.03,
+        duplicate_profiles_rate=0.1,
+        seed=1,
+    )
     inter = load_dataset(SMALL)
     cfg = job(server, tmp_path, timeout_s=1.0, max_attempts=8, repairs=2, k=4)
     summary = generate(cfg, inter)
@@ -72,12 +92,21 @@ def test_faulty_server_every_entity_accounted_and_rerun_sends_only_what_failed(s
     assert all(outcomes.values()), outcomes  # every fault really happened
     assert summary["calls"]["repairs"] > 0  # malformed / duplicate answers were repaired
     for rec in lines(tmp_path / "user" / "profiles.jsonl"):
-        assert len(rec["new"]) == 3 and len({rec["original"], *rec["new"]}) == 4 and set(rec["reasoning"]) == {
-            "F1", "F2", "F3", "F4"}
+        assert (
+            len(rec["new"]) == 3
+            and len({rec["original"], *rec["new"]}) == 4
+            and set(rec["reasoning"]) == {"F1", "F2", "F3", "F4"}
+        )
     cache = CallCache(cfg.cache_file)
     assert summary["calls"]["sent"] == completed(server) == cache.counts()["calls"]  # stored = delivered
-    server.set(fail_500_rate=0.0, timeout_rate=0.0, slow_rate=0.0, malformed_content_rate=0.0,
-               malformed_body_rate=0.0, duplicate_profiles_rate=0.0)  # the rerun meets a healthy server
+    server.set(
+        fail_500_rate=0.0,
+        timeout_rate=0.0,
+        slow_rate=0.0,
+        malformed_content_rate=0.0,
+        malformed_body_rate=0.0,
+        duplicate_profiles_rate=0.0,
+    )  # the rerun meets a healthy server
     est = estimate(cfg, inter)
     assert (est["calls"] == 0) == (sum(map(len, failed.values())) == 0)  # only failed entities have calls left
     before = {r["id"]: r for r in lines(tmp_path / "user" / "profiles.jsonl")}
@@ -94,8 +123,24 @@ def test_faulty_server_every_entity_accounted_and_rerun_sends_only_what_failed(s
 def test_key_never_written_or_printed(server, tmp_path, monkeypatch, capsys, caplog):
     server.set(fail_500_rate=0.1, malformed_content_rate=0.1, seed=2)
     out = tmp_path / "run"
-    args = ["generate", "--dataset", SMALL, "--out", str(out), "--base-url", server.base_url, "--model", "fake-llm",
-            "--api-key-env", ENV, "--limit", "6", "--set", "backoff_s=0.02", "max_attempts=6"]
+    args = [
+        "generate",
+        "--dataset",
+        SMALL,
+        "--out",
+        str(out),
+        "--base-url",
+        server.base_url,
+        "--model",
+        "fake-llm",
+        "--api-key-env",
+        ENV,
+        "--limit",
+        "6",
+        "--set",
+        "backoff_s=0.02",
+        "max_attempts=6",
+    ]
     monkeypatch.setenv(ENV, WRONG)
     assert profiles_main(args) == 3  # 401: the fake server quotes the wrong key back, like OpenAI
     wrong_err = capsys.readouterr().err
@@ -115,8 +160,12 @@ def test_estimate_sends_nothing_and_counts_cached_calls(server, tmp_path):
     cfg = job(server, tmp_path, model="gpt-4o-mini")
     est = estimate(cfg, inter)
     assert est["calls"] == 4 * (inter.n_users + inter.n_items) and est["cached_calls"] == 0
-    assert est["cost_usd"] > 0 and est["prompt_tokens"] > 0 and server.log() == [] and not tmp_path.joinpath(
-        "cache.sqlite").exists()
+    assert (
+        est["cost_usd"] > 0
+        and est["prompt_tokens"] > 0
+        and server.log() == []
+        and not tmp_path.joinpath("cache.sqlite").exists()
+    )
     generate(job(server, tmp_path, model="gpt-4o-mini", limit=5), inter)
     est2 = estimate(cfg, inter)
     assert est2["cached_calls"] == 4 * 10 and est2["calls"] == est["calls"] - 40
@@ -194,8 +243,9 @@ def test_wrong_key_wrong_endpoint_and_context_overflow_leave_cache_intact(server
 def test_openai_embeddings_are_batched_cached_and_banked(server, tmp_path):
     inter = load_dataset(SMALL)
     write_offline_profiles(inter, str(tmp_path / "prof"), k=3)
-    cfg = EmbedConfig(embedder="openai", base_url=server.base_url, api_key_env=ENV, model="fake-embed",
-                      batch_size=16, backoff_s=0.02)
+    cfg = EmbedConfig(
+        embedder="openai", base_url=server.base_url, api_key_env=ENV, model="fake-embed", batch_size=16, backoff_s=0.02
+    )
     bank = embed_profiles(str(tmp_path / "prof"), inter, cfg, str(tmp_path / "bank"))
     assert bank.user.shape == (3, 24, 16) and bank.item.shape == (3, 16, 16)
     n_texts = 3 * (24 + 16)

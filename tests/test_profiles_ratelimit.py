@@ -4,12 +4,13 @@
 * adaptation: a client configured far above the server's real limit finds it, from the headers or, on a
   server that sends none, from the 429s alone, and finishes with few 429s.
 """
+
 import json
 import time
 
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.data.registry import load_dataset
 from proex.profiles.pipeline import ProfileJobConfig, generate
 
@@ -24,8 +25,22 @@ def _key(monkeypatch):
 
 def run(srv, tmp_path, n_users, **kw) -> dict:
     inter = load_dataset(f"synthetic:n_users={n_users},n_items=20,mean_interactions=6")
-    cfg = ProfileJobConfig(**{**dict(base_url=srv.base_url, model="fake-llm", api_key_env=ENV, out_dir=str(tmp_path),
-                                     sides=("user",), concurrency=8, backoff_s=0.1, tpm=1e8, progress=False), **kw})
+    cfg = ProfileJobConfig(
+        **{
+            **dict(
+                base_url=srv.base_url,
+                model="fake-llm",
+                api_key_env=ENV,
+                out_dir=str(tmp_path),
+                sides=("user",),
+                concurrency=8,
+                backoff_s=0.1,
+                tpm=1e8,
+                progress=False,
+            ),
+            **kw,
+        }
+    )
     summary = generate(cfg, inter)
     assert summary["sides"]["user"] == {"profiled": n_users, "failed": 0}
     return summary
@@ -46,7 +61,9 @@ def test_adopts_the_advertised_limit_without_a_429_storm(tmp_path):
         late = [e for e in log if e["outcome"] == "429" and e["t0"] > start + 1.0]
         # the first answers' headers teach the limit: 429s only in the opening burst (at most one per worker)
         assert seen["completed"] == 80 and seen.get("429", 0) <= 8 and late == [], (
-            seen, [(round(e["t0"] - start, 3), e["outcome"]) for e in log if e["outcome"] != "completed"])
+            seen,
+            [(round(e["t0"] - start, 3), e["outcome"]) for e in log if e["outcome"] != "completed"],
+        )
         assert summary["limiter"]["rpm"] == pytest.approx(600, rel=0.05)
 
 
@@ -70,8 +87,14 @@ def test_sustains_90_percent_of_the_limit_for_a_minute(tmp_path):
         start = min(e["t0"] for e in log)
         done_in_minute = sum(e["outcome"] == "completed" and e["t"] <= start + 60 for e in log)
         throttled = sum(e["outcome"] == "429" for e in log)
-        report = {"R": R, "completed_in_first_minute": done_in_minute, "fraction_of_R": done_in_minute / R,
-                  "429s": throttled, "calls": summary["calls"]["sent"], "wall_s": summary["wall_s"]}
+        report = {
+            "R": R,
+            "completed_in_first_minute": done_in_minute,
+            "fraction_of_R": done_in_minute / R,
+            "429s": throttled,
+            "calls": summary["calls"]["sent"],
+            "wall_s": summary["wall_s"],
+        }
         print(json.dumps(report))
         assert done_in_minute >= 0.9 * R, report
         assert throttled <= 0.02 * len(log), report

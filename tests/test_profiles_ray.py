@@ -1,12 +1,13 @@
 """The Ray path once, on a local Ray (2 CPUs): two worker actors share ONE named limiter actor and one cache
 actor, against the local fake server that enforces the limit. Slow: starting Ray takes ~10 s here."""
+
 import json
 import os
 from pathlib import Path
 
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.data.registry import load_dataset
 from proex.profiles.client import ProfileAPIError
 from proex.profiles.pipeline import ProfileJobConfig
@@ -46,8 +47,17 @@ def test_two_workers_share_one_limiter_actor(local_ray, tmp_path, monkeypatch):
     inter = load_dataset(SPEC)
     # no limit headers: only a limiter shared by both workers keeps them under the server's 600/min together
     with FakeOpenAI(FakeConfig(api_key=KEY, rpm=600, burst_s=2.0, send_limit_headers=False)) as srv:
-        cfg = ProfileJobConfig(base_url=srv.base_url, model="fake-llm", api_key_env="PROEX_TEST_KEY", rpm=600,
-                               tpm=1e8, concurrency=4, out_dir=str(tmp_path), backoff_s=0.05, progress=False)
+        cfg = ProfileJobConfig(
+            base_url=srv.base_url,
+            model="fake-llm",
+            api_key_env="PROEX_TEST_KEY",
+            rpm=600,
+            tpm=1e8,
+            concurrency=4,
+            out_dir=str(tmp_path),
+            backoff_s=0.05,
+            progress=False,
+        )
         summary = generate_ray(cfg, inter, workers=2)
         log = srv.log()
         assert summary["sides"] == {"user": {"profiled": 20, "failed": 0}, "item": {"profiled": 12, "failed": 0}}
@@ -64,12 +74,20 @@ def test_two_workers_share_one_limiter_actor(local_ray, tmp_path, monkeypatch):
         written = b"".join(p.read_bytes() for p in Path(tmp_path).rglob("*") if p.is_file())
         assert KEY.encode() not in written
         session = Path("/tmp/ray/session_latest/logs")  # the default temp dir of a local ray.init
-        for log_file in (session.rglob("*") if session.exists() else []):  # Ray's own logs of this session
+        for log_file in session.rglob("*") if session.exists() else []:  # Ray's own logs of this session
             if log_file.is_file() and log_file.stat().st_size < 50_000_000:
                 assert KEY.encode() not in log_file.read_bytes(), log_file
 
-        bad = ProfileJobConfig(**{**cfg.__dict__, "api_key_env": "PROEX_WRONG_KEY", "out_dir": str(tmp_path / "bad"),
-                                  "cache_path": cfg.cache_file, "limit": 3, "model": "other-llm"})
+        bad = ProfileJobConfig(
+            **{
+                **cfg.__dict__,
+                "api_key_env": "PROEX_WRONG_KEY",
+                "out_dir": str(tmp_path / "bad"),
+                "cache_path": cfg.cache_file,
+                "limit": 3,
+                "model": "other-llm",
+            }
+        )
         with pytest.raises(ProfileAPIError, match="rejected the API key") as err:
             generate_ray(bad, inter, workers=2)
         assert err.value.fatal and WRONG not in str(err.value)

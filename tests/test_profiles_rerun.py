@@ -1,5 +1,6 @@
 """Reruns retry what failed, `estimate` counts exactly what a run sends, and the request options (structured
 outputs, seed) degrade gracefully and are recorded; against the local OpenAI-compatible server over HTTP."""
+
 import json
 import re
 import sqlite3
@@ -7,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
+
 from proex.cli.llm_profiles import main as profiles_main
 from proex.data.registry import load_dataset
 from proex.profiles.pipeline import ProfileJobConfig, estimate, generate
@@ -24,8 +25,20 @@ def _key(monkeypatch):
 
 
 def job(srv, out, **kw) -> ProfileJobConfig:
-    base = dict(base_url=srv.base_url, model="gpt-4o-mini", api_key_env=ENV, out_dir=str(out), backoff_s=0.02,
-                rpm=60000, tpm=1e8, concurrency=6, timeout_s=5, progress=False, sides=("user",), repairs=1)
+    base = dict(
+        base_url=srv.base_url,
+        model="gpt-4o-mini",
+        api_key_env=ENV,
+        out_dir=str(out),
+        backoff_s=0.02,
+        rpm=60000,
+        tpm=1e8,
+        concurrency=6,
+        timeout_s=5,
+        progress=False,
+        sides=("user",),
+        repairs=1,
+    )
     return ProfileJobConfig(**{**base, **kw})
 
 
@@ -41,9 +54,25 @@ def failed_ids(out) -> dict[int, str]:
 
 def test_rerun_retries_exactly_the_invalid_entities_and_estimate_predicts_it(tmp_path, capsys):
     with FakeOpenAI(FakeConfig(api_key=KEY, malformed_content_rate=0.4, seed=5, lifetime_s=300)) as srv:
-        args = ["generate", "--dataset", DATASET, "--out", str(tmp_path), "--base-url", srv.base_url, "--model",
-                "gpt-4o-mini", "--api-key-env", ENV, "--sides", "user", "--no-progress", "--set", "backoff_s=0.02",
-                "repairs=1"]
+        args = [
+            "generate",
+            "--dataset",
+            DATASET,
+            "--out",
+            str(tmp_path),
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "gpt-4o-mini",
+            "--api-key-env",
+            ENV,
+            "--sides",
+            "user",
+            "--no-progress",
+            "--set",
+            "backoff_s=0.02",
+            "repairs=1",
+        ]
         assert profiles_main(args) == 1
         failed = failed_ids(tmp_path)
         assert failed and set(failed.values()) == {"invalid_answer"}  # answers that stayed invalid
@@ -89,8 +118,7 @@ def test_structured_outputs_fall_back_and_the_seed_is_recorded(tmp_path):
         assert {e["response_format"] for e in sent} == {"json_schema"} and {e["seed"] for e in sent} == {42}
         with sqlite3.connect(tmp_path / "a" / "cache.sqlite") as db:
             assert set(db.execute("SELECT response_format, seed, via FROM calls")) == {("json_schema", 42, "online")}
-    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, json_schema_supported=False,
-                               seed_supported=False)) as srv:
+    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, json_schema_supported=False, seed_supported=False)) as srv:
         summary = generate(job(srv, tmp_path / "b", limit=2, concurrency=1), load_dataset(DATASET))
         assert summary["sides"]["user"] == {"profiled": 2, "failed": 0}
         log = srv.log()

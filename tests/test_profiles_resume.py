@@ -7,6 +7,7 @@ call). `test_kill_at_quiescent_point` kills while every worker is parked inside 
 answer is committed (it verifies both), and must show zero repeats; `test_kill_at_random_time` kills at an
 arbitrary moment and bounds the repeats by the calls that can be in that window (one per worker).
 """
+
 import os
 import signal
 import sqlite3
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_openai_server import FakeConfig, FakeOpenAI
 
 KEY = "sk-proex-resume-KEY-77aa88bb99cc"
@@ -28,9 +28,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(srv, out) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "proex.cli.llm_profiles", "generate", "--dataset", DATASET, "--out", str(out),
-           "--base-url", srv.base_url, "--model", "fake-llm", "--api-key-env", ENV, "--no-progress",
-           "--concurrency", str(CONCURRENCY), "--rpm", "60000", "--set", "backoff_s=0.05", "timeout_s=30"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "proex.cli.llm_profiles",
+        "generate",
+        "--dataset",
+        DATASET,
+        "--out",
+        str(out),
+        "--base-url",
+        srv.base_url,
+        "--model",
+        "fake-llm",
+        "--api-key-env",
+        ENV,
+        "--no-progress",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--rpm",
+        "60000",
+        "--set",
+        "backoff_s=0.05",
+        "timeout_s=30",
+    ]
     env = {**os.environ, ENV: KEY, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -75,8 +96,10 @@ def test_kill_at_quiescent_point_repeats_nothing(tmp_path):
         proc = start(srv, tmp_path)
         wait_for(lambda: completed(srv) >= 40, what="40 completed calls")
         srv.set(hold=True)  # park the next request of every worker inside the server
-        wait_for(lambda: srv.held == CONCURRENCY and cache_rows(tmp_path) == completed(srv),
-                 what="all workers parked and every delivered answer committed")
+        wait_for(
+            lambda: srv.held == CONCURRENCY and cache_rows(tmp_path) == completed(srv),
+            what="all workers parked and every delivered answer committed",
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         rows = cache_rows(tmp_path)

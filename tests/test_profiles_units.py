@@ -1,4 +1,5 @@
 """Prompts, answer validation, the token-bucket limiter (fake clock) and the SQLite cache, without HTTP."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,17 @@ import pytest
 from proex.profiles.cache import CallCache, call_key, input_hash
 from proex.profiles.client import Redactor
 from proex.profiles.limiter import BucketState, parse_duration, retry_after_seconds
-from proex.profiles.prompts import (DOMAINS, PROMPT_VERSION, SIDES, STEPS, EntityInput, build_messages, parse_answer,
-                                    repair_messages, system_prompt)
+from proex.profiles.prompts import (
+    DOMAINS,
+    PROMPT_VERSION,
+    SIDES,
+    STEPS,
+    EntityInput,
+    build_messages,
+    parse_answer,
+    repair_messages,
+    system_prompt,
+)
 
 
 class Clock:
@@ -36,8 +46,11 @@ def test_system_prompts_cover_steps_sides_and_domain_nouns(domain):
 
 def test_messages_chain_earlier_answers():
     ent = EntityInput("user", 7, {"reviews": "loved the dragons"}, ["Dragon Book", "Wizard Book"])
-    out = {"F1": {"summarization": "OP text"}, "F2": {"positive_aspects": ["a"], "negative_aspects": []},
-           "F3": {"latent_preferences": ["b"]}}
+    out = {
+        "F1": {"summarization": "OP text"},
+        "F2": {"positive_aspects": ["a"], "negative_aspects": []},
+        "F3": {"latent_preferences": ["b"]},
+    }
     f1 = json.loads(build_messages("F1", ent, {}, "books", 4, 1000)[1]["content"])
     assert f1["interacted_items"] == ["Dragon Book", "Wizard Book"] and f1["reviews"] == "loved the dragons"
     f4 = json.loads(build_messages("F4", ent, out, "books", 4, 1000)[1]["content"])
@@ -71,9 +84,15 @@ def test_parse_answer_validates_and_explains():
 
 def test_cache_key_covers_version_model_side_entity_step_and_input():
     base = ("v1", "m", "user", 3, "F1", input_hash([{"role": "user", "content": "x"}]))
-    keys = {call_key(*base), call_key("v2", *base[1:]), call_key(base[0], "m2", *base[2:]),
-            call_key(*base[:2], "item", *base[3:]), call_key(*base[:3], 4, *base[4:]),
-            call_key(*base[:4], "F2", base[5]), call_key(*base[:5], input_hash([{"role": "user", "content": "y"}]))}
+    keys = {
+        call_key(*base),
+        call_key("v2", *base[1:]),
+        call_key(base[0], "m2", *base[2:]),
+        call_key(*base[:2], "item", *base[3:]),
+        call_key(*base[:3], 4, *base[4:]),
+        call_key(*base[:4], "F2", base[5]),
+        call_key(*base[:5], input_hash([{"role": "user", "content": "y"}])),
+    }
     assert len(keys) == 7 and PROMPT_VERSION.startswith("proex-cot-")
 
 
@@ -154,13 +173,23 @@ def test_redactor_removes_key_and_keylike_strings():
 def test_cache_is_durable_and_shared_across_processes(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = CallCache(path)
-    row = dict(prompt_version="v", model="m", side="user", step="F1", input_hash="h", response="{}",
-               prompt_tokens=3, completion_tokens=2)
+    row = dict(
+        prompt_version="v",
+        model="m",
+        side="user",
+        step="F1",
+        input_hash="h",
+        response="{}",
+        prompt_tokens=3,
+        completion_tokens=2,
+    )
     cache.put("k0", entity=0, **row)
-    writer = ("import sys; from proex.profiles.cache import CallCache\n"
-              "c = CallCache(sys.argv[1])\n"
-              "for i in range(1, 201): c.put(f'k{i}', prompt_version='v', model='m', side='user', entity=i, step='F1', "
-              "input_hash='h', response='{}', prompt_tokens=1, completion_tokens=1)\n")
+    writer = (
+        "import sys; from proex.profiles.cache import CallCache\n"
+        "c = CallCache(sys.argv[1])\n"
+        "for i in range(1, 201): c.put(f'k{i}', prompt_version='v', model='m', side='user', entity=i, step='F1', "
+        "input_hash='h', response='{}', prompt_tokens=1, completion_tokens=1)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
     for i in range(201, 401):  # both processes write at once
         cache.put(f"k{i}", entity=i, **row)
@@ -168,6 +197,9 @@ def test_cache_is_durable_and_shared_across_processes(tmp_path):
     cache.put("k0", entity=0, **{**row, "response": "changed"})  # a present key is kept as stored
     again = CallCache(path)
     assert again.counts()["calls"] == 401 and again.integrity() == "ok"
-    assert {k: v for k, v in again.get("k0").items() if k != "created"} == {"response": "{}", "prompt_tokens": 3,
-                                                                          "completion_tokens": 2}
+    assert {k: v for k, v in again.get("k0").items() if k != "created"} == {
+        "response": "{}",
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+    }
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

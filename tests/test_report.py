@@ -1,4 +1,5 @@
 """proex.report: golden files (fixed runs in, exact Markdown/CSV out), t-tests against scipy, figures."""
+
 from __future__ import annotations
 
 import math
@@ -20,21 +21,45 @@ def fixed_runs() -> pd.DataFrame:
     """2 datasets x 2 models x 3 seeds x {base, proex}, with hand-chosen metrics; rows deliberately shuffled
     (yelp first, lightgcn before gccf) to check the report's own ordering."""
     rows = []
-    base = {("amazon", "gccf"): (.1343, .0807), ("amazon", "lightgcn"): (.1411, .0856),
-            ("yelp", "gccf"): (.1084, .0680), ("yelp", "lightgcn"): (.1157, .0733)}
-    lift = {"gccf": (.0100, .0066), "lightgcn": (.0122, .0084)}
-    noise = {2023: (.0011, .0004), 2024: (-.0007, -.0002), 2025: (-.0004, -.0002)}
+    base = {
+        ("amazon", "gccf"): (0.1343, 0.0807),
+        ("amazon", "lightgcn"): (0.1411, 0.0856),
+        ("yelp", "gccf"): (0.1084, 0.0680),
+        ("yelp", "lightgcn"): (0.1157, 0.0733),
+    }
+    lift = {"gccf": (0.0100, 0.0066), "lightgcn": (0.0122, 0.0084)}
+    noise = {2023: (0.0011, 0.0004), 2024: (-0.0007, -0.0002), 2025: (-0.0004, -0.0002)}
     for dataset in ("yelp", "amazon"):
         for model in ("lightgcn", "gccf"):
             for seed in (2025, 2023, 2024):
                 r, n = base[(dataset, model)]
                 er, en = noise[seed]
-                rows.append({"dataset": dataset, "model": model, "plugin": "base", "seed": seed, "variant": "",
-                             "recall@20": r + er, "ndcg@20": n + en})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "plugin": "base",
+                        "seed": seed,
+                        "variant": "",
+                        "recall@20": r + er,
+                        "ndcg@20": n + en,
+                    }
+                )
                 lr, ln = lift[model]
-                xr, xn = {2023: (.0010, .0002), 2024: (-.0005, .0006), 2025: (.0020, -.0003)}[seed]  # unequal lifts
-                rows.append({"dataset": dataset, "model": model, "plugin": "proex", "seed": seed, "variant": "",
-                             "recall@20": r + er + lr + xr, "ndcg@20": n + en + ln + xn})
+                xr, xn = {2023: (0.0010, 0.0002), 2024: (-0.0005, 0.0006), 2025: (0.0020, -0.0003)}[
+                    seed
+                ]  # unequal lifts
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "plugin": "proex",
+                        "seed": seed,
+                        "variant": "",
+                        "recall@20": r + er + lr + xr,
+                        "ndcg@20": n + en + ln + xn,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -104,8 +129,12 @@ def test_a_missing_seed_is_set_aside_for_means_improvement_and_p_alike(tmp_path)
     a, b = sub[sub.plugin == "proex"]["recall@20"].to_numpy(), sub[sub.plugin == "base"]["recall@20"].to_numpy()
     assert row.n == 2 and row.ref_mean == pytest.approx(b.mean()) and row["mean"] == pytest.approx(a.mean())
     summary = pd.read_csv(files["summary.csv"])
-    base = summary[(summary.dataset == "amazon") & (summary.model == "gccf") & (summary.plugin == "base")
-                   & (summary.metric == "recall@20")].iloc[0]
+    base = summary[
+        (summary.dataset == "amazon")
+        & (summary.model == "gccf")
+        & (summary.plugin == "base")
+        & (summary.metric == "recall@20")
+    ].iloc[0]
     assert base.n == 2 and base["mean"] == pytest.approx(b.mean(), rel=1e-5)  # the table's mean: the same seeds
     md = open(files["report.md"]).read()
     assert f"{b.mean():.4f}" in md and "Runs set aside" in md
@@ -171,14 +200,20 @@ def test_variant_reference_compares_within_plugin(tmp_path, figures):
     runs = pd.concat([runs[runs.plugin == "proex"], off])
     cmp = report.compare(runs, METRICS, reference="full", arm="variant")
     assert set(cmp.arm) == {"w/o inv"} and (cmp.improvement_pct < 0).all()
-    files, _ = report.write_report(runs, str(tmp_path), ReportSpec(reference_variant="full", metrics=tuple(METRICS),
-                                                                   figures=("ablation",)), title="ablation")
+    files, _ = report.write_report(
+        runs,
+        str(tmp_path),
+        ReportSpec(reference_variant="full", metrics=tuple(METRICS), figures=("ablation",)),
+        title="ablation",
+    )
     assert "improv. proex w/o inv" in open(files["report.md"]).read()
     fig = figures["ablation.png"]
     assert _png_shape(files["ablation.png"]) == (int(3.2 * 120), 2 * 5 * 120)  # a panel per dataset
     for ax, ds in zip(fig.axes, ("yelp", "amazon")):
-        assert ax.get_title() == ds and [t.get_text() for t in ax.get_legend().get_texts()] == ["proex full",
-                                                                                              "proex w/o inv"]
+        assert ax.get_title() == ds and [t.get_text() for t in ax.get_legend().get_texts()] == [
+            "proex full",
+            "proex w/o inv",
+        ]
         heights = [round(b.get_height(), 6) for b in ax.patches]  # a bar per (arm, metric), arms in order
         mine = runs[runs.dataset == ds]
         want = [round(mine[mine.variant == v][m].mean(), 6) for v in ("full", "w/o inv") for m in METRICS]
@@ -188,19 +223,34 @@ def test_variant_reference_compares_within_plugin(tmp_path, figures):
 def test_sensitivity_and_curve_figures(tmp_path, figures):
     runs = fixed_runs()
     runs = runs[runs.plugin == "proex"]
-    runs = pd.concat([runs.assign(variant=f"num_envs={e}", **{"recall@20": runs["recall@20"] + e / 1000})
-                      for e in (2, 3, 4)])
-    curves = pd.DataFrame([{"model": "gccf", "plugin": p, "dataset": "amazon", "seed": s, "variant": "", "epoch": e,
-                            "value": 0.01 * e + (p == "proex") * 0.02} for p in ("base", "proex") for s in (1, 2)
-                           for e in (0, 3, 6)])
-    files, _ = report.write_report(runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS),
-                                                                   figures=("sensitivity", "curves")), curves=curves)
+    runs = pd.concat(
+        [runs.assign(variant=f"num_envs={e}", **{"recall@20": runs["recall@20"] + e / 1000}) for e in (2, 3, 4)]
+    )
+    curves = pd.DataFrame(
+        [
+            {
+                "model": "gccf",
+                "plugin": p,
+                "dataset": "amazon",
+                "seed": s,
+                "variant": "",
+                "epoch": e,
+                "value": 0.01 * e + (p == "proex") * 0.02,
+            }
+            for p in ("base", "proex")
+            for s in (1, 2)
+            for e in (0, 3, 6)
+        ]
+    )
+    files, _ = report.write_report(
+        runs, str(tmp_path), ReportSpec(metrics=tuple(METRICS), figures=("sensitivity", "curves")), curves=curves
+    )
     assert _png_shape(files["sensitivity.png"]) == _png_shape(files["curves.png"]) == (int(3.2 * 120), 4 * 120)
-    curve_ax, = figures["curves.png"].axes  # one panel: (amazon, gccf)
+    (curve_ax,) = figures["curves.png"].axes  # one panel: (amazon, gccf)
     assert curve_ax.get_title() == "gccf on amazon"
     lines = {ln.get_label(): (list(ln.get_xdata()), [round(y, 6) for y in ln.get_ydata()]) for ln in curve_ax.lines}
     assert lines == {"base": ([0, 3, 6], [0.0, 0.03, 0.06]), "proex": ([0, 3, 6], [0.02, 0.05, 0.08])}
-    sens_ax, = figures["sensitivity.png"].axes  # one panel: num_envs
+    (sens_ax,) = figures["sensitivity.png"].axes  # one panel: num_envs
     assert sens_ax.get_title() == "num_envs" and len(sens_ax.containers) == 4  # a line per (dataset, model)
     for container in sens_ax.containers:
         model, ds = container.get_label().split()
@@ -208,8 +258,12 @@ def test_sensitivity_and_curve_figures(tmp_path, figures):
         mine = runs[(runs.model == model) & (runs.dataset == ds)]
         want = [mine[mine.variant == f"num_envs={e}"]["recall@20"].mean() for e in (2, 3, 4)]
         assert list(line.get_xdata()) == [2, 3, 4] and np.allclose(line.get_ydata(), want)
-    assert report.plot_sensitivity(report.summarize(runs.assign(variant="plain"), METRICS),
-                                   str(tmp_path / "none.png"), "recall@20") is None
+    assert (
+        report.plot_sensitivity(
+            report.summarize(runs.assign(variant="plain"), METRICS), str(tmp_path / "none.png"), "recall@20"
+        )
+        is None
+    )
 
 
 def test_empty_runs_write_a_placeholder(tmp_path):

@@ -1,5 +1,6 @@
 """The report's protocol and tuning parity (proex.report_provenance), borrowed values, and the reproduction
 column against the paper's transcribed values (proex.paper_values) on a hand-made frame with known numbers."""
+
 from __future__ import annotations
 
 import math
@@ -13,10 +14,20 @@ from proex.grid import ReportSpec
 from proex.paper_values import PAPER, TABLES, paper_value
 from proex.report_provenance import describe_tuning, tuning_of
 
-TRAIN = {"epochs": 1000, "patience": 5, "eval_every": 3, "min_epochs": 0, "batch_size": 4096, "lr": 0.001,
-         "select": "recall@20"}
-REF = {"train.epochs": "reference: RLMRec lightgcn.yml", "train.patience": "reference: RLMRec lightgcn.yml",
-       "train.seed": "grid axes.seed: g.yaml"}
+TRAIN = {
+    "epochs": 1000,
+    "patience": 5,
+    "eval_every": 3,
+    "min_epochs": 0,
+    "batch_size": 4096,
+    "lr": 0.001,
+    "select": "recall@20",
+}
+REF = {
+    "train.epochs": "reference: RLMRec lightgcn.yml",
+    "train.patience": "reference: RLMRec lightgcn.yml",
+    "train.seed": "grid axes.seed: g.yaml",
+}
 
 
 def frame(proto: dict[str, dict], sources: dict[str, dict], lift: float = 0.01) -> pd.DataFrame:
@@ -25,9 +36,20 @@ def frame(proto: dict[str, dict], sources: dict[str, dict], lift: float = 0.01) 
     for seed, noise in ((1, 0.001), (2, -0.002), (3, 0.0)):
         for plugin in ("base", "proex"):
             r = 0.14 + noise + (lift + noise / 2) * (plugin == "proex")
-            rows.append({"dataset": "amazon", "model": "lightgcn", "plugin": plugin, "seed": seed, "variant": "",
-                         "recall@20": r, "ndcg@20": r / 2, "best_epoch": 90 if plugin == "base" else 230,
-                         "protocol": proto[plugin], "sources": sources[plugin]})
+            rows.append(
+                {
+                    "dataset": "amazon",
+                    "model": "lightgcn",
+                    "plugin": plugin,
+                    "seed": seed,
+                    "variant": "",
+                    "recall@20": r,
+                    "ndcg@20": r / 2,
+                    "best_epoch": 90 if plugin == "base" else 230,
+                    "protocol": proto[plugin],
+                    "sources": sources[plugin],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -49,17 +71,27 @@ def test_rows_whose_arms_ran_different_patience_carry_the_protocol_note(tmp_path
 
 def test_tuning_parity_names_the_study_budget_and_flags_unequal_tuning(tmp_path):
     hp = tmp_path / "lightgcn-proex-amazon.yaml"
-    hp.write_text(yaml.safe_dump({"model_config": {"layers": 2}, "source": {
-        "study": "table2-lightgcn-proex-amazon-ab12", "trial": 7, "complete_trials": 20}}))
+    hp.write_text(
+        yaml.safe_dump(
+            {
+                "model_config": {"layers": 2},
+                "source": {"study": "table2-lightgcn-proex-amazon-ab12", "trial": 7, "complete_trials": 20},
+            }
+        )
+    )
     tuned = {**REF, "model_config.layers": f"hparams file: {hp}", "train.epochs": "command line: --train"}
     t = tuning_of(tuned)
     assert t.budgets == ("20 complete trials",)
-    assert describe_tuning(t) == ("reference table; study table2-lightgcn-proex-amazon-ab12 (20 complete trials): "
-                                  "model_config.layers; by hand (command line): train.epochs")
+    assert describe_tuning(t) == (
+        "reference table; study table2-lightgcn-proex-amazon-ab12 (20 complete trials): "
+        "model_config.layers; by hand (command line): train.epochs"
+    )
     runs = frame({"base": TRAIN, "proex": TRAIN}, {"base": REF, "proex": tuned})
     files, cmp = report.write_report(runs, str(tmp_path / "r"), ReportSpec(metrics=("recall@20",)), title="t")
-    assert cmp.tuning[0] == ("tuning differs: searched 20 complete trials (proex) vs reference table only (base); "
-                             "set by hand train.epochs (proex) vs none (base)")
+    assert cmp.tuning[0] == (
+        "tuning differs: searched 20 complete trials (proex) vs reference table only (base); "
+        "set by hand train.epochs (proex) vs none (base)"
+    )
     md = open(files["report.md"]).read()
     assert "study table2-lightgcn-proex-amazon-ab12 (20 complete trials): model_config.layers" in md
     # both arms tuned by studies of the same budget, same hand keys: no flag
@@ -68,8 +100,11 @@ def test_tuning_parity_names_the_study_budget_and_flags_unequal_tuning(tmp_path)
 
 
 def test_borrowed_values_are_listed_once_under_the_tables(tmp_path):
-    src = {**REF, "model_config.beta": "reference: borrowed from DMRec mult_vae_godm.yml: Mult-VAE's beta",
-           "train.lr": "extrapolated: the yelp temperature from amazon's"}
+    src = {
+        **REF,
+        "model_config.beta": "reference: borrowed from DMRec mult_vae_godm.yml: Mult-VAE's beta",
+        "train.lr": "extrapolated: the yelp temperature from amazon's",
+    }
     runs = frame({"base": TRAIN, "proex": TRAIN}, {"base": src, "proex": REF})
     files, _ = report.write_report(runs, str(tmp_path), ReportSpec(metrics=("recall@20",)), title="b")
     md = open(files["report.md"]).read()
@@ -98,9 +133,12 @@ def test_reproduction_column_on_a_golden_frame(tmp_path):
     """Hand numbers: base 0.1400/0.1410/0.1420 -> mean 0.1410, sd 0.0010, 95% CI 0.1410 ± 4.3027 · 0.0010/√3 =
     [0.13852, 0.14348] holds the paper's 0.1411 (diff -0.07%); proex 0.1600/0.1610/0.1620 -> [0.15852, 0.16348]
     misses the paper's 0.1533 (+5.02%); movielens and the variant-labelled runs have no paper value."""
-    rows = [{"dataset": d, "model": "lightgcn", "plugin": p, "seed": s, "variant": "", "recall@20": v + 0.001 * i}
-            for d in ("amazon", "movielens") for p, v in (("base", 0.1400), ("proex", 0.1600))
-            for i, s in enumerate((1, 2, 3))]
+    rows = [
+        {"dataset": d, "model": "lightgcn", "plugin": p, "seed": s, "variant": "", "recall@20": v + 0.001 * i}
+        for d in ("amazon", "movielens")
+        for p, v in (("base", 0.1400), ("proex", 0.1600))
+        for i, s in enumerate((1, 2, 3))
+    ]
     files, _ = report.write_report(pd.DataFrame(rows), str(tmp_path), ReportSpec(metrics=("recall@20",)), title="r")
     summary = pd.read_csv(files["summary.csv"], keep_default_na=False)
     amazon = summary[summary.dataset == "amazon"].set_index("plugin")

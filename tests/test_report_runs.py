@@ -1,5 +1,6 @@
 """`proex report <folder>` on ad-hoc `proex train` outputs: the grid report's files, with paired t-tests over the
 seeds that match, computed from the metrics.json files; and clear errors for folders it cannot pair."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,29 @@ def runs(tmp_path_factory):
     for seed in (0, 1, 2):
         for plugin in ("base", "proex"):
             extra = ["--profiles", "synthetic-latent"] if plugin == "proex" else []
-            assert main(["-q", "train", "--dataset", DATA, "--model", "lightgcn", "--plugin", plugin, *extra,
-                         "--train", "epochs=3", f"patience={PATIENCE[plugin]}", "--seed", str(seed),
-                         "--out", str(root / f"{plugin}-{seed}")]) == 0
+            assert (
+                main(
+                    [
+                        "-q",
+                        "train",
+                        "--dataset",
+                        DATA,
+                        "--model",
+                        "lightgcn",
+                        "--plugin",
+                        plugin,
+                        *extra,
+                        "--train",
+                        "epochs=3",
+                        f"patience={PATIENCE[plugin]}",
+                        "--seed",
+                        str(seed),
+                        "--out",
+                        str(root / f"{plugin}-{seed}"),
+                    ]
+                )
+                == 0
+            )
     return root
 
 
@@ -34,17 +55,25 @@ def test_report_of_a_folder_of_train_outputs(runs, tmp_path, capsys):
     assert main(["-q", "report", str(runs), "--out", str(tmp_path / "rep")]) == 0
     files = json.loads(capsys.readouterr().out)["files"]
     assert set(files) == {"report.md", "summary.csv", "comparison.csv", "table.tex", "curves.png"}
-    metrics = {(p.parent.name.split("-")[0], int(p.parent.name.split("-")[1])): json.loads(p.read_text())["test"]
-               for p in runs.glob("*/metrics.json")}
+    metrics = {
+        (p.parent.name.split("-")[0], int(p.parent.name.split("-")[1])): json.loads(p.read_text())["test"]
+        for p in runs.glob("*/metrics.json")
+    }
     comp = pd.read_csv(files["comparison.csv"])
     row = comp[(comp.metric == "recall@20") & (comp.arm == "proex")].iloc[0]
     base = [metrics[("base", s)]["recall@20"] for s in (0, 1, 2)]
     proex = [metrics[("proex", s)]["recall@20"] for s in (0, 1, 2)]
     assert row["n"] == 3 and row["dataset"] == "synthetic" and row["model"] == "lightgcn"
-    assert row["mean"] == pytest.approx(sum(proex) / 3, rel=1e-5) and row["ref_mean"] == pytest.approx(sum(base) / 3, rel=1e-5)
+    assert row["mean"] == pytest.approx(sum(proex) / 3, rel=1e-5) and row["ref_mean"] == pytest.approx(
+        sum(base) / 3, rel=1e-5
+    )
     assert row["p_value"] == pytest.approx(stats.ttest_rel(proex, base).pvalue, rel=1e-4)
     md = open(files["report.md"]).read()
-    assert "Paired tests (paired t-test)" in md and "improv. proex" in md and "\\toprule" in open(files["table.tex"]).read()
+    assert (
+        "Paired tests (paired t-test)" in md
+        and "improv. proex" in md
+        and "\\toprule" in open(files["table.tex"]).read()
+    )
     # --test applies to folders too
     assert main(["-q", "report", str(runs), "--out", str(tmp_path / "rep-w"), "--test", "wilcoxon"]) == 0
     comp = pd.read_csv(json.loads(capsys.readouterr().out)["files"]["comparison.csv"])

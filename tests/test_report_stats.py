@@ -1,6 +1,7 @@
 """proex.report_stats and its use in the report: t-intervals and Hodges-Lehmann intervals against scipy and a
 hand computation, Holm-adjusted p-values against a hand computation (statsmodels is not a dependency), and the
 paper table's significance marks on the Holm-adjusted p."""
+
 from __future__ import annotations
 
 import math
@@ -10,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from test_report import GOLDEN, METRICS, fixed_runs
 
 from proex import report
 from proex.report_stats import hodges_lehmann, holm, signed_rank_cdf, t_interval
-
-from test_report import GOLDEN, METRICS, fixed_runs
 
 T_975_2DF = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (printed t tables: 4.303)
 
@@ -61,7 +61,7 @@ def test_hodges_lehmann_interval_is_the_set_the_exact_signed_rank_test_accepts()
         assert p(_beside(walsh, low, +1)) > 0.05 and p(_beside(walsh, high, -1)) > 0.05  # just inside: accepted
         assert p(_beside(walsh, low, -1)) <= 0.05 and p(_beside(walsh, high, +1)) <= 0.05  # just outside: rejected
     # n = 10: the printed two-sided 5% critical value of T is 8, so the interval is [W_(9), W_(47)] of 55
-    d = np.arange(10) + np.array([0, .1, .3, .2, .5, .4, .7, .1, .2, .3])
+    d = np.arange(10) + np.array([0, 0.1, 0.3, 0.2, 0.5, 0.4, 0.7, 0.1, 0.2, 0.3])
     walsh = np.sort([(d[a] + d[b]) / 2 for a in range(10) for b in range(a, 10)])
     assert hodges_lehmann(d)[1:3] == (walsh[8], walsh[46])
     assert signed_rank_cdf(10)[8] == pytest.approx(25 / 1024) and signed_rank_cdf(10)[9] == pytest.approx(33 / 1024)

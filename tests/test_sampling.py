@@ -1,14 +1,14 @@
 """BPR sampler: every edge once per epoch, negatives never training items; user batches cover all users;
 the epoch-wide distinct rows equal torch.unique per batch."""
-import torch
 
 import pytest
-
-from proex.data.sampling import bpr_batches, sample_negatives, user_batches
-from proex.kernels import epoch_distinct
-from proex.data.batches import Distinct, PairBatch
-from proex.data.tensors import TrainData
+import torch
 from conftest import random_interactions
+
+from proex.data.batches import Distinct, PairBatch
+from proex.data.sampling import bpr_batches, sample_negatives, user_batches
+from proex.data.tensors import TrainData
+from proex.kernels import epoch_distinct
 
 
 def test_negatives_are_never_training_items():
@@ -90,4 +90,6 @@ def test_reference_kernels_switch_runs_torch_unique_per_batch(tiny):
     assert all(b.precomputed is not None for b in fast) and all(b.precomputed is None for b in ref)
     for a, b in zip(fast, ref):
         da, db = a.distinct(), b.distinct()
-        assert all(torch.equal(getattr(da, f), getattr(db, f)) for f in ("users", "user_inv", "items", "item_inv", "pos"))
+        assert all(
+            torch.equal(getattr(da, f), getattr(db, f)) for f in ("users", "user_inv", "items", "item_inv", "pos")
+        )

@@ -6,6 +6,7 @@ the alias.
 
 Run: OMP_NUM_THREADS=1 PYTHONPATH=. python -m pytest -q -m slow tests/test_serving.py
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ USERS = [0, 7, 123, 599]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -55,8 +57,14 @@ def frame(columns: list[str], rows: list[list]) -> dict:
 
 
 def proex(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "proex.cli", *args], cwd=REPO, env=base_env(), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "proex.cli", *args],
+        cwd=REPO,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +73,17 @@ def grid_run(tmp_path_factory):
     proc, uri = start_server(str(root / "mlflow"), "127.0.0.1", free_ports(1)[0])
     grid = root / "serve.yaml"
     grid.write_text(GRID)
-    cmd = [sys.executable, "ray_jobs/grid.py", str(grid), "--tracking-uri", uri, "--storage", str(root / "tune"),
-           "--num-cpus", "2"]
+    cmd = [
+        sys.executable,
+        "ray_jobs/grid.py",
+        str(grid),
+        "--tracking-uri",
+        uri,
+        "--storage",
+        str(root / "tune"),
+        "--num-cpus",
+        "2",
+    ]
     first = subprocess.run(cmd, cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     again = subprocess.run(cmd, cwd=REPO, env=base_env(), capture_output=True, text=True, timeout=600)
@@ -108,8 +125,19 @@ def served_equals_recommend(url: str, uri: str, run_id: str, tmp_path, k: int = 
     assert status == 200, body
     served = pd.DataFrame(body["predictions"])
     out = tmp_path / f"{run_id}.csv"
-    done = proex("recommend", "--run", run_id, "--tracking-uri", uri, "--users", *map(str, USERS), "--k", str(k),
-                 "--out", str(out))
+    done = proex(
+        "recommend",
+        "--run",
+        run_id,
+        "--tracking-uri",
+        uri,
+        "--users",
+        *map(str, USERS),
+        "--k",
+        str(k),
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     want = pd.read_csv(out)
     assert served[["user", "rank", "item"]].values.tolist() == want[["user", "rank", "item"]].values.tolist()
@@ -125,8 +153,9 @@ def test_champion_served_over_http_answers_like_proex_recommend(grid_run, model,
     uri = grid_run["uri"]
     name = f"proex-serve-{model}-proex-synthetic"
     champion = Tracker(uri, experiment=None).client.get_model_version_by_alias(name, "champion")
-    proc, url = serve_model(f"models:/{name}@champion", uri, port=free_ports(1)[0],
-                            log_path=str(tmp_path / "serve.log"), env=base_env())
+    proc, url = serve_model(
+        f"models:/{name}@champion", uri, port=free_ports(1)[0], log_path=str(tmp_path / "serve.log"), env=base_env()
+    )
     try:
         served = served_equals_recommend(url, uri, champion.run_id, tmp_path)
         # a user may ask for different k on different rows; rows keep the request's order
@@ -135,8 +164,12 @@ def test_champion_served_over_http_answers_like_proex_recommend(grid_run, model,
         assert status == 200 and mixed.user.tolist() == [7, 7, 7, 0, 0]
         first = served[served.user == 7].item[:3].tolist() + served[served.user == 0].item[:2].tolist()
         assert mixed.item.tolist() == first
-        bad = {"unknown user": frame(["user", "k"], [[600, 5]]), "positive integer": frame(["user", "k"], [[0, 0]]),
-               "send `user`": frame(["k"], [[5]]), "no original user ids": frame(["user_id", "k"], [["u1", 5]])}
+        bad = {
+            "unknown user": frame(["user", "k"], [[600, 5]]),
+            "positive integer": frame(["user", "k"], [[0, 0]]),
+            "send `user`": frame(["k"], [[5]]),
+            "no original user ids": frame(["user_id", "k"], [["u1", 5]]),
+        }
         if model == "multvae":
             bad["items this model stores per user"] = frame(["user", "k"], [[0, 101]])
         for message, body in bad.items():
@@ -149,8 +182,19 @@ def test_champion_served_over_http_answers_like_proex_recommend(grid_run, model,
         stop_server(proc)
     # `proex recommend --model-uri` reads the same registered model
     out = tmp_path / "model-uri.csv"
-    done = proex("recommend", "--model-uri", f"models:/{name}@champion", "--tracking-uri", uri,
-                 "--users", *map(str, USERS), "--k", "5", "--out", str(out))
+    done = proex(
+        "recommend",
+        "--model-uri",
+        f"models:/{name}@champion",
+        "--tracking-uri",
+        uri,
+        "--users",
+        *map(str, USERS),
+        "--k",
+        "5",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     cols = ["user", "rank", "item"]
     assert pd.read_csv(out)[cols].values.tolist() == served[cols].values.tolist()
@@ -163,10 +207,14 @@ def test_promote_moves_the_alias_and_registering_again_adds_nothing(grid_run):
     name = "proex-serve-lightgcn-base-synthetic"
     champion = client.get_model_version_by_alias(name, "champion")
     tracker = Tracker(uri, "proex-serve")
-    other = next(r for r in tracker.finished("cell").values() if r.data.tags["model"] == "lightgcn"
-                 and r.data.tags["plugin"] == "base" and r.info.run_id != champion.run_id)
-    done = proex("models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri,
-                 "--promote", other.info.run_id)
+    other = next(
+        r
+        for r in tracker.finished("cell").values()
+        if r.data.tags["model"] == "lightgcn" and r.data.tags["plugin"] == "base" and r.info.run_id != champion.run_id
+    )
+    done = proex(
+        "models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri, "--promote", other.info.run_id
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert client.get_model_version_by_alias(name, "champion").run_id == other.info.run_id
     done = proex("models", "register", "--grid", grid_run["grid"], "--tracking-uri", uri)

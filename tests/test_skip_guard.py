@@ -1,7 +1,7 @@
 """The skip guard (tests/skip_guard.py) in a pytest run of its own: a skip outside the allow-list fails the run
 under PROEX_STRICT_SKIPS=1 and is listed either way; an allow-listed skip passes; a reason is required."""
-import pytest
 
+import pytest
 import skip_guard
 
 BODY = """
@@ -28,8 +28,9 @@ def test_unlisted_skip_fails_the_run_in_ci(inner, monkeypatch):
     result = pytester.runpytest_inprocess("-p", "skip_guard")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*skipped tests: 1 (1 not in allow.txt)*",
-                                 "NOT ALLOWED  test_ray_area.py: *no_such_module_for_the_guard*"])
+    result.stdout.fnmatch_lines(
+        ["*skipped tests: 1 (1 not in allow.txt)*", "NOT ALLOWED  test_ray_area.py: *no_such_module_for_the_guard*"]
+    )
 
 
 def test_without_the_ci_switch_the_skip_is_listed_but_passes(inner, monkeypatch):

@@ -1,6 +1,7 @@
 """Study pieces without Ray: a study file's pruner and arms are checked with clear errors, the worker's hook
 reports validations to the trial and stops a hopeless one, arms expand to one study cell per plug-in, storage
 passwords are redacted, and a study report says so when importances cannot be computed."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,11 @@ def test_pruner_defaults_to_median_and_rejects_settings_of_another_pruner(tmp_pa
     assert isinstance(make_pruner(grid.study.pruner), optuna.pruners.MedianPruner)
     hb = load_grid(grid_file(tmp_path, "pruner: {type: hyperband, max_resource: 30, reduction_factor: 2}"))
     assert isinstance(make_pruner(hb.study.pruner), optuna.pruners.HyperbandPruner)
-    with pytest.raises(ConfigError, match=r"study.yaml: study.pruner: \['n_warmup_steps'\] do not apply to the "
-                                          r"successive_halving pruner"):
+    with pytest.raises(
+        ConfigError,
+        match=r"study.yaml: study.pruner: \['n_warmup_steps'\] do not apply to the "
+        r"successive_halving pruner",
+    ):
         load_grid(grid_file(tmp_path, "pruner: {type: successive_halving, n_warmup_steps: 3}"))
     with pytest.raises(ConfigError, match=r"study.pruner.type: 'mediam'; use one of none, median"):
         load_grid(grid_file(tmp_path, "pruner: {type: mediam}"))
@@ -51,16 +55,24 @@ def test_pruner_defaults_to_median_and_rejects_settings_of_another_pruner(tmp_pa
 
 
 def test_arms_are_tuned_as_one_study_each_with_their_own_extra_space(tmp_path):
-    grid = load_grid(grid_file(tmp_path, """
+    grid = load_grid(
+        grid_file(
+            tmp_path,
+            """
         arms: [base, proex]
         arm_space: {proex: {plugin_config.reg_weight: {low: 0.1, high: 1.0}}}
-    """))
+    """,
+        )
+    )
     cells = study_cells(grid)
     assert [gc.config.plugin for gc in cells] == ["base", "proex"]
     names = [study_name(grid, gc) for gc in cells]
     assert names[0].startswith("s/lightgcn-base-") and names[1].startswith("s/lightgcn-proex-")
-    with pytest.raises(ConfigError, match=r"axes.plugin lists \['kar'\], which study.arms \['base', 'proex'\] does "
-                                          r"not tune"):
+    with pytest.raises(
+        ConfigError,
+        match=r"axes.plugin lists \['kar'\], which study.arms \['base', 'proex'\] does "
+        r"not tune",
+    ):
         study_cells(load_grid(grid_file(tmp_path, "arms: [base, proex]", plugins="[base, kar]")))
     with pytest.raises(ConfigError, match=r"study.arm_space.kar: not one of study.arms"):
         load_grid(grid_file(tmp_path, "arms: [base]\narm_space: {kar: {train.lr: {low: 1, high: 2}}}"))
@@ -75,8 +87,9 @@ def report(epoch: int, value: float) -> ValidationReport:
 def test_the_worker_hook_reports_every_validation_and_stops_a_trial_below_the_median(tmp_path):
     url = f"sqlite:///{tmp_path}/o.db"
     spec = PrunerSpec(n_startup_trials=2, n_warmup_steps=3)
-    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize",
-                                pruner=make_pruner(spec))
+    study = optuna.create_study(
+        study_name="s", storage=open_storage(url), direction="maximize", pruner=make_pruner(spec)
+    )
     for _ in range(2):  # two finished trials reached 0.3 at epoch 3
         t = study.ask()
         t.report(0.1, 0)

@@ -1,5 +1,6 @@
 """The trainer: validation schedule, early stopping and restore of the best state, determinism,
 resume after an interruption, and checkpoints that save and load."""
+
 import json
 import os
 
@@ -8,10 +9,10 @@ import torch
 from conftest import plugin_system
 
 from proex import checkpoint
+from proex.data.sampling import bpr_batches
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, build_system, resolve, run_cell
 from proex.runtime import seed_everything
-from proex.data.sampling import bpr_batches
 from proex.train import Trainer, make_optimizer, training_batches, training_loss
 
 
@@ -115,6 +116,7 @@ def test_checkpoint_round_trip(tiny, tmp_path):
     users = torch.arange(10)
     system.eval()
     from proex.models import UserBatch
+
     with torch.no_grad():
         assert torch.equal(system.scorer()(UserBatch(users, None)), loaded.scorer()(UserBatch(users, None)))
     assert payload["metrics"]["test"] == result.test
@@ -143,8 +145,9 @@ def test_unknown_config_key_is_rejected(tiny):
 def test_reg_weight_is_the_sum_of_squares_penalty_on_every_parameter(tiny):
     """make_optimizer's weight decay 2w gives the same Adam step as adding w·Σ‖θ‖² to the loss
     (as the official codes' weight decay does), for the model's and the plug-in's parameters alike."""
-    r = resolve(CellConfig(dataset="tiny", model="lightgcn", model_config={"reg_weight": 0.05},
-                           train={"device": "cpu"}))
+    r = resolve(
+        CellConfig(dataset="tiny", model="lightgcn", model_config={"reg_weight": 0.05}, train={"device": "cpu"})
+    )
     data = TrainData(tiny)
     seed_everything(0)
     a = build_system(r, data)
@@ -188,8 +191,13 @@ def test_compiled_loss_matches_eager_and_trains_end_to_end(synth):
             assert torch.allclose(t_eager[k], t_comp[k], rtol=1e-4, atol=1e-6), k
         for ge, gc in zip(g_eager, g_comp):
             assert torch.allclose(ge, gc, rtol=1e-3, atol=1e-6)
-    cell = CellConfig(dataset="synthetic", model="lightgcn", plugin="proex", profiles="synthetic-latent:k=4,dim=16",
-                      train={"epochs": 3, "device": "cpu", "batch_size": 256, "compile": True})
+    cell = CellConfig(
+        dataset="synthetic",
+        model="lightgcn",
+        plugin="proex",
+        profiles="synthetic-latent:k=4,dim=16",
+        train={"epochs": 3, "device": "cpu", "batch_size": 256, "compile": True},
+    )
     result, _ = run_cell(cell, inter)
     assert result.config["train"]["compile"] is True and 0.0 < result.test["recall@20"] <= 1.0
 
@@ -200,8 +208,13 @@ def test_tf32_switch_is_scoped_to_the_fit(tiny, monkeypatch):
     matmul = torch.backends.cuda.matmul
     before = matmul.fp32_precision
     seen = []
-    monkeypatch.setattr(Trainer, "_evaluate", staticmethod(
-        lambda system, ev, _orig=Trainer._evaluate: (seen.append(matmul.fp32_precision), _orig(system, ev))[1]))
+    monkeypatch.setattr(
+        Trainer,
+        "_evaluate",
+        staticmethod(
+            lambda system, ev, _orig=Trainer._evaluate: (seen.append(matmul.fp32_precision), _orig(system, ev))[1]
+        ),
+    )
     fast, _, _ = _fit(tiny, _cell(epochs=3, tf32=True))
     assert set(seen) == {"tf32"} and matmul.fp32_precision == before
     seen.clear()
@@ -211,8 +224,16 @@ def test_tf32_switch_is_scoped_to_the_fit(tiny, monkeypatch):
 
 
 # Operators after which the host must wait for a CUDA device (their output size or value is read on the host).
-HOST_WAITS = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive", "bincount",
-              "masked_select", "repeat_interleave"}
+HOST_WAITS = {
+    "_local_scalar_dense",
+    "nonzero",
+    "_unique2",
+    "unique_dim",
+    "unique_consecutive",
+    "bincount",
+    "masked_select",
+    "repeat_interleave",
+}
 
 
 @pytest.mark.parametrize("plugin", ["base", "proex"])
@@ -267,8 +288,13 @@ def test_deterministic_fit_repeats_bit_for_bit():
     assert not torch.are_deterministic_algorithms_enabled()
     weights = []
     for _ in range(2):
-        r = resolve(CellConfig(dataset="synthetic:seed=0", model="lightgcn",
-                               train={"device": "cpu", "epochs": 3, "batch_size": 1024, "deterministic": True}))
+        r = resolve(
+            CellConfig(
+                dataset="synthetic:seed=0",
+                model="lightgcn",
+                train={"device": "cpu", "epochs": 3, "batch_size": 1024, "deterministic": True},
+            )
+        )
         seed_everything(0)
         data = TrainData(inter)
         system = build_system(r, data)

@@ -7,6 +7,7 @@ the report's place on the tracking server), then opens the printed links in head
 test metrics and label columns, the dataset) and the grid run's page (the report and its figure).
 Screenshots go to the test's tmp folder; with PROEX_UI_SCREENSHOTS=DIR they are copied there too.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,15 @@ from proex.infra.mlflow_server import start_server, stop_server  # noqa: E402
 from proex.infra.tracker import EXPERIMENT_KIND, Tracker  # noqa: E402
 from proex.infra.ui import links, save_comparison_view  # noqa: E402
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_experiment_opens_as_model_training_with_a_saved_comparison_view(tmp_path):
@@ -44,10 +52,14 @@ def test_experiment_opens_as_model_training_with_a_saved_comparison_view(tmp_pat
     save_comparison_view(t, ["recall@20", "ndcg@20"])
     view = json.loads(t.client.get_experiment(t.experiment_id).tags["mlflow.sharedViewState.proex-comparison"])
     assert view["selectedColumns"][:2] == ["metrics.`test_recall_at_20`", "metrics.`test_ndcg_at_20`"]
-    assert {"tags.`model`", "tags.`plugin`", "tags.`dataset`", "tags.`seed`", "attributes.`Dataset`"} <= set(view["selectedColumns"])
+    assert {"tags.`model`", "tags.`plugin`", "tags.`dataset`", "tags.`seed`", "attributes.`Dataset`"} <= set(
+        view["selectedColumns"]
+    )
     assert view["orderByKey"] == "tags.`mlflow.runName`"  # not the creation time: children are listed flat
     url = links(t, "abc")["compare"]
-    assert url.endswith(f"#/experiments/{t.experiment_id}/runs?viewStateShareKey=proex-comparison&workflowType=machine_learning")
+    assert url.endswith(
+        f"#/experiments/{t.experiment_id}/runs?viewStateShareKey=proex-comparison&workflowType=machine_learning"
+    )
 
 
 GRID = """\
@@ -83,18 +95,41 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
         grid = tmp_path / "uitest.yaml"
         grid.write_text(GRID)
         env = base_env()
-        done = subprocess.run([sys.executable, "ray_jobs/grid.py", str(grid), "--tracking-uri", uri, "--storage",
-                               str(tmp_path / "tune"), "--num-cpus", "2", "--report-dir", str(tmp_path / "report")],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "ray_jobs/grid.py",
+                str(grid),
+                "--tracking-uri",
+                uri,
+                "--storage",
+                str(tmp_path / "tune"),
+                "--num-cpus",
+                "2",
+                "--report-dir",
+                str(tmp_path / "report"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         console = done.stdout + done.stderr
         (tmp_path / "console.txt").write_text(console)
         assert done.returncode == 0, console[-4000:]
         # The console: no traceback, readable names, one line per cell, the report on the tracking server.
         assert "Traceback" not in console and "SystemExit" not in console, console[-4000:]
         assert not re.search(r"cell-[0-9a-f]{12}|'variants'", console), console[-4000:]
-        lines = [ln.split("] ", 1)[1] for ln in console.splitlines()
-                 if re.match(r"\[\d/2 finished, .* ETA [\d:]+\] lightgcn-(base|proex)-synthetic-s0 done in", ln)]
-        assert len(lines) == 2 and {ln.split()[0] for ln in lines} == {"lightgcn-base-synthetic-s0", "lightgcn-proex-synthetic-s0"}, console
+        lines = [
+            ln.split("] ", 1)[1]
+            for ln in console.splitlines()
+            if re.match(r"\[\d/2 finished, .* ETA [\d:]+\] lightgcn-(base|proex)-synthetic-s0 done in", ln)
+        ]
+        assert len(lines) == 2 and {ln.split()[0] for ln in lines} == {
+            "lightgcn-base-synthetic-s0",
+            "lightgcn-proex-synthetic-s0",
+        }, console
         assert all("recall@20 0." in ln for ln in lines)
         report = re.search(r"report: +on the tracking server, run (\w+): (\S+)", console)
         assert "/tmp/" not in console.split("report:")[-1].split("\n")[0]  # not a path in the driver's folder
@@ -118,8 +153,17 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
             # The model-training runs table, not the GenAI view; both cells are rows (not folded under the grid
             # run), with their test metrics, labels and dataset as columns.
             assert "Evaluation runs" not in body and "Sort: Run Name" in body
-            for text in ("lightgcn-base-synthetic-s0", "lightgcn-proex-synthetic-s0", "uitest", "test_recall_at_20",
-                         "test_ndcg_at_20", "model", "plugin", "seed", "best_epoch"):
+            for text in (
+                "lightgcn-base-synthetic-s0",
+                "lightgcn-proex-synthetic-s0",
+                "uitest",
+                "test_recall_at_20",
+                "test_ndcg_at_20",
+                "model",
+                "plugin",
+                "seed",
+                "best_epoch",
+            ):
                 assert text in body, (text, body[:3000])
             rows = page.locator(".ag-center-cols-container .ag-row")
             assert rows.count() == 3  # the grid run and its two cells, each a visible row
@@ -134,7 +178,9 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
                 more.first.click()
             figure = page.locator("img[src*='report%2Fcurves.png']").first
             figure.wait_for(timeout=30_000)
-            page.wait_for_function("i => i.complete && i.naturalWidth > 100", arg=figure.element_handle(), timeout=30_000)
+            page.wait_for_function(
+                "i => i.complete && i.naturalWidth > 100", arg=figure.element_handle(), timeout=30_000
+            )
             assert "lightgcn" in page.inner_text("body") and "p_value" in page.inner_text("body")
             page.screenshot(path=str(tmp_path / "ui-report.png"), full_page=True)
             _keep(tmp_path, "ui-report.png")
@@ -144,4 +190,3 @@ def test_grid_console_and_the_ui_its_link_opens(tmp_path):
             browser.close()
     finally:
         stop_server(proc)
-

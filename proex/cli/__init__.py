@@ -17,6 +17,7 @@ This module builds the parser and dispatches; each subcommand is one module of t
 llm_profiles), report, recommend, models (the model registry), config. `dataset_flags` holds the dataset flags several of them share.
 The library never reads argv; this package is the only place that does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,15 @@ from ..data.interactions import DataError
 from . import config, data, models, profiles, recommend, report, train
 
 # subcommand -> its module, in the order `proex --help` lists them
-COMMANDS = {"train": train, "data": data, "profiles": profiles, "report": report, "recommend": recommend,
-            "models": models, "config": config}
+COMMANDS = {
+    "train": train,
+    "data": data,
+    "profiles": profiles,
+    "report": report,
+    "recommend": recommend,
+    "models": models,
+    "config": config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     for command in COMMANDS.values():
         command.register(sub)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     try:
         return COMMANDS[args.cmd].run(args)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as exc:

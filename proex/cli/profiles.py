@@ -1,6 +1,7 @@
 """`proex profiles`: the command, its profile-bank subcommands (import-rlmrec, synth, inspect) and the LLM
 profile stage's four (estimate, generate, embed, offline: `cli.llm_profiles`).
 """
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,10 @@ from .dataset_flags import add_dataset_args, dataset_spec
 
 
 def register(sub) -> None:
-    p = sub.add_parser("profiles", help="LLM profiles (estimate, generate, embed, offline) and profile banks "
-                       "(import-rlmrec, synth, inspect)")
+    p = sub.add_parser(
+        "profiles",
+        help="LLM profiles (estimate, generate, embed, offline) and profile banks (import-rlmrec, synth, inspect)",
+    )
     psub = p.add_subparsers(dest="profiles_cmd", required=True)
     i = psub.add_parser("import-rlmrec", help="stack usr/itm_emb_np[_k].pkl of RLMRec/ProEx into a bank")
     i.add_argument("source", help="folder holding usr_emb_np.pkl, itm_emb_np.pkl and optionally *_np_1..K-1.pkl")
@@ -50,6 +53,17 @@ def run(args) -> int:
         bank = load_profiles(args.spec, load_dataset(dataset_spec(args))).save(args.out)
     else:
         bank = load_bank(args.bank, verify=args.verify)
-    print(json.dumps({"path": bank.path, "bank_id": bank.bank_id, "user": list(bank.user.shape),
-                      "item": list(bank.item.shape), **bank.manifest}, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "path": bank.path,
+                "bank_id": bank.bank_id,
+                "user": list(bank.user.shape),
+                "item": list(bank.item.shape),
+                **bank.manifest,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0

@@ -7,6 +7,7 @@
 --run and --model-uri (a logged or registered served model: the lists `mlflow models serve` answers with) need the
 `infra` extra (MLflow); a local checkpoint needs nothing more.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,11 @@ def register(sub) -> None:
     src = c.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="MLflow run id of a finished cell (its checkpoint artifact is used)")
     src.add_argument("--checkpoint", help="a checkpoint.pt written by `proex train` or a grid")
-    src.add_argument("--model-uri", help="a served model: models:/<name>@champion, models:/<name>/<version>, "
-                                         "models:/<model id> or a local MLflow model folder")
+    src.add_argument(
+        "--model-uri",
+        help="a served model: models:/<name>@champion, models:/<name>/<version>, "
+        "models:/<model id> or a local MLflow model folder",
+    )
     who = c.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", nargs="+", type=int, help="dense user indices")
     who.add_argument("--users-file", help="a file with one dense user index per line")

@@ -11,6 +11,7 @@ A grid's report needs the `infra` extra (MLflow); a folder's needs nothing more.
 prints lists every comparison on one line: Improv.%, its 95% interval, the raw and Holm-adjusted p and, when the
 arms trained under different protocols or tunings, the note ("protocol differs: patience 5 (base) vs 20 (proex)").
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,18 +20,34 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    r = sub.add_parser("report", help="tables, paired t-tests and figures: of a grid (from its MLflow runs) or of "
-                       "a folder of `proex train` outputs")
+    r = sub.add_parser(
+        "report",
+        help="tables, paired t-tests and figures: of a grid (from its MLflow runs) or of "
+        "a folder of `proex train` outputs",
+    )
     r.add_argument("grid", help="the grid YAML file the runs came from, or a folder of `proex train --out` folders")
     r.add_argument("--reference", default="base", help="folder reports: the plug-in the others are compared with")
-    r.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
-    r.add_argument("--out", default=None, help="output folder (default mlruns/reports/<grid name>; for a folder of "
-                   "runs <folder>/report)")
+    r.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)"
+    )
+    r.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default mlruns/reports/<grid name>; for a folder of runs <folder>/report)",
+    )
     r.add_argument("--no-log", action="store_true", help="do not log the report on the grid's parent run")
-    r.add_argument("--storage", default=None, help="a study file's Optuna storage (default: its study.storage, else "
-                   "sqlite beside the MLflow store, as ray_jobs/tune.py uses)")
-    r.add_argument("--test", choices=("ttest", "wilcoxon"), default=None,
-                   help="paired test over matched seeds (default: the grid's report.test, else ttest; folders: ttest)")
+    r.add_argument(
+        "--storage",
+        default=None,
+        help="a study file's Optuna storage (default: its study.storage, else "
+        "sqlite beside the MLflow store, as ray_jobs/tune.py uses)",
+    )
+    r.add_argument(
+        "--test",
+        choices=("ttest", "wilcoxon"),
+        default=None,
+        help="paired test over matched seeds (default: the grid's report.test, else ttest; folders: ttest)",
+    )
 
 
 def run(args) -> int:
@@ -56,8 +73,11 @@ def run(args) -> int:
     tracker = Tracker(args.tracking_uri, f"proex-{grid.name}")
     out = args.out or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, log=not args.no_log)
-    print(json.dumps({"grid": grid.name, "tracking_uri": tracker.uri, "files": files, "comparisons": _lines(files)},
-                     indent=2))
+    print(
+        json.dumps(
+            {"grid": grid.name, "tracking_uri": tracker.uri, "files": files, "comparisons": _lines(files)}, indent=2
+        )
+    )
     return 0
 
 

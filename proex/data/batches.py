@@ -4,6 +4,7 @@
   `torch.unique(..., return_inverse=True)` gives), which plug-ins map profiles for.
 * `UserBatch`: users with their training rows, for the generative models and for scoring.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class Distinct:
     pos: Tensor
 
     @staticmethod
-    def of(batch: "PairBatch") -> "Distinct":
+    def of(batch: PairBatch) -> Distinct:
         """Computed for one batch. On a GPU each `torch.unique` waits for the device, which is why
         `bpr_batches(distinct=True)` computes the whole epoch's at once (data/sampling.py)."""
         users, user_inv = torch.unique(batch.users, return_inverse=True)

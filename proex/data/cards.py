@@ -28,6 +28,7 @@ is in validation or test, was filtered out (rating, k-core) or never interacted 
 no profile built from the dataset sees held-out interactions. A user's kept rows become a column of
 `user_text` (what they wrote), an item's a column of `item_text` (what was written about it).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,14 +78,15 @@ class DatasetCard(TableConfig):
         names = {f.name for f in dataclasses.fields(TableConfig)}
         return TableConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
-    def check(self) -> "DatasetCard":
+    def check(self) -> DatasetCard:
         super().check()
         if not self.interactions:
-            raise ConfigError("dataset card: `interactions` (the interaction table) is required "
-                              "(CLI: --dataset TABLE)")
+            raise ConfigError("dataset card: `interactions` (the interaction table) is required (CLI: --dataset TABLE)")
         if self.interaction_text and not self.interaction_text_cols:
-            raise ConfigError(f"dataset card: interaction_text={self.interaction_text!r} needs "
-                              "interaction_text_cols, e.g. [tag] (CLI: --interaction-text-cols tag)")
+            raise ConfigError(
+                f"dataset card: interaction_text={self.interaction_text!r} needs "
+                "interaction_text_cols, e.g. [tag] (CLI: --interaction-text-cols tag)"
+            )
         return self
 
 
@@ -158,8 +160,9 @@ def parse_value(key: str, text: str, where: str):
             parts = [p.strip() for p in text.strip("[]()").split(",") if p.strip()]
             return tuple(inner(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"{where}: {key}={text!r} is not a {getattr(kind, '__name__', kind)} "
-                          f"(flag {flag(key)})") from None
+        raise ConfigError(
+            f"{where}: {key}={text!r} is not a {getattr(kind, '__name__', kind)} (flag {flag(key)})"
+        ) from None
     return text
 
 
@@ -167,8 +170,15 @@ def load_card(card: DatasetCard, name: str | None = None, source: str | None = N
     """Load the dataset a card describes (see module doc); extras["card"] holds every key that ran."""
     card.check()
     cfg = card.table_config()
-    inter = load_table(card.interactions, cfg, name=name, user_text=card.user_text, item_text=card.item_text,
-                       user_text_cols=card.user_text_cols, item_text_cols=card.item_text_cols)
+    inter = load_table(
+        card.interactions,
+        cfg,
+        name=name,
+        user_text=card.user_text,
+        item_text=card.item_text,
+        user_text_cols=card.user_text_cols,
+        item_text_cols=card.item_text_cols,
+    )
     if card.interaction_text_cols:
         _attach_interaction_text(inter, card)
     inter.extras["card"] = dataclasses.asdict(card)
@@ -200,8 +210,12 @@ def _attach_interaction_text(inter: Interactions, card: DatasetCard) -> None:
     held_out = np.zeros(len(df), dtype=bool)
     held = (inter.val + inter.test).tocsr()
     held_out[known] = np.asarray(held[users[known], items[known]]).ravel() > 0
-    counts = {"rows": len(df), "kept_train": int(in_train.sum()), "dropped_val_test": int(held_out.sum()),
-              "dropped_not_in_train": int((~in_train & ~held_out).sum())}
+    counts = {
+        "rows": len(df),
+        "kept_train": int(in_train.sum()),
+        "dropped_val_test": int(held_out.sum()),
+        "dropped_not_in_train": int((~in_train & ~held_out).sum()),
+    }
     inter.extras.setdefault("counts", {})["interaction_text"] = counts
     log.info("%s: interaction text %s (only training pairs are kept)", path, counts)
     kept = df.loc[in_train, list(card.interaction_text_cols)].fillna("").astype(str)

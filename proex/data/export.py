@@ -5,6 +5,7 @@
 plus the text columns) when the dataset has text; extras that are numpy arrays (e.g. the synthetic latent
 factors) in extras.npz.
 """
+
 from __future__ import annotations
 
 import os

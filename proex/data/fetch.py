@@ -8,6 +8,7 @@ file goes to `<dest>/<name>/<basename>`, and entries with `..` or absolute paths
 Each installed dataset is then loaded and compared with the registry's expected counts.
 A manually downloaded archive can be installed with `url="file:///path/to/data.zip"`.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -29,9 +30,13 @@ RLMREC_URL = "https://archive.org/download/rlmrec_data/data.zip"
 DATASET_FILES = tuple(SPLIT_FILES.values()) + ("usr_emb_np*.pkl", "itm_emb_np*.pkl", "usr_prf.pkl", "itm_prf.pkl")
 
 
-def fetch_rlmrec(dest_dir: str | Path | None = None, url: str = RLMREC_URL,
-                 datasets: tuple[str, ...] | list[str] = ("amazon", "yelp", "steam"), timeout: float = 60,
-                 verify: bool = True) -> list[str]:
+def fetch_rlmrec(
+    dest_dir: str | Path | None = None,
+    url: str = RLMREC_URL,
+    datasets: tuple[str, ...] | list[str] = ("amazon", "yelp", "steam"),
+    timeout: float = 60,
+    verify: bool = True,
+) -> list[str]:
     """Install `datasets` from the archive at `url` under `dest_dir` (default: the registry's data dir).
 
     Datasets already present and valid are skipped; nothing is downloaded when all are. Returns the names
@@ -47,8 +52,9 @@ def fetch_rlmrec(dest_dir: str | Path | None = None, url: str = RLMREC_URL,
         fd, tmp_name = tempfile.mkstemp(prefix=".rlmrec-", suffix=".zip.part", dir=dest)
         os.close(fd)
     except OSError as e:
-        raise DataError(f"{dest}: cannot write there ({e}); pass a writable dest_dir or set PROEX_DATA_DIR "
-                        "to a writable folder.") from None
+        raise DataError(
+            f"{dest}: cannot write there ({e}); pass a writable dest_dir or set PROEX_DATA_DIR to a writable folder."
+        ) from None
     tmp = Path(tmp_name)
     try:
         _download(url, tmp, timeout, dest)
@@ -59,9 +65,11 @@ def fetch_rlmrec(dest_dir: str | Path | None = None, url: str = RLMREC_URL,
         data = load_rlmrec(dest / name, name)
         problems = check_expected(data) if verify else []
         if problems:
-            raise DataError(f"{dest / name}: installed from {url} but its counts differ from the expected ones: "
-                            f"{'; '.join(problems)}. The archive may have changed or be a different release; "
-                            "check it, or pass verify=False to keep it anyway.")
+            raise DataError(
+                f"{dest / name}: installed from {url} but its counts differ from the expected ones: "
+                f"{'; '.join(problems)}. The archive may have changed or be a different release; "
+                "check it, or pass verify=False to keep it anyway."
+            )
     return list(datasets)
 
 
@@ -86,9 +94,12 @@ def _download(url: str, target: Path, timeout: float, dest: Path, hint: str | No
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DataError(
-            f"could not download {url} ({type(e).__name__}: {reason}). " + (hint or
-            f"Download it by hand and unzip it so that {dest}/<name>/{{trn,val,tst}}_mat.pkl exist (the archive "
-            "holds data/<name>/...), or rerun with url='file:///path/to/data.zip'.")
+            f"could not download {url} ({type(e).__name__}: {reason}). "
+            + (
+                hint
+                or f"Download it by hand and unzip it so that {dest}/<name>/{{trn,val,tst}}_mat.pkl exist (the archive "
+                "holds data/<name>/...), or rerun with url='file:///path/to/data.zip'."
+            )
         ) from None
 
 
@@ -97,8 +108,10 @@ def _extract(archive: Path, url: str, dest: Path, names: list[str]) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"{url}: the downloaded file is not a valid zip archive ({e}); it is truncated or corrupt. "
-                        "Retry the download, or download and unzip it by hand.") from None
+        raise DataError(
+            f"{url}: the downloaded file is not a valid zip archive ({e}); it is truncated or corrupt. "
+            "Retry the download, or download and unzip it by hand."
+        ) from None
     with zf:
         entries = []
         for info in zf.infolist():
@@ -120,9 +133,11 @@ def _extract(archive: Path, url: str, dest: Path, names: list[str]) -> None:
     missing = [n for n in names if n not in folders]
     if missing:
         present = sorted({f[-1] for _, f in found})
-        raise DataError(f"{url}: the archive has no folder with {SPLIT_FILES['train']} for {missing} "
-                        f"(it has: {present or 'none'}). Request only datasets it has, or install the missing ones by "
-                        f"hand as {dest}/<name>/{{trn,val,tst}}_mat.pkl.")
+        raise DataError(
+            f"{url}: the archive has no folder with {SPLIT_FILES['train']} for {missing} "
+            f"(it has: {present or 'none'}). Request only datasets it has, or install the missing ones by "
+            f"hand as {dest}/<name>/{{trn,val,tst}}_mat.pkl."
+        )
 
 
 def _write(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, sub: str, basename: str, url: str) -> None:

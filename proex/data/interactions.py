@@ -4,6 +4,7 @@ All loaders (RLMRec pickles, CSV/Parquet tables, the synthetic generator) return
 Its checks follow the RLMRec data format (HKUDS/RLMRec data_handler_general_cf.py): one shape for all splits, binary values, disjoint splits,
 every index in range, and every user with at least one training interaction.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Interactions:
             raise ValueError(f"unknown split {name!r}; use train, val or test")
         return getattr(self, name)
 
-    def validate(self) -> "Interactions":
+    def validate(self) -> Interactions:
         """Check shapes, binariness, disjointness and non-empty users; raise DataError naming the source."""
         where = self.source or self.name
         shape = self.train.shape

@@ -23,6 +23,7 @@ Nothing is installed until every file passed its check and converted and the car
 present downloads nothing; `--refresh` downloads again and replaces the folder only if all checks pass. Files
 land in `<dest>/<name>/`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,9 +34,9 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import public_formats as formats
 from .fetch import _download
@@ -47,8 +48,11 @@ GOODBOOKS = f"https://raw.githubusercontent.com/zygmuntz/goodbooks-10k/{GOODBOOK
 STEAM = "https://cseweb.ucsd.edu/~wckang/"  # the Steam files of jmcauley's dataset page (Version 2)
 # Amazon Review Data (2018), linked from nijianmo.github.io/amazon; older links: jmcauley.ucsd.edu/data/amazon_v2/
 AMAZON_2018 = "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/"
-AMAZON_CATEGORIES = {"amazon-all-beauty": "All_Beauty", "amazon-software": "Software",
-                     "amazon-video-games": "Video_Games"}  # 5-core categories of Amazon Review Data (2018)
+AMAZON_CATEGORIES = {
+    "amazon-all-beauty": "All_Beauty",
+    "amazon-software": "Software",
+    "amazon-video-games": "Video_Games",
+}  # 5-core categories of Amazon Review Data (2018)
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,8 @@ item_text_id: book_id
 item_text_cols: [title, authors, tags]
 text_unknown_ids: ignore      # a book of books.csv that nobody rated (none in the full data) is skipped
 """
-_STEAM_CARD = """\
-# Steam (UCSD, {url}steam_reviews.json.gz + steam_games.json.gz); fetched by `proex data fetch steam-reviews`
+_STEAM_CARD = f"""\
+# Steam (UCSD, {STEAM}steam_reviews.json.gz + steam_games.json.gz); fetched by `proex data fetch steam-reviews`
 interactions: reviews.csv     # one row per review: username, product_id, timestamp (review day, UTC), hours, text
 user_col: username
 item_col: product_id
@@ -107,7 +111,7 @@ item_text: games.csv          # title, genres, tags, specs of each game (steam_g
 item_text_id: id
 item_text_cols: [title, genres, tags, specs]
 text_unknown_ids: ignore      # games.csv also lists games nobody reviewed
-""".format(url=STEAM)
+"""
 
 _AMAZON_CARD = """\
 # Amazon Review Data 2018, {cat} 5-core ({base}categoryFilesSmall/{cat}_5.json.gz + metaFiles2/meta_{cat}.json.gz);
@@ -126,39 +130,59 @@ item_text_cols: [title, brand, categories, description]
 
 def _amazon(name: str, cat: str) -> PublicDataset:
     return PublicDataset(
-        AMAZON_2018, (Remote(f"categoryFilesSmall/{cat}_5.json.gz", "first-download"),
-                      Remote(f"metaFiles2/meta_{cat}.json.gz", "first-download")),
-        formats.amazon_2018, _AMAZON_CARD.format(cat=cat, base=AMAZON_2018, name=name),
-        f"Amazon Review Data 2018: {cat} 5-core reviews with product metadata")
+        AMAZON_2018,
+        (
+            Remote(f"categoryFilesSmall/{cat}_5.json.gz", "first-download"),
+            Remote(f"metaFiles2/meta_{cat}.json.gz", "first-download"),
+        ),
+        formats.amazon_2018,
+        _AMAZON_CARD.format(cat=cat, base=AMAZON_2018, name=name),
+        f"Amazon Review Data 2018: {cat} 5-core reviews with product metadata",
+    )
 
 
 PUBLIC = {
     "movielens-small": PublicDataset(
-        GROUPLENS, (Remote("ml-latest-small.zip", "md5-file"),), formats.movielens_small,
-        _ML_CARD.format(title="MovieLens latest-small", url=GROUPLENS + "ml-latest-small.zip",
-                        name="movielens-small") + _TAGS,
-        "610 users, 9.7k movies, 100k ratings, 3.7k tags"),
+        GROUPLENS,
+        (Remote("ml-latest-small.zip", "md5-file"),),
+        formats.movielens_small,
+        _ML_CARD.format(title="MovieLens latest-small", url=GROUPLENS + "ml-latest-small.zip", name="movielens-small")
+        + _TAGS,
+        "610 users, 9.7k movies, 100k ratings, 3.7k tags",
+    ),
     "movielens-1m": PublicDataset(
-        GROUPLENS, (Remote("ml-1m.zip", "md5-file"),), formats.movielens_1m,
+        GROUPLENS,
+        (Remote("ml-1m.zip", "md5-file"),),
+        formats.movielens_1m,
         _ML_CARD.format(title="MovieLens 1M", url=GROUPLENS + "ml-1m.zip", name="movielens-1m"),
-        "6,040 users, 3.7k movies, 1M ratings; no tags"),
+        "6,040 users, 3.7k movies, 1M ratings; no tags",
+    ),
     "goodbooks-10k": PublicDataset(
         GOODBOOKS,
-        (Remote("ratings.csv", "git-blob:0d245a10acfe3c89b2e4004cdbc805b99771ac5d"),
-         Remote("books.csv", "git-blob:d694afdf5f555b51c1128c6ff562b6e54a7f75e3"),
-         Remote("book_tags.csv", "git-blob:f82218f199850f533568eaf22529b5df1c545412"),
-         Remote("tags.csv", "git-blob:65b5424eeec23554e9b034933e438cd12017a985")),
-        formats.goodbooks, _GOODBOOKS_CARD, "53,424 users, 10k books, ~6M ratings; ratings.csv alone is 69 MB (its README)"),
+        (
+            Remote("ratings.csv", "git-blob:0d245a10acfe3c89b2e4004cdbc805b99771ac5d"),
+            Remote("books.csv", "git-blob:d694afdf5f555b51c1128c6ff562b6e54a7f75e3"),
+            Remote("book_tags.csv", "git-blob:f82218f199850f533568eaf22529b5df1c545412"),
+            Remote("tags.csv", "git-blob:65b5424eeec23554e9b034933e438cd12017a985"),
+        ),
+        formats.goodbooks,
+        _GOODBOOKS_CARD,
+        "53,424 users, 10k books, ~6M ratings; ratings.csv alone is 69 MB (its README)",
+    ),
     "steam-reviews": PublicDataset(
-        STEAM, (Remote("steam_reviews.json.gz", "first-download"), Remote("steam_games.json.gz", "first-download")),
-        formats.steam, _STEAM_CARD,
-        "millions of reviews (Version 2 review data) with game metadata; gigabytes, parsed line by line (minutes)"),
+        STEAM,
+        (Remote("steam_reviews.json.gz", "first-download"), Remote("steam_games.json.gz", "first-download")),
+        formats.steam,
+        _STEAM_CARD,
+        "millions of reviews (Version 2 review data) with game metadata; gigabytes, parsed line by line (minutes)",
+    ),
     **{name: _amazon(name, cat) for name, cat in AMAZON_CATEGORIES.items()},
 }
 
 
-def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None = None, timeout: float = 60,
-                 refresh: bool = False) -> Path:
+def fetch_public(
+    name: str, dest_dir: str | Path | None = None, url: str | None = None, timeout: float = 60, refresh: bool = False
+) -> Path:
     """Install public dataset `name` under `<dest_dir>/<name>/` (default: the registry's data dir) and return
     the path of its card. `url` replaces the official location: the folder holding the dataset's files
     (`<url>/<file>`), or for a one-file dataset that file's URL (a mirror, or `file:///.../ml-1m.zip`).
@@ -168,16 +192,20 @@ def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None 
     from .registry import default_data_dir
 
     if name not in PUBLIC:
-        raise DataError(f"unknown public dataset {name!r}; known: {', '.join(PUBLIC)} "
-                        "(and `proex data fetch` without a name for the RLMRec archive)")
+        raise DataError(
+            f"unknown public dataset {name!r}; known: {', '.join(PUBLIC)} "
+            "(and `proex data fetch` without a name for the RLMRec archive)"
+        )
     spec = PUBLIC[name]
     out = Path(dest_dir or default_data_dir()) / name
     card = out / f"{name}.yaml"
     if card.is_file() and not refresh:
         return card
     if out.exists() and not card.is_file():
-        raise DataError(f"{out} exists but holds no {card.name}: it is not a dataset installed by `proex data fetch "
-                        f"{name}` and is left alone. Pass another --dest, or move that folder away.")
+        raise DataError(
+            f"{out} exists but holds no {card.name}: it is not a dataset installed by `proex data fetch "
+            f"{name}` and is left alone. Pass another --dest, or move that folder away."
+        )
     recorded = _read_sources(out) if refresh else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out.parent) as tmp:
@@ -193,11 +221,17 @@ def fetch_public(name: str, dest_dir: str | Path | None = None, url: str | None 
         try:
             spec.convert(got, staging)
         except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"{name}: the downloaded files are not in the expected format ({type(exc).__name__}: "
-                            f"{exc}). Nothing was installed.") from None
+            raise DataError(
+                f"{name}: the downloaded files are not in the expected format ({type(exc).__name__}: "
+                f"{exc}). Nothing was installed."
+            ) from None
         (staging / "sources.json").write_text(json.dumps(sources, indent=2) + "\n")
-        (staging / card.name).write_text(spec.card + "".join(
-            f"# source: {s['url']} ({s['checksum']}; sha256 {s['sha256']}, {s['size']} bytes)\n" for s in sources))
+        (staging / card.name).write_text(
+            spec.card
+            + "".join(
+                f"# source: {s['url']} ({s['checksum']}; sha256 {s['sha256']}, {s['size']} bytes)\n" for s in sources
+            )
+        )
         load_spec(str(staging / card.name))  # the card loads before anything is installed
         if out.exists():
             shutil.rmtree(out)
@@ -222,23 +256,33 @@ def _file_url(url: str | None, spec: PublicDataset, remote: Remote) -> str:
 
 def _hint(name: str, spec: PublicDataset) -> str:
     md5 = " (with its .md5)" if any(r.checksum == "md5-file" for r in spec.files) else ""
-    return (f"Download {', '.join(r.name for r in spec.files)}{md5} from {spec.base} by hand into one folder "
-            f"(same sub-folders) and rerun `proex data fetch {name} --url file:///that/folder/`; the checksums are "
-            "still checked.")
+    return (
+        f"Download {', '.join(r.name for r in spec.files)}{md5} from {spec.base} by hand into one folder "
+        f"(same sub-folders) and rerun `proex data fetch {name} --url file:///that/folder/`; the checksums are "
+        "still checked."
+    )
 
 
-def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out: Path,
-           recorded: dict | None) -> dict:
+def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out: Path, recorded: dict | None) -> dict:
     """Verify one downloaded file (see module doc); return its sources.json record. DataError on a mismatch."""
     size, sha256 = path.stat().st_size, _feed(path, hashlib.sha256()).hexdigest()
     kind, _, pinned = remote.checksum.partition(":")
     if kind == "md5-file":
         md5_file = tmp / (remote.basename + ".md5")
-        _download(url + ".md5", md5_file, timeout, out, f"Download it with {remote.name} by hand, put both in "
-                  f"one folder and rerun with --url file:///that/folder/{remote.name}.")
+        _download(
+            url + ".md5",
+            md5_file,
+            timeout,
+            out,
+            f"Download it with {remote.name} by hand, put both in "
+            f"one folder and rerun with --url file:///that/folder/{remote.name}.",
+        )
         found = re.search(r"\b[0-9a-fA-F]{32}\b", md5_file.read_text(errors="replace"))  # 'hash  file' or BSD
-        expected, got, what = (found.group(0).lower() if found else ""), _feed(path, hashlib.md5()).hexdigest(), \
-            f"the published MD5 ({url}.md5)"
+        expected, got, what = (
+            (found.group(0).lower() if found else ""),
+            _feed(path, hashlib.md5()).hexdigest(),
+            f"the published MD5 ({url}.md5)",
+        )
     elif kind == "git-blob":
         expected, got, what = pinned, git_blob_sha1(path), "the git blob SHA-1 pinned in proex.data.public"
     elif kind == "first-download":
@@ -249,8 +293,10 @@ def _check(remote: Remote, path: Path, url: str, tmp: Path, timeout: float, out:
     else:
         raise AssertionError(remote.checksum)
     if got != expected:
-        raise DataError(f"{url}: checksum {got} does not match {what}, {expected or '(empty)'}; the download is "
-                        "truncated or corrupt, or the source changed. Nothing was installed; retry.")
+        raise DataError(
+            f"{url}: checksum {got} does not match {what}, {expected or '(empty)'}; the download is "
+            "truncated or corrupt, or the source changed. Nothing was installed; retry."
+        )
     return {"file": remote.name, "url": url, "checksum": remote.checksum, "sha256": sha256, "size": size}
 
 

@@ -17,6 +17,7 @@ formats are the publishers' own:
   `reviewText`; `meta_<Category>.json.gz`, one product per line with `asin`, `title`, `brand`, `category` (list),
   `description` (list), ... Lines are read as JSON, falling back to `ast.literal_eval` (Python-literal lines).
 """
+
 from __future__ import annotations
 
 import ast
@@ -87,17 +88,22 @@ def steam(files: Files, out: Path) -> None:
         for line_no, r in _literal_lines(files["steam_reviews.json.gz"]):
             user, item = _text(r.get("username")), _text(r.get("product_id"))
             if user and item:
-                w.writerow([user, item, _day_seconds(r.get("date"), line_no), r.get("hours", ""),
-                            _text(r.get("text"))])
+                w.writerow([user, item, _day_seconds(r.get("date"), line_no), r.get("hours", ""), _text(r.get("text"))])
     games, seen = [], set()
     for _, g in _literal_lines(files["steam_games.json.gz"]):
         gid = _text(g.get("id"))
         if gid and gid not in seen:
             seen.add(gid)
-            games.append({"id": gid, "title": _text(g.get("title") or g.get("app_name")),
-                          **{k: _text(g.get(k)) for k in ("genres", "tags", "specs", "developer")}})
+            games.append(
+                {
+                    "id": gid,
+                    "title": _text(g.get("title") or g.get("app_name")),
+                    **{k: _text(g.get(k)) for k in ("genres", "tags", "specs", "developer")},
+                }
+            )
     pd.DataFrame(games, columns=["id", "title", "genres", "tags", "specs", "developer"]).to_csv(
-        out / "games.csv", index=False, encoding="utf-8")
+        out / "games.csv", index=False, encoding="utf-8"
+    )
 
 
 def amazon_2018(files: Files, out: Path) -> None:
@@ -114,18 +120,33 @@ def amazon_2018(files: Files, out: Path) -> None:
             user, item = _text(r.get("reviewerID")), _text(r.get("asin"))
             if user and item:
                 asins.add(item)
-                w.writerow([user, item, r.get("overall", ""), r.get("unixReviewTime", ""), _text(r.get("summary")),
-                            _text(r.get("reviewText"))])
+                w.writerow(
+                    [
+                        user,
+                        item,
+                        r.get("overall", ""),
+                        r.get("unixReviewTime", ""),
+                        _text(r.get("summary")),
+                        _text(r.get("reviewText")),
+                    ]
+                )
     items, seen = [], set()
     for _, m in _dict_lines(meta_file, json_first=True):
         asin = _text(m.get("asin"))
         if asin in asins and asin not in seen:
             seen.add(asin)
-            items.append({"asin": asin, "title": _text(m.get("title")), "brand": _text(m.get("brand")),
-                          "categories": _text(m.get("category") or m.get("categories")),
-                          "description": " ".join(_text(d) for d in _as_list(m.get("description")))})
+            items.append(
+                {
+                    "asin": asin,
+                    "title": _text(m.get("title")),
+                    "brand": _text(m.get("brand")),
+                    "categories": _text(m.get("category") or m.get("categories")),
+                    "description": " ".join(_text(d) for d in _as_list(m.get("description"))),
+                }
+            )
     pd.DataFrame(items, columns=["asin", "title", "brand", "categories", "description"]).to_csv(
-        out / "items.csv", index=False, encoding="utf-8")
+        out / "items.csv", index=False, encoding="utf-8"
+    )
 
 
 def _as_list(value) -> list:

@@ -11,6 +11,7 @@ Names resolve in this order (`load_dataset`):
 `data_dir` defaults to $PROEX_DATA_DIR, else `<repo>/../shared/data`. Expected counts are those measured in
 the RLMRec splits (Steam's train count is inferred from the paper's Table 1 total).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import build, parse_overrides
+from .cards import is_card_spec, load_spec
 from .interactions import DataError, Interactions
 from .rlmrec import SPLIT_FILES, load_rlmrec
-from .cards import is_card_spec, load_spec
 from .synthetic import SyntheticConfig, make_synthetic
 from .tables import TableConfig, load_table
 
@@ -42,7 +43,7 @@ class Expected:
     note: str = ""
 
 
-KNOWN: "OrderedDict[str, Expected]" = OrderedDict(
+KNOWN: OrderedDict[str, Expected] = OrderedDict(
     amazon=Expected(11000, 9332, 120464, 40290, 40106, "Amazon-Book"),
     yelp=Expected(11091, 11010, 166620, 55479, 55436, "Yelp"),
     steam=Expected(23310, 5237, 316190, 104897, 104835, "Steam; train count inferred from the paper's Table 1 total"),
@@ -75,8 +76,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **synthetic_over
     if name == "synthetic" or name.startswith("synthetic:"):
         return make_synthetic(synthetic_config(name, synthetic_overrides))
     if synthetic_overrides:
-        raise DataError(f"dataset {name!r}: keyword overrides {sorted(synthetic_overrides)} apply only to "
-                        "'synthetic'; remove them.")
+        raise DataError(
+            f"dataset {name!r}: keyword overrides {sorted(synthetic_overrides)} apply only to 'synthetic'; remove them."
+        )
     if is_card_spec(name):
         return load_spec(name)
     root = Path(data_dir or default_data_dir())
@@ -89,13 +91,18 @@ def load_dataset(name: str, data_dir: str | Path | None = None, **synthetic_over
     if path.is_dir():
         if (path / SPLIT_FILES["train"]).is_file():
             return load_rlmrec(path)
-        raise DataError(f"{path}: directory without {SPLIT_FILES['train']}; an RLMRec dataset folder holds "
-                        f"{', '.join(SPLIT_FILES.values())}. Point at that folder, or at a .csv/.parquet table.")
+        raise DataError(
+            f"{path}: directory without {SPLIT_FILES['train']}; an RLMRec dataset folder holds "
+            f"{', '.join(SPLIT_FILES.values())}. Point at that folder, or at a .csv/.parquet table."
+        )
     if path.is_file():
         if path.name.lower().endswith(_TABLE_EXT):
             return load_table(path, TableConfig())  # columns user, item: others need a card or flags
-        hint = (" For the RLMRec archive, install it with `proex data fetch` / fetch_rlmrec(url='file:///...zip')."
-                if path.suffix.lower() == ".zip" else "")
+        hint = (
+            " For the RLMRec archive, install it with `proex data fetch` / fetch_rlmrec(url='file:///...zip')."
+            if path.suffix.lower() == ".zip"
+            else ""
+        )
         raise DataError(f"{path}: not a dataset; give a .csv/.tsv/.parquet table or an RLMRec folder.{hint}")
     if (root / name / SPLIT_FILES["train"]).is_file():
         return load_rlmrec(root / name, name)
@@ -115,16 +122,26 @@ def check_expected(data: Interactions) -> list[str]:
     exp = KNOWN.get(data.name)
     if exp is None:
         return []
-    got = {"users": data.n_users, "items": data.n_items, "train": data.train.nnz,
-           "val": data.val.nnz, "test": data.test.nnz}
-    return [f"{data.name}: {key} = {got[key]}, expected {getattr(exp, key)}"
-            for key in got if int(got[key]) != getattr(exp, key)]
+    got = {
+        "users": data.n_users,
+        "items": data.n_items,
+        "train": data.train.nnz,
+        "val": data.val.nnz,
+        "test": data.test.nnz,
+    }
+    return [
+        f"{data.name}: {key} = {got[key]}, expected {getattr(exp, key)}"
+        for key in got
+        if int(got[key]) != getattr(exp, key)
+    ]
 
 
 def _not_found(name: str, root: Path, why: str) -> str:
     env = os.environ.get(DATA_ENV)
     where = f"${DATA_ENV}={env}" if env else f"default; ${DATA_ENV} is not set"
-    return (f"dataset {name!r} not found: {why}. Searched {root} ({where}). Known datasets: "
-            f"{', '.join(KNOWN)} (present: {', '.join(available(root)) or 'none'}), plus 'synthetic[:key=value,...]', "
-            f"a path to an RLMRec folder or a .csv/.parquet table. To fix: set {DATA_ENV} to the folder that holds "
-            f"<name>/{SPLIT_FILES['train']}, or run `proex data fetch` to download the RLMRec datasets.")
+    return (
+        f"dataset {name!r} not found: {why}. Searched {root} ({where}). Known datasets: "
+        f"{', '.join(KNOWN)} (present: {', '.join(available(root)) or 'none'}), plus 'synthetic[:key=value,...]', "
+        f"a path to an RLMRec folder or a .csv/.parquet table. To fix: set {DATA_ENV} to the folder that holds "
+        f"<name>/{SPLIT_FILES['train']}, or run `proex data fetch` to download the RLMRec datasets."
+    )

@@ -16,6 +16,7 @@ layout), `<dir>/{user,item}_mapper.json`. Accepted shapes:
   of originals in dense order.
 The dense ids must be exactly 0..n-1 of the matrix side they map.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,10 @@ from .safe_pickle import safe_load
 
 SPLIT_FILES = {"train": "trn_mat.pkl", "val": "val_mat.pkl", "test": "tst_mat.pkl"}
 _DENSE_KEYS = ("uid", "iid", "id", "idx", "index", "user_idx", "item_idx", "user_index", "item_index")
-_FETCH_HINT = ("run `proex data fetch` (or download the RLMRec archive and unzip it there), "
-               "or point PROEX_DATA_DIR at the folder holding the dataset")
+_FETCH_HINT = (
+    "run `proex data fetch` (or download the RLMRec archive and unzip it there), "
+    "or point PROEX_DATA_DIR at the folder holding the dataset"
+)
 
 
 def load_rlmrec(directory: str | Path, name: str | None = None) -> Interactions:
@@ -44,15 +47,24 @@ def load_rlmrec(directory: str | Path, name: str | None = None) -> Interactions:
         raise DataError(f"{directory}: dataset directory not found; {_FETCH_HINT}.")
     missing = [f for f in SPLIT_FILES.values() if not (directory / f).is_file()]
     if missing:
-        raise DataError(f"{directory}: missing {', '.join(missing)} (an RLMRec dataset needs "
-                        f"{', '.join(SPLIT_FILES.values())}); {_FETCH_HINT}.")
+        raise DataError(
+            f"{directory}: missing {', '.join(missing)} (an RLMRec dataset needs "
+            f"{', '.join(SPLIT_FILES.values())}); {_FETCH_HINT}."
+        )
     mats = {split: _read_matrix(directory / fname) for split, fname in SPLIT_FILES.items()}
     _check_consistent(directory, mats)
     user_ids = _read_mapper(directory, name, "user", mats["train"].shape[0])
     item_ids = _read_mapper(directory, name, "item", mats["train"].shape[1])
-    data = Interactions(name=name, train=mats["train"], val=mats["val"], test=mats["test"],
-                        user_ids=user_ids, item_ids=item_ids, source=str(directory),
-                        extras={"format": "rlmrec"})
+    data = Interactions(
+        name=name,
+        train=mats["train"],
+        val=mats["val"],
+        test=mats["test"],
+        user_ids=user_ids,
+        item_ids=item_ids,
+        source=str(directory),
+        extras={"format": "rlmrec"},
+    )
     return data.validate()
 
 
@@ -60,11 +72,15 @@ def _read_matrix(path: Path) -> sp.csr_matrix:
     """One split file -> float32 binary CSR, after checking type, dims, values and index range."""
     obj = safe_load(path)
     if not sp.issparse(obj):
-        raise DataError(f"{path}: holds a {type(obj).__name__}, expected a scipy.sparse matrix [n_users, n_items]. "
-                        "Re-export it with `pickle.dump(scipy.sparse.coo_matrix(m), f)`.")
+        raise DataError(
+            f"{path}: holds a {type(obj).__name__}, expected a scipy.sparse matrix [n_users, n_items]. "
+            "Re-export it with `pickle.dump(scipy.sparse.coo_matrix(m), f)`."
+        )
     if len(obj.shape) != 2:
-        raise DataError(f"{path}: sparse matrix has {len(obj.shape)} dimension(s) {obj.shape}; expected 2 "
-                        "([n_users, n_items]). Re-export the split as a 2-D coo_matrix.")
+        raise DataError(
+            f"{path}: sparse matrix has {len(obj.shape)} dimension(s) {obj.shape}; expected 2 "
+            "([n_users, n_items]). Re-export the split as a 2-D coo_matrix."
+        )
     n_rows, n_cols = obj.shape
     if obj.format == "coo":
         rows, cols = np.asarray(obj.row), np.asarray(obj.col)
@@ -73,26 +89,34 @@ def _read_matrix(path: Path) -> sp.csr_matrix:
         bad = (rows < 0) | (rows >= n_rows) | (cols < 0) | (cols >= n_cols)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: {int(bad.sum())} entr(ies) outside the shape {obj.shape}, first at "
-                            f"(user {int(rows[k])}, item {int(cols[k])}). The shape stored in the file is too small "
-                            "or the indices are corrupt; re-export with shape=(n_users, n_items).")
+            raise DataError(
+                f"{path}: {int(bad.sum())} entr(ies) outside the shape {obj.shape}, first at "
+                f"(user {int(rows[k])}, item {int(cols[k])}). The shape stored in the file is too small "
+                "or the indices are corrupt; re-export with shape=(n_users, n_items)."
+            )
     elif obj.format in ("csr", "csc"):
         try:
             obj.check_format(full_check=True)
         except ValueError as e:
-            raise DataError(f"{path}: malformed {obj.format} matrix ({e}); indices outside the shape "
-                            f"{obj.shape} or a broken index pointer. Re-export it.") from None
+            raise DataError(
+                f"{path}: malformed {obj.format} matrix ({e}); indices outside the shape "
+                f"{obj.shape} or a broken index pointer. Re-export it."
+            ) from None
     else:  # pragma: no cover - safe_load admits coo/csr/csc only
         raise DataError(f"{path}: unsupported sparse format {obj.format!r}; re-export as coo_matrix.")
     values = np.asarray(obj.data)
     if values.dtype.kind not in "biuf":
         raise DataError(f"{path}: values have dtype {values.dtype}; expected numbers. Re-export with float values.")
     if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise DataError(f"{path}: {int((~np.isfinite(values)).sum())} NaN/inf value(s); interactions must be "
-                        "1.0 (or positive). Drop or fix those entries and re-export.")
+        raise DataError(
+            f"{path}: {int((~np.isfinite(values)).sum())} NaN/inf value(s); interactions must be "
+            "1.0 (or positive). Drop or fix those entries and re-export."
+        )
     if (values < 0).any():
-        raise DataError(f"{path}: {int((values < 0).sum())} negative value(s) (min {values.min()}); interactions "
-                        "must be 1.0 (or positive, binarised as x != 0). Drop the negative entries and re-export.")
+        raise DataError(
+            f"{path}: {int((values < 0).sum())} negative value(s) (min {values.min()}); interactions "
+            "must be 1.0 (or positive, binarised as x != 0). Drop the negative entries and re-export."
+        )
     return to_binary_csr(obj)
 
 
@@ -101,24 +125,33 @@ def _check_consistent(directory: Path, mats: dict[str, sp.csr_matrix]) -> None:
     shape = mats["train"].shape
     for split in ("val", "test"):
         if mats[split].shape != shape:
-            raise DataError(f"{directory / SPLIT_FILES[split]}: shape {mats[split].shape} but "
-                            f"{SPLIT_FILES['train']} has {shape}; all splits must share one user/item id space. "
-                            "Re-export the three files from the same id mapping.")
+            raise DataError(
+                f"{directory / SPLIT_FILES[split]}: shape {mats[split].shape} but "
+                f"{SPLIT_FILES['train']} has {shape}; all splits must share one user/item id space. "
+                "Re-export the three files from the same id mapping."
+            )
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         shared = mats[a].multiply(mats[b]).nnz
         if shared:
-            raise DataError(f"{directory}: {SPLIT_FILES[a]} and {SPLIT_FILES[b]} share {shared} interaction(s); "
-                            f"the splits must be disjoint. Remove them from {SPLIT_FILES[b]}.")
+            raise DataError(
+                f"{directory}: {SPLIT_FILES[a]} and {SPLIT_FILES[b]} share {shared} interaction(s); "
+                f"the splits must be disjoint. Remove them from {SPLIT_FILES[b]}."
+            )
     empty = np.flatnonzero(np.diff(mats["train"].indptr) == 0)
     if len(empty):
-        raise DataError(f"{directory / SPLIT_FILES['train']}: {len(empty)} user(s) without any training "
-                        f"interaction (first: users {empty[:5].tolist()}). Every user needs one; drop those users "
-                        "from all splits or move one of their interactions into the training split.")
+        raise DataError(
+            f"{directory / SPLIT_FILES['train']}: {len(empty)} user(s) without any training "
+            f"interaction (first: users {empty[:5].tolist()}). Every user needs one; drop those users "
+            "from all splits or move one of their interactions into the training split."
+        )
 
 
 def _mapper_path(directory: Path, name: str, kind: str) -> Path | None:
-    for cand in (directory / "mapper" / f"{name}_{kind}.json", directory.parent / "mapper" / f"{name}_{kind}.json",
-                 directory / f"{kind}_mapper.json"):
+    for cand in (
+        directory / "mapper" / f"{name}_{kind}.json",
+        directory.parent / "mapper" / f"{name}_{kind}.json",
+        directory / f"{kind}_mapper.json",
+    ):
         if cand.is_file():
             return cand
     return None
@@ -137,15 +170,19 @@ def _read_mapper(directory: Path, name: str, kind: str, n: int) -> np.ndarray | 
             records = [json.loads(line) for line in text.splitlines() if line.strip()]
         pairs = _pairs(records)
     except (json.JSONDecodeError, ValueError) as e:
-        raise DataError(f"{path}: cannot read the {kind} id mapper ({e}). Expected JSON lines like "
-                        '{"uid": 0, "reviewerID": "..."} or one JSON object {dense id: original id}; '
-                        "fix or delete the file (it is optional).") from None
+        raise DataError(
+            f"{path}: cannot read the {kind} id mapper ({e}). Expected JSON lines like "
+            '{"uid": 0, "reviewerID": "..."} or one JSON object {dense id: original id}; '
+            "fix or delete the file (it is optional)."
+        ) from None
     dense = np.array([d for d, _ in pairs], dtype=np.int64)
     if len(dense) != n or not np.array_equal(np.sort(dense), np.arange(n)):
         span = f"{dense.min()}..{dense.max()}" if len(dense) else "none"
-        raise DataError(f"{path}: maps {len(dense)} dense {kind} id(s) (range {span}, {len(np.unique(dense))} "
-                        f"distinct) but the matrices have {n} {kind}s; every id 0..{n - 1} must "
-                        "appear once. Use the mapper that belongs to this dataset, or delete it (it is optional).")
+        raise DataError(
+            f"{path}: maps {len(dense)} dense {kind} id(s) (range {span}, {len(np.unique(dense))} "
+            f"distinct) but the matrices have {n} {kind}s; every id 0..{n - 1} must "
+            "appear once. Use the mapper that belongs to this dataset, or delete it (it is optional)."
+        )
     out = np.empty(n, dtype=object)
     out[dense] = [o for _, o in pairs]
     kinds = {type(o) for o in out}

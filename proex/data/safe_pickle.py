@@ -16,6 +16,7 @@ instead, so the file can only build:
 Anything else raises `DataError` before the global is imported. The allowed names are resolved to the
 objects of the installed numpy/scipy (e.g. `numpy.core` -> `numpy._core` on numpy 2), never imported by name.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -31,9 +32,11 @@ import scipy.sparse as sp
 from .interactions import DataError
 
 try:  # numpy >= 1.26 / 2.x
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - numpy < 1.26
-    from numpy.core import multiarray as _multiarray, numeric as _numeric  # type: ignore[no-redef]
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric
 
 _SPARSE_CLASSES = {f"{fmt}_{kind}" for fmt in ("coo", "csr", "csc") for kind in ("matrix", "array")}
 _SPARSE_MODULES = {"scipy.sparse"} | {f"scipy.sparse.{p}{fmt}" for p in ("", "_") for fmt in ("coo", "csr", "csc")}
@@ -104,8 +107,19 @@ def safe_load(path: str | Path) -> object:
             return _SafeUnpickler(f, path).load()
         except DataError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
-                AttributeError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            struct.error,
+            UnicodeDecodeError,
+            OverflowError,
+            MemoryError,
+        ) as e:
             raise DataError(
                 f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e}). "
                 "The download was probably interrupted; delete the file and re-download it."

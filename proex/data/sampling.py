@@ -6,9 +6,10 @@
   rounds over the still-rejected entries; the expected number of rounds is tiny (density << 1).
 * `user_batches`: all users shuffled and cut into chunks, with their dense training rows (ProRec generative trainer).
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -50,7 +51,9 @@ def bpr_batches(data: TrainData, batch_size: int, distinct: bool = False) -> Ite
 
 def user_batches(data: TrainData, batch_size: int, shuffle: bool = True) -> Iterator[UserBatch]:
     """One epoch of user batches with dense training rows [B, n_items]."""
-    users = torch.randperm(data.n_users, device=data.device) if shuffle else torch.arange(data.n_users, device=data.device)
+    users = (
+        torch.randperm(data.n_users, device=data.device) if shuffle else torch.arange(data.n_users, device=data.device)
+    )
     for start in range(0, data.n_users, batch_size):
-        chunk = users[start:start + batch_size]
+        chunk = users[start : start + batch_size]
         yield data.user_batch(chunk)

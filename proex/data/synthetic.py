@@ -12,6 +12,7 @@ Generative story (all numpy, one seeded Generator, so one seed gives identical m
   side text of the RLMRec data: text that carries part of the collaborative signal.
 The latent factors and mixtures are kept in `extras` so later stages can build profile embeddings from them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,25 +27,25 @@ from .tables import split_per_user
 
 TOPIC_WORDS: dict[str, list[str]] = {
     "mystery": "mystery detective clue murder suspect alibi investigation sleuth inspector crime whodunit evidence "
-               "motive victim culprit forensic interrogation witness puzzle coldcase".split(),
+    "motive victim culprit forensic interrogation witness puzzle coldcase".split(),
     "romance": "romance love passion heartbreak wedding kiss courtship longing soulmate affair desire bride "
-               "sweetheart flirtation proposal jealousy devotion tender embrace heartthrob".split(),
+    "sweetheart flirtation proposal jealousy devotion tender embrace heartthrob".split(),
     "fantasy": "dragon wizard sorcery elf quest kingdom spell enchanted prophecy dwarf sword realm magic throne "
-               "goblin amulet sorceress mythical fae necromancer".split(),
+    "goblin amulet sorceress mythical fae necromancer".split(),
     "scifi": "spaceship galaxy alien robot android starship cyborg interstellar planet colony warp dystopia quantum "
-             "asteroid orbit terraforming hyperspace clone nanotech extraterrestrial".split(),
+    "asteroid orbit terraforming hyperspace clone nanotech extraterrestrial".split(),
     "history": "empire war revolution medieval dynasty monarchy battle colonial ancient civilization treaty archive "
-               "chronicle pharaoh crusade renaissance regiment siege conquest historian".split(),
+    "chronicle pharaoh crusade renaissance regiment siege conquest historian".split(),
     "horror": "haunted ghost terror nightmare vampire zombie demon possession creepy gore monster cursed poltergeist "
-              "crypt exorcism dread werewolf shadowy macabre graveyard".split(),
+    "crypt exorcism dread werewolf shadowy macabre graveyard".split(),
     "cooking": "recipe kitchen baking chef flavor ingredient pastry spice cuisine dessert bread sauce roast "
-               "vegetarian simmer dough grill seasoning casserole ferment".split(),
+    "vegetarian simmer dough grill seasoning casserole ferment".split(),
     "selfhelp": "habit mindset productivity motivation success wellness meditation confidence goals resilience "
-                "mindfulness discipline happiness career leadership growth anxiety focus gratitude routine".split(),
+    "mindfulness discipline happiness career leadership growth anxiety focus gratitude routine".split(),
     "biography": "memoir childhood autobiography legacy upbringing diary hometown letters portrait lifetime "
-                 "recollection testimony mentor ancestry obituary confession youth pioneer statesman celebrity".split(),
+    "recollection testimony mentor ancestry obituary confession youth pioneer statesman celebrity".split(),
     "children": "bedtime puppy kitten alphabet rhyme fairy playground toddler bunny teddy crayon counting lullaby "
-                "giggle classroom friendship colorful storybook dinosaur picture".split(),
+    "giggle classroom friendship colorful storybook dinosaur picture".split(),
 }
 FILLER_WORDS: list[str] = (
     "book story read reading author page chapter novel character plot writing really great good enjoyed "
@@ -69,7 +70,7 @@ class SyntheticConfig:
     temperature: float = 0.1
     seed: int = 0
 
-    def check(self) -> "SyntheticConfig":
+    def check(self) -> SyntheticConfig:
         """Raise ConfigError on impossible sizes or probabilities; return self."""
         problems = []
         if self.n_users < 1 or self.n_topics < 1 or self.dim < 1:
@@ -121,17 +122,35 @@ def make_synthetic(cfg: SyntheticConfig | None = None) -> Interactions:
     user_text = pd.DataFrame({"reviews": reviews})
     params = ",".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
     extras = {
-        "format": "synthetic", "synthetic_config": dataclasses.asdict(cfg),
-        "user_latent": user_lat.astype(np.float32), "item_latent": item_lat.astype(np.float32),
-        "user_topics": user_mix.astype(np.float32), "item_topics": item_mix.astype(np.float32),
-        "item_popularity": popularity.astype(np.float32), "topic_words": vocab,
+        "format": "synthetic",
+        "synthetic_config": dataclasses.asdict(cfg),
+        "user_latent": user_lat.astype(np.float32),
+        "item_latent": item_lat.astype(np.float32),
+        "user_topics": user_mix.astype(np.float32),
+        "item_topics": item_mix.astype(np.float32),
+        "item_popularity": popularity.astype(np.float32),
+        "topic_words": vocab,
     }
-    return Interactions(name="synthetic", train=train, val=val, test=test, user_text=user_text,
-                        item_text=item_text, source=f"synthetic({params})", extras=extras).validate()
+    return Interactions(
+        name="synthetic",
+        train=train,
+        val=val,
+        test=test,
+        user_text=user_text,
+        item_text=item_text,
+        source=f"synthetic({params})",
+        extras=extras,
+    ).validate()
 
 
-def _draw_interactions(rng: np.random.Generator, user_lat: np.ndarray, item_lat: np.ndarray, popularity: np.ndarray,
-                       n_per_user: np.ndarray, cfg: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+def _draw_interactions(
+    rng: np.random.Generator,
+    user_lat: np.ndarray,
+    item_lat: np.ndarray,
+    popularity: np.ndarray,
+    n_per_user: np.ndarray,
+    cfg: SyntheticConfig,
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct items per user without replacement, P ~ softmax(u.v/T) * pop^skew, by Gumbel-top-k.
 
     Returns (users, items) int64 arrays [sum(n_per_user)], grouped by user.
@@ -149,8 +168,9 @@ def _draw_interactions(rng: np.random.Generator, user_lat: np.ndarray, item_lat:
     return np.concatenate(users), np.concatenate(items).astype(np.int64)
 
 
-def _texts(rng: np.random.Generator, mix: np.ndarray, n_words: int, signal: float, vocab: list[list[str]],
-           sentence: int = 0) -> list[str]:
+def _texts(
+    rng: np.random.Generator, mix: np.ndarray, n_words: int, signal: float, vocab: list[list[str]], sentence: int = 0
+) -> list[str]:
     """One text of `n_words` words per row of `mix` [n, n_topics] (see module doc); a '.' every `sentence` words."""
     n, n_topics = mix.shape
     per_topic = len(vocab[0])
@@ -158,9 +178,12 @@ def _texts(rng: np.random.Generator, mix: np.ndarray, n_words: int, signal: floa
     cum = np.cumsum(mix, axis=1)
     topic = (rng.random((n, n_words, 1)) > cum[:, None, :]).sum(axis=2).clip(max=n_topics - 1)
     topical = rng.random((n, n_words)) < signal
-    idx = np.where(topical, topic * per_topic + rng.integers(per_topic, size=(n, n_words)),
-                   n_topics * per_topic + rng.integers(len(FILLER_WORDS), size=(n, n_words)))
+    idx = np.where(
+        topical,
+        topic * per_topic + rng.integers(per_topic, size=(n, n_words)),
+        n_topics * per_topic + rng.integers(len(FILLER_WORDS), size=(n, n_words)),
+    )
     table = words[idx]
     if sentence:
-        table[:, sentence - 1::sentence] += "."
+        table[:, sentence - 1 :: sentence] += "."
     return [" ".join(row) + ("" if sentence else ".") for row in table]

@@ -7,6 +7,7 @@ the RLMRec data: optional rating threshold (the RLMRec datasets dropped ratings 
 drawn with a seeded numpy Generator in which every user keeps at least one training interaction.
 Optional user/item text tables (an id column plus any text columns) become `user_text`/`item_text`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,11 +56,12 @@ class TableConfig:
     item_text_id: str = "item"
     text_unknown_ids: str = "error"
 
-    def check(self) -> "TableConfig":
+    def check(self) -> TableConfig:
         """Raise ConfigError on inconsistent settings; return self."""
         if len(self.split) != 3 or any(r < 0 for r in self.split) or self.split[0] <= 0:
-            raise ConfigError(f"TableConfig.split={self.split}: need three ratios >= 0 with train > 0, "
-                              "e.g. (0.6, 0.2, 0.2)")
+            raise ConfigError(
+                f"TableConfig.split={self.split}: need three ratios >= 0 with train > 0, e.g. (0.6, 0.2, 0.2)"
+            )
         if self.split_by not in ("random", "time"):
             raise ConfigError(f"TableConfig.split_by={self.split_by!r}: use 'random' or 'time'")
         if self.split_by == "time" and not self.timestamp_col:
@@ -73,10 +75,15 @@ class TableConfig:
         return self
 
 
-def load_table(path: str | Path, cfg: TableConfig | None = None, name: str | None = None,
-               user_text: str | Path | None = None, item_text: str | Path | None = None,
-               user_text_cols: tuple[str, ...] | None = None,
-               item_text_cols: tuple[str, ...] | None = None) -> Interactions:
+def load_table(
+    path: str | Path,
+    cfg: TableConfig | None = None,
+    name: str | None = None,
+    user_text: str | Path | None = None,
+    item_text: str | Path | None = None,
+    user_text_cols: tuple[str, ...] | None = None,
+    item_text_cols: tuple[str, ...] | None = None,
+) -> Interactions:
     """Read an interaction table into a validated `Interactions` (see module doc); extras["table_config"] = cfg.
     user_text_cols, item_text_cols: the text columns to keep (default: all but the id column)."""
     cfg = (cfg or TableConfig()).check()
@@ -88,8 +95,10 @@ def load_table(path: str | Path, cfg: TableConfig | None = None, name: str | Non
         n_null = int(df[getattr(cfg, f)].isna().sum())
         if n_null:
             raise DataError(f"{path}: column '{getattr(cfg, f)}' has {n_null} empty id(s); drop those rows first.")
-    raw_ids = {"user": set(_id_keys(df[cfg.user_col].drop_duplicates())),
-               "item": set(_id_keys(df[cfg.item_col].drop_duplicates()))}
+    raw_ids = {
+        "user": set(_id_keys(df[cfg.user_col].drop_duplicates())),
+        "item": set(_id_keys(df[cfg.item_col].drop_duplicates())),
+    }
     if cfg.min_rating is not None:
         rating = pd.to_numeric(df[cfg.rating_col], errors="coerce")
         df = df[rating >= cfg.min_rating]
@@ -104,20 +113,34 @@ def load_table(path: str | Path, cfg: TableConfig | None = None, name: str | Non
     time = None if time is None else time[keep]
     counts["after_kcore"] = len(users)
     if not len(users):
-        raise DataError(f"{path}: no interaction left after filtering (rows {counts}); lower min_rating or the "
-                        "min_user_interactions / min_item_interactions thresholds.")
+        raise DataError(
+            f"{path}: no interaction left after filtering (rows {counts}); lower min_rating or the "
+            "min_user_interactions / min_item_interactions thresholds."
+        )
     kept_u, users = np.unique(users, return_inverse=True)
     kept_i, items = np.unique(items, return_inverse=True)
     shape = (len(kept_u), len(kept_i))
     train, val, test = split_per_user(users, items, shape, cfg.split, cfg.seed, time)
     user_ids, item_ids = np.asarray(u_uniques)[kept_u], np.asarray(i_uniques)[kept_i]
     data = Interactions(
-        name=name or path.name.split(".")[0], train=train, val=val, test=test, user_ids=user_ids, item_ids=item_ids,
-        user_text=None if user_text is None else
-        load_text(user_text, cfg.user_text_id, user_ids, raw_ids["user"], cfg.text_unknown_ids, "user", user_text_cols),
-        item_text=None if item_text is None else
-        load_text(item_text, cfg.item_text_id, item_ids, raw_ids["item"], cfg.text_unknown_ids, "item", item_text_cols),
-        source=str(path), extras={"format": "table", "table_config": dataclasses.asdict(cfg), "counts": counts},
+        name=name or path.name.split(".")[0],
+        train=train,
+        val=val,
+        test=test,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_text=None
+        if user_text is None
+        else load_text(
+            user_text, cfg.user_text_id, user_ids, raw_ids["user"], cfg.text_unknown_ids, "user", user_text_cols
+        ),
+        item_text=None
+        if item_text is None
+        else load_text(
+            item_text, cfg.item_text_id, item_ids, raw_ids["item"], cfg.text_unknown_ids, "item", item_text_cols
+        ),
+        source=str(path),
+        extras={"format": "table", "table_config": dataclasses.asdict(cfg), "counts": counts},
     )
     return data.validate()
 
@@ -131,8 +154,10 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".zip", ".xz", ".zst")]
     ext = suffixes[-1] if suffixes else ""
     if ext not in _PARQUET_EXT + _CSV_EXT:
-        raise DataError(f"{path}: unknown table extension {ext!r}; use .csv, .tsv or .parquet "
-                        "(optionally compressed, e.g. .csv.gz).")
+        raise DataError(
+            f"{path}: unknown table extension {ext!r}; use .csv, .tsv or .parquet "
+            "(optionally compressed, e.g. .csv.gz)."
+        )
     sep = sep or ("\t" if ext in (".tsv", ".tab") else ",")
     opts = {"sep": sep, "engine": "python" if len(sep) > 1 else "c"}
     try:
@@ -145,8 +170,10 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
         missing = [(f, c) for f, c in columns.items() if c not in present]
         if missing:
             f, c = missing[0]
-            raise DataError(f"{path}: missing column '{c}' ({f}); the file has columns {present}. "
-                            f"Name the right column with {_flag(f)} (dataset card key {f.split('[')[0]}).")
+            raise DataError(
+                f"{path}: missing column '{c}' ({f}); the file has columns {present}. "
+                f"Name the right column with {_flag(f)} (dataset card key {f.split('[')[0]})."
+            )
         wanted = present if everything else list(dict.fromkeys(columns.values()))
         if ext in _PARQUET_EXT:
             return pd.read_parquet(path, columns=wanted)
@@ -155,12 +182,21 @@ def read_table(path: Path, columns: dict[str, str], sep: str | None = None, ever
     except DataError:
         raise
     except (ValueError, OSError, UnicodeDecodeError) as e:  # pandas ParserError and pyarrow errors are ValueErrors
-        raise DataError(f"{path}: cannot parse the table ({type(e).__name__}: {e}). Check the format "
-                        "and the separator (--sep, card key sep).") from None
+        raise DataError(
+            f"{path}: cannot parse the table ({type(e).__name__}: {e}). Check the format "
+            "and the separator (--sep, card key sep)."
+        ) from None
 
 
-def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] | None = None,
-              unknown: str = "error", kind: str = "item", text_cols: tuple[str, ...] | None = None) -> pd.DataFrame:
+def load_text(
+    path: str | Path,
+    id_col: str,
+    ids: np.ndarray,
+    raw_ids: set[str] | None = None,
+    unknown: str = "error",
+    kind: str = "item",
+    text_cols: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
     """Text table -> DataFrame [len(ids), text columns] indexed by dense id; missing text is "".
 
     ids: original ids of the dense ids. Rows whose id is in `raw_ids` but not `ids` (removed by filtering)
@@ -178,10 +214,12 @@ def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] 
     unseen = (dense < 0) & ~np.isin(keys, list(raw_ids or ()))
     if unseen.any() and unknown == "error":
         examples = pd.unique(keys[unseen])[:5].tolist()
-        raise DataError(f"{path}: column '{id_col}' has {int(unseen.sum())} row(s) whose {kind} id is not in the "
-                        f"interaction table (e.g. {examples}). Check that '{id_col}' holds the same ids as the "
-                        f"interactions (--{kind}-text-id), or skip those rows with --text-unknown-ids ignore "
-                        "(card key text_unknown_ids).")
+        raise DataError(
+            f"{path}: column '{id_col}' has {int(unseen.sum())} row(s) whose {kind} id is not in the "
+            f"interaction table (e.g. {examples}). Check that '{id_col}' holds the same ids as the "
+            f"interactions (--{kind}-text-id), or skip those rows with --text-unknown-ids ignore "
+            "(card key text_unknown_ids)."
+        )
     known = df.loc[dense >= 0, text_cols].fillna("").astype(str)
     known.index = dense[dense >= 0]
     if known.index.has_duplicates:
@@ -190,8 +228,14 @@ def load_text(path: str | Path, id_col: str, ids: np.ndarray, raw_ids: set[str] 
     return out
 
 
-def split_per_user(users: np.ndarray, items: np.ndarray, shape: tuple[int, int], ratios: tuple[float, ...],
-                   seed: int, time: np.ndarray | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+def split_per_user(
+    users: np.ndarray,
+    items: np.ndarray,
+    shape: tuple[int, int],
+    ratios: tuple[float, ...],
+    seed: int,
+    time: np.ndarray | None = None,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
     """Per-user train/val/test split of unique (user, item) pairs [E] -> three float32 binary CSR [n_users, n_items].
 
     Each user's pairs are ordered by a seeded random key (or by `time`, ties broken randomly), then cut at
@@ -210,8 +254,10 @@ def split_per_user(users: np.ndarray, items: np.ndarray, shape: tuple[int, int],
     cut2 = np.maximum(np.floor(counts * (r[0] + r[1]) + 0.5), cut1)
     part = (rank >= cut1[users]).astype(np.int8) + (rank >= cut2[users])
     ones = np.ones(len(users), dtype=np.float32)
-    return tuple(to_binary_csr(sp.coo_matrix((ones[part == k], (users[part == k], items[part == k])), shape=shape))
-                 for k in range(3))  # type: ignore[return-value]
+    return tuple(
+        to_binary_csr(sp.coo_matrix((ones[part == k], (users[part == k], items[part == k])), shape=shape))
+        for k in range(3)
+    )  # type: ignore[return-value]
 
 
 def kcore_mask(users: np.ndarray, items: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
@@ -246,8 +292,11 @@ def _timestamps(col: pd.Series, path: Path) -> np.ndarray:
     if not dates.isna().any():
         return dates.astype("int64").to_numpy(np.float64)
     bad = (num.isna() & dates.isna()).to_numpy()
-    what = (f"{int(bad.sum())} value(s) that are neither numbers nor dates (first: {col.iloc[np.argmax(bad)]!r})"
-            if bad.any() else "a mix of numbers and dates")
+    what = (
+        f"{int(bad.sum())} value(s) that are neither numbers nor dates (first: {col.iloc[np.argmax(bad)]!r})"
+        if bad.any()
+        else "a mix of numbers and dates"
+    )
     raise DataError(f"{path}: column '{col.name}' has {what}; make it one format or use split_by='random'.")
 
 

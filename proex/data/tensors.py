@@ -3,6 +3,7 @@
 Everything here is a tensor on one device, built once per run, so the hot paths (negative sampling,
 dense user rows, ranking) never leave the device or loop over users in Python.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,8 +65,9 @@ class TrainData:
         pos = torch.searchsorted(self.edge_keys, keys).clamp_(max=self.edge_keys.numel() - 1)
         return self.edge_keys[pos] == keys
 
-    def gather(self, users: torch.Tensor, csr: tuple[torch.Tensor, torch.Tensor] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def gather(
+        self, users: torch.Tensor, csr: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Nonzeros of the rows `users` [B] of the training CSR (or of `csr` = (indptr, indices)).
 
         Returns (row_ids, cols), each [nnz of those rows]: row_ids index into `users` (0..B-1).
@@ -74,8 +76,9 @@ class TrainData:
         starts = indptr[users]
         lengths = indptr[users + 1] - starts
         row_ids = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), lengths)
-        first = torch.repeat_interleave(starts - (torch.cumsum(lengths, 0) - lengths), lengths,
-                                        output_size=row_ids.numel())  # sized: no second wait on a GPU
+        first = torch.repeat_interleave(
+            starts - (torch.cumsum(lengths, 0) - lengths), lengths, output_size=row_ids.numel()
+        )  # sized: no second wait on a GPU
         cols = indices[first + torch.arange(row_ids.numel(), device=users.device)]
         return row_ids, cols
 

@@ -3,6 +3,7 @@ curve as it runs, then the final metrics, the best checkpoint (`proex.checkpoint
 the served model (`served_model`: an MLflow Model in the UI's Models tab), and the tag done=1 that marks the
 cell finished.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,15 @@ class CellRecorder:
         run's history shows each retry resuming from its saved state rather than training again from 0."""
         if epoch <= self.last:
             return
-        self.tracker.log_metrics(self.run_id, {**{f"val_{k}": v for k, v in metrics.items()},
-                                               **{f"loss_{k}": v for k, v in losses.items()},
-                                               "fit_start_epoch": start_epoch}, step=epoch)
+        self.tracker.log_metrics(
+            self.run_id,
+            {
+                **{f"val_{k}": v for k, v in metrics.items()},
+                **{f"loss_{k}": v for k, v in losses.items()},
+                "fit_start_epoch": start_epoch,
+            },
+            step=epoch,
+        )
         self.last = epoch
 
     def final(self, cell_id: str, result: CellResult, system, inter, workdir: str) -> None:
@@ -37,11 +44,22 @@ class CellRecorder:
 
         os.makedirs(workdir, exist_ok=True)
         ckpt = os.path.join(workdir, "checkpoint.pt")
-        checkpoint.save(ckpt, system, result.config, inter,
-                        {"val": result.val, "test": result.test, "best_epoch": result.best_epoch},
-                        profile_bank=result.profile_bank, config_hash=result.config_hash)
-        meta = {"cell_id": cell_id, "config_hash": result.config_hash, "dataset_name": result.dataset_name,
-                "profile_bank": result.profile_bank, "config": result.config}
+        checkpoint.save(
+            ckpt,
+            system,
+            result.config,
+            inter,
+            {"val": result.val, "test": result.test, "best_epoch": result.best_epoch},
+            profile_bank=result.profile_bank,
+            config_hash=result.config_hash,
+        )
+        meta = {
+            "cell_id": cell_id,
+            "config_hash": result.config_hash,
+            "dataset_name": result.dataset_name,
+            "profile_bank": result.profile_bank,
+            "config": result.config,
+        }
         paths = {"config.json": meta, "result.json": result.to_dict(), "config_sources.json": result.config_sources}
         for name, body in paths.items():
             with open(os.path.join(workdir, name), "w") as f:
@@ -49,15 +67,24 @@ class CellRecorder:
         self.tracker.log_files(self.run_id, [ckpt, os.path.join(workdir, "config.json")], "checkpoint")
         self.tracker.log_files(self.run_id, [os.path.join(workdir, n) for n in ("result.json", "config_sources.json")])
         self.tracker.log_params(self.run_id, result.config)  # the widths derived once the bank was loaded
-        final = {**{f"test_{k}": v for k, v in result.test.items()},
-                 **{f"best_val_{k}": v for k, v in result.val.items()},
-                 **{k: getattr(result, k) for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds",
-                                                     "wall_seconds")}}
+        final = {
+            **{f"test_{k}": v for k, v in result.test.items()},
+            **{f"best_val_{k}": v for k, v in result.val.items()},
+            **{
+                k: getattr(result, k)
+                for k in ("best_epoch", "epochs_run", "train_seconds", "eval_seconds", "wall_seconds")
+            },
+        }
         self.tracker.log_metrics(self.run_id, final, step=max(result.best_epoch, 0))
         dip = result.first_dip_warning
-        self.tracker.set_tags(self.run_id, {"profile_bank": result.profile_bank or "none",
-                                            "dataset_name": result.dataset_name,
-                                            "first_dip": "yes" if result.first_dip else "no",
-                                            **({"mlflow.note.content": f"**Stopped in its first dip**: {dip}"} if dip else {})})
+        self.tracker.set_tags(
+            self.run_id,
+            {
+                "profile_bank": result.profile_bank or "none",
+                "dataset_name": result.dataset_name,
+                "first_dip": "yes" if result.first_dip else "no",
+                **({"mlflow.note.content": f"**Stopped in its first dip**: {dip}"} if dip else {}),
+            },
+        )
         log_served_model(self.tracker, self.run_id, system, inter, step=max(result.best_epoch, 0))
         self.tracker.finish(self.run_id)

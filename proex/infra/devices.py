@@ -11,6 +11,7 @@ the same, but torch finds no CUDA. The rule (`trial_device`):
 | cuda / cuda:N       | cuda:0 / cuda:N             | error                      | error |
 | cpu                 | cpu                         | cpu                        | cpu |
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,27 +24,34 @@ class DeviceError(RuntimeError):
     """A cell demanded CUDA where its trial cannot have it."""
 
 
-def trial_device(requested: str, gpu_ids: list, cuda_available: bool, where: str = "the cell") -> tuple[str, str | None]:
+def trial_device(
+    requested: str, gpu_ids: list, cuda_available: bool, where: str = "the cell"
+) -> tuple[str, str | None]:
     """(device the trial trains on, a warning to log or None). `gpu_ids`: `ray.get_gpu_ids()` in the trial."""
     requested = requested or "auto"
     if requested == "cpu":
         return "cpu", None
     if requested.startswith("cuda"):
         if not gpu_ids:
-            raise DeviceError(f"{where}: train.device is {requested!r} but the grid's resources.gpu gives its trials "
-                              "no GPU; set resources: {gpu: 0.25} (or more), or train.device: auto")
+            raise DeviceError(
+                f"{where}: train.device is {requested!r} but the grid's resources.gpu gives its trials "
+                "no GPU; set resources: {gpu: 0.25} (or more), or train.device: auto"
+            )
         if not cuda_available:
-            raise DeviceError(f"{where}: train.device is {requested!r} and Ray assigned GPU {_ids(gpu_ids)}, but "
-                              "torch finds no CUDA on this node (a node declaring logical GPUs, a CPU build of "
-                              "torch, or no driver); set train.device: auto to fall back to the CPU")
+            raise DeviceError(
+                f"{where}: train.device is {requested!r} and Ray assigned GPU {_ids(gpu_ids)}, but "
+                "torch finds no CUDA on this node (a node declaring logical GPUs, a CPU build of "
+                "torch, or no driver); set train.device: auto to fall back to the CPU"
+            )
         return requested, None
     if requested != "auto":
         return requested, None
     if gpu_ids and cuda_available:
         return "cuda:0", None  # the assigned GPU, renumbered 0 by CUDA_VISIBLE_DEVICES
     if gpu_ids:
-        return "cpu", (f"{where}: Ray assigned GPU {_ids(gpu_ids)} but torch finds no CUDA on this node: training "
-                       "on the CPU")
+        return "cpu", (
+            f"{where}: Ray assigned GPU {_ids(gpu_ids)} but torch finds no CUDA on this node: training on the CPU"
+        )
     return "cpu", None
 
 
@@ -53,8 +61,12 @@ def _ids(gpu_ids: list) -> str:
 
 def device_tags(device: str, gpu_ids: list, node_id: str) -> dict[str, str]:
     """The run tags that say where a trial trained: device, Ray's GPU ids, CUDA_VISIBLE_DEVICES, Ray node."""
-    return {"device": device, "ray_gpu_ids": _ids(gpu_ids) or "none",
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset") or "empty", "node": node_id}
+    return {
+        "device": device,
+        "ray_gpu_ids": _ids(gpu_ids) or "none",
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "unset") or "empty",
+        "node": node_id,
+    }
 
 
 def assign(requested: str, where: str) -> tuple[str, dict[str, str]]:

@@ -9,6 +9,7 @@ epoch times the mean epochs of the finished runs of the same (model, plug-in, da
 `wall_seconds` and `epochs_run`); else a probe trains one cell of that group for one epoch (`probe_epoch`) and
 multiplies by the resolved maximum of epochs (an upper bound: early stopping ends sooner); else it is unknown.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,10 @@ def measured_costs(cells: list[GridCell], runs: dict) -> dict[tuple, Cost]:
         m = run.data.metrics if run is not None and is_finished(run) else {}
         if m.get("wall_seconds") and m.get("epochs_run"):
             seen.setdefault(group_of(gc), []).append((m["wall_seconds"] / m["epochs_run"], m["epochs_run"]))
-    return {g: Cost(statistics.mean(e for e, _ in v), statistics.mean(n for _, n in v), f"measured on {len(v)} runs")
-            for g, v in seen.items()}
+    return {
+        g: Cost(statistics.mean(e for e, _ in v), statistics.mean(n for _, n in v), f"measured on {len(v)} runs")
+        for g, v in seen.items()
+    }
 
 
 def probe_epoch(gc: GridCell) -> Cost:
@@ -88,9 +91,12 @@ def probe_epoch(gc: GridCell) -> Cost:
     inter = load_dataset(cell.dataset)
     result, _ = run_cell(probe, inter)
     setup = time.perf_counter() - t0 - result.wall_seconds
-    return Cost(result.train_seconds + result.eval_seconds, epochs,
-                f"probe: 1 epoch took {result.train_seconds + result.eval_seconds:.2f} s (+{setup:.1f} s setup) "
-                f"x {epochs} max epochs, an upper bound")
+    return Cost(
+        result.train_seconds + result.eval_seconds,
+        epochs,
+        f"probe: 1 epoch took {result.train_seconds + result.eval_seconds:.2f} s (+{setup:.1f} s setup) "
+        f"x {epochs} max epochs, an upper bound",
+    )
 
 
 def slots(grid: GridSpec, cpus: float, gpus: float) -> int:
@@ -106,8 +112,10 @@ def slots(grid: GridSpec, cpus: float, gpus: float) -> int:
 def settings_of(gc: GridCell) -> tuple[list[str], list[str]]:
     """(borrowed, tuned): the settings whose source says borrowed/extrapolated, and those from an hparams file."""
     sources = gc.resolved.sources
-    return (sorted(k for k, s in sources.items() if is_borrowed(s)),
-            sorted(k for k, s in sources.items() if str(s).startswith(TUNED_PREFIX)))
+    return (
+        sorted(k for k, s in sources.items() if is_borrowed(s)),
+        sorted(k for k, s in sources.items() if str(s).startswith(TUNED_PREFIX)),
+    )
 
 
 def bank_missing(spec: str | None) -> bool:
@@ -161,8 +169,15 @@ class Plan:
         return (sum(known) / n if n else float("inf")), len(left) - len(known)
 
 
-def make_plan(grid: GridSpec, cells: list[GridCell], tracker: Tracker, cpus: float | None = None,
-              gpus: float | None = None, probe_budget_s: float = 60.0, estimate_banks: bool = True) -> Plan:
+def make_plan(
+    grid: GridSpec,
+    cells: list[GridCell],
+    tracker: Tracker,
+    cpus: float | None = None,
+    gpus: float | None = None,
+    probe_budget_s: float = 60.0,
+    estimate_banks: bool = True,
+) -> Plan:
     """The plan of `cells` (a grid or a slice of it). Groups without finished runs are probed while the probes
     have spent less than `probe_budget_s` (0: no probe)."""
     runs = cell_runs(tracker)
@@ -203,33 +218,49 @@ def _hms(s: float) -> str:
 def format_plan(plan: Plan) -> str:
     """The plan as text: one line per cell, then the costs, the ETA and the missing banks."""
     r = plan.grid.resources
-    lines = [f"grid {plan.grid.name}: {len(plan.rows)} cells, each asking cpu={r.cpu:g} gpu={r.gpu:g}; "
-             + ", ".join(f"{n} {s}" for s, n in plan.counts().items())]
+    lines = [
+        f"grid {plan.grid.name}: {len(plan.rows)} cells, each asking cpu={r.cpu:g} gpu={r.gpu:g}; "
+        + ", ".join(f"{n} {s}" for s, n in plan.counts().items())
+    ]
     width = max((len(label_line(row.cell)) for row in plan.rows), default=0)
     for row in plan.rows:
-        notes = ([f"borrowed: {', '.join(row.borrowed)}"] if row.borrowed else []) + \
-                ([f"tuned: {', '.join(row.tuned)}"] if row.tuned else [])
-        lines.append(f"  {row.state:<11} {label_line(row.cell):<{width}}  {row.cell.cell_id}"
-                     + (f"  [{'; '.join(notes)}]" if notes else ""))
+        notes = ([f"borrowed: {', '.join(row.borrowed)}"] if row.borrowed else []) + (
+            [f"tuned: {', '.join(row.tuned)}"] if row.tuned else []
+        )
+        lines.append(
+            f"  {row.state:<11} {label_line(row.cell):<{width}}  {row.cell.cell_id}"
+            + (f"  [{'; '.join(notes)}]" if notes else "")
+        )
     lines.append("cost per cell, by (model, plug-in, dataset):")
     groups = sorted({group_of(row.cell) for row in plan.rows})
     for g in groups:
         c = plan.costs.get(g)
-        lines.append(f"  {'/'.join(g)}: " + (f"{_hms(c.cell_s)} ({c.epoch_s:.2f} s/epoch x {c.epochs:.0f} epochs; {c.how})"
-                                             if c and c.epochs else (c.how if c else "unknown: no finished run, "
-                                                                     "not probed (probe budget spent or 0)")))
+        lines.append(
+            f"  {'/'.join(g)}: "
+            + (
+                f"{_hms(c.cell_s)} ({c.epoch_s:.2f} s/epoch x {c.epochs:.0f} epochs; {c.how})"
+                if c and c.epochs
+                else (c.how if c else "unknown: no finished run, not probed (probe budget spent or 0)")
+            )
+        )
     eta, unknown = plan.eta_s()
     n = slots(plan.grid, plan.cpus, plan.gpus)
-    lines.append(f"ETA: {_hms(eta)} of training for the {sum(x.state != 'finished' for x in plan.rows)} cells left, "
-                 f"{n} at a time on {plan.cpus:g} CPUs and {plan.gpus:g} GPUs"
-                 + (f" ({unknown} cells without an estimate are not counted)" if unknown else ""))
+    lines.append(
+        f"ETA: {_hms(eta)} of training for the {sum(x.state != 'finished' for x in plan.rows)} cells left, "
+        f"{n} at a time on {plan.cpus:g} CPUs and {plan.gpus:g} GPUs"
+        + (f" ({unknown} cells without an estimate are not counted)" if unknown else "")
+    )
     for spec, (dataset, count, est) in plan.missing_banks.items():
-        lines.append(f"missing profile bank {spec} ({count} cells on {dataset}): generate it with "
-                     f"`proex profiles generate --dataset {dataset} --out DIR`; `proex profiles estimate` says: {est}")
+        lines.append(
+            f"missing profile bank {spec} ({count} cells on {dataset}): generate it with "
+            f"`proex profiles generate --dataset {dataset} --out DIR`; `proex profiles estimate` says: {est}"
+        )
     return "\n".join(lines)
 
 
 def label_line(gc: GridCell) -> str:
     """'lightgcn/proex/amazon/s0' (+ '/variant')."""
-    return "/".join([gc.config.model, gc.config.plugin, dataset_key(gc.config.dataset), f"s{gc.seed}"]
-                    + [v for v in gc.variants[:1] if v])
+    return "/".join(
+        [gc.config.model, gc.config.plugin, dataset_key(gc.config.dataset), f"s{gc.seed}"]
+        + [v for v in gc.variants[:1] if v]
+    )

@@ -5,10 +5,11 @@ failed / pending, elapsed, ETA), and the same counts on the grid's parent MLflow
 The ETA is the mean wall time of the cells trained in this session times the cells left, divided by the
 trials seen running at once; before the first trained cell ends it is unknown.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ray import tune
 
@@ -22,8 +23,15 @@ def _hms(s: float) -> str:
 class GridProgress(tune.Callback):
     """Tune callback: the totals and one line per finished, retried or failed cell (Tune's tables are off)."""
 
-    def __init__(self, n_cells: int, finished_before: int, name_of: Callable[[dict], str],
-                 tracker: Tracker | None = None, parent_run_id: str = "", min_interval_s: float = 10.0):
+    def __init__(
+        self,
+        n_cells: int,
+        finished_before: int,
+        name_of: Callable[[dict], str],
+        tracker: Tracker | None = None,
+        parent_run_id: str = "",
+        min_interval_s: float = 10.0,
+    ):
         self.n, self.name_of = n_cells, name_of
         self.finished, self.failed, self.running = finished_before, 0, set()
         self.trained_s: list[float] = []  # wall seconds of the cells trained (not skipped) in this session
@@ -40,8 +48,7 @@ class GridProgress(tune.Callback):
         return max(self.n - self.finished - self.failed - len(self.running), 0)
 
     def counts(self) -> dict[str, int]:
-        return {"finished": self.finished, "running": len(self.running), "failed": self.failed,
-                "pending": self.pending}
+        return {"finished": self.finished, "running": len(self.running), "failed": self.failed, "pending": self.pending}
 
     def eta_s(self) -> float | None:
         if not self.trained_s:
@@ -50,9 +57,11 @@ class GridProgress(tune.Callback):
 
     def totals(self) -> str:
         c, eta = self.counts(), self.eta_s()
-        return (f"{c['finished']}/{self.n} finished, {c['running']} running, {c['failed']} failed, "
-                f"{c['pending']} pending | {_hms(time.time() - self.t0)} elapsed, ETA "
-                + (_hms(eta) if eta is not None else "unknown"))
+        return (
+            f"{c['finished']}/{self.n} finished, {c['running']} running, {c['failed']} failed, "
+            f"{c['pending']} pending | {_hms(time.time() - self.t0)} elapsed, ETA "
+            + (_hms(eta) if eta is not None else "unknown")
+        )
 
     def write(self, force: bool = False) -> None:
         """The counts on the parent run, at most once per min_interval_s unless forced."""

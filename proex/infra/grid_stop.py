@@ -8,6 +8,7 @@ Tune's graceful stop is its SIGUSR1 handler (ray/tune/tune.py `_setup_signal_cat
 runs); its own SIGINT handler is switched off (TUNE_DISABLE_SIGINT_HANDLER) so that SIGINT and SIGTERM behave
 the same and a signal outside `fit` is remembered rather than lost.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ class StopSignals:
         self._old: dict = {}
         self._env = None
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         for sig in SIGNALS:
@@ -53,8 +54,11 @@ class StopSignals:
             print(f"\n{signal.Signals(signum).name} again: stopping now, without saving the trials' state", flush=True)
             raise KeyboardInterrupt
         self.signum, self.at_ms = signum, int(time.time() * 1000)
-        print(f"\n{signal.Signals(signum).name}: stopping the grid after saving its state (the cells' runs are "
-              "marked interrupted); press Ctrl-C again to force", flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping the grid after saving its state (the cells' runs are "
+            "marked interrupted); press Ctrl-C again to force",
+            flush=True,
+        )
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler):  # inside Tuner.fit: Tune's graceful stop
             tune_handler(signal.SIGUSR1, frame)

@@ -2,6 +2,7 @@
 every node must reach one tracking server: `start_server` runs it with a database backend and proxied artifacts
 (`--serve-artifacts`), so workers need no shared disk.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,15 @@ import urllib.request
 from pathlib import Path
 
 
-def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000, log_path: str | None = None,
-                 timeout_s: float = 120.0, backend_uri: str | None = None, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def start_server(
+    root: str = "mlruns",
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    log_path: str | None = None,
+    timeout_s: float = 120.0,
+    backend_uri: str | None = None,
+    workers: int = 1,
+) -> tuple[subprocess.Popen, str]:
     """Start `mlflow server` on `host:port` with proxied artifacts under `root`/artifacts (`--serve-artifacts`:
     clients upload and download through the server, so workers need no shared disk) and the run database at
     `backend_uri`: a cluster's PostgreSQL (`postgresql://user@dbhost/mlflow`, needs psycopg2), else the sqlite
@@ -25,9 +33,21 @@ def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000
     root_p = Path(root).resolve()
     (root_p / "artifacts").mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri",
-           backend_uri or f"sqlite:///{root_p}/mlflow.db", "--artifacts-destination", str(root_p / "artifacts"),
-           "--serve-artifacts", "--host", host, "--port", str(port), "--workers", str(workers)]
+    cmd = [
+        str(exe) if exe.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri or f"sqlite:///{root_p}/mlflow.db",
+        "--artifacts-destination",
+        str(root_p / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     log = open(log_path or root_p / "server.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"
@@ -45,14 +65,33 @@ def start_server(root: str = "mlruns", host: str = "127.0.0.1", port: int = 5000
     raise RuntimeError(f"mlflow server did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
 
 
-def serve_model(model_uri: str, tracking_uri: str, host: str = "127.0.0.1", port: int = 5001,
-                log_path: str | None = None, timeout_s: float = 180.0,
-                env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def serve_model(
+    model_uri: str,
+    tracking_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 5001,
+    log_path: str | None = None,
+    timeout_s: float = 180.0,
+    env: dict | None = None,
+) -> tuple[subprocess.Popen, str]:
     """`mlflow models serve -m <model_uri> --env-manager local` on `host:port` (its own session; stop it with
     `stop_server`), the model read from `tracking_uri`. Returns (process, base URL) once /ping answers 200."""
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-           "--host", host, "--port", str(port), "--workers", "1"]
+    cmd = [
+        str(exe) if exe.exists() else "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log = open(log_path or os.devnull, "ab")
     env = {**(env or os.environ), "MLFLOW_TRACKING_URI": tracking_uri}
     env["PATH"] = f"{exe.parent}{os.pathsep}{env.get('PATH', '')}"  # it starts `uvicorn` from this environment

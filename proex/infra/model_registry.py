@@ -8,6 +8,7 @@ it was chosen on, seed, grid, cell id and the comparison's p-value per metric (f
 parent run; the reference arm has none). A version is found again by its source run id, so rerunning a grid
 registers nothing twice and leaves the aliases alone; `promote` moves `champion` to a given run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,11 @@ def register_run(tracker: Tracker, name: str, run_id: str, tags: dict, champion:
     client = tracker.client
     try:
         serve = f"`mlflow models serve -m models:/{name}@{ALIAS} --env-manager local`"
-        client.create_registered_model(name, tags={"grid": tags.get("grid", "")},
-                                       description=f"Best cell on validation of a proex grid; serve it with {serve}")
+        client.create_registered_model(
+            name,
+            tags={"grid": tags.get("grid", "")},
+            description=f"Best cell on validation of a proex grid; serve it with {serve}",
+        )
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
@@ -81,8 +85,9 @@ def register_run(tracker: Tracker, name: str, run_id: str, tags: dict, champion:
         version, created = found[0].version, False
     else:
         model_id = ensure_served_model(tracker, client.get_run(run_id))
-        mv = client.create_model_version(name, f"models:/{model_id}", run_id=run_id, model_id=model_id,
-                                         tags={k: str(v) for k, v in tags.items()})
+        mv = client.create_model_version(
+            name, f"models:/{model_id}", run_id=run_id, model_id=model_id, tags={k: str(v) for k, v in tags.items()}
+        )
         version, created = mv.version, True
     if champion:
         client.set_registered_model_alias(name, ALIAS, version)
@@ -112,16 +117,25 @@ def register_best(grid, tracker: Tracker, cells: list | None = None) -> list[Reg
         return []
     parents = tracker.find(kind="grid", key=grid.name)
     pvalues = parents[0].data.metrics if parents else {}
-    best = (runs.dropna(subset=[select]).sort_values([select, "seed"], ascending=[False, True], kind="stable")
-            .drop_duplicates(list(LABELS)))
+    best = (
+        runs.dropna(subset=[select])
+        .sort_values([select, "seed"], ascending=[False, True], kind="stable")
+        .drop_duplicates(list(LABELS))
+    )
     out = []
     for row in best.to_dict("records"):
         name = registered_name(grid.name, row)
         try:
             reg = register_run(tracker, name, row["run_id"], version_tags(grid, row, pvalues), champion=False)
         except (MlflowException, ValueError, FileNotFoundError) as exc:  # e.g. a run without model or checkpoint
-            log.warning("%s: run %s not registered (%s: %s); fix it, then `proex models register --grid %s`",
-                        name, row["run_id"], type(exc).__name__, str(exc)[:300], grid.path or grid.name)
+            log.warning(
+                "%s: run %s not registered (%s: %s); fix it, then `proex models register --grid %s`",
+                name,
+                row["run_id"],
+                type(exc).__name__,
+                str(exc)[:300],
+                grid.path or grid.name,
+            )
             continue
         if reg.created:
             tracker.client.set_registered_model_alias(name, ALIAS, reg.version)
@@ -136,8 +150,10 @@ def promote(grid, tracker: Tracker, run_id: str) -> Registration:
     runs = runs_frame(tracker, cells)
     rows = runs[runs["run_id"] == run_id].to_dict("records") if not runs.empty else []
     if not rows:
-        raise ValueError(f"run {run_id} is not a finished cell of grid {grid.name!r} in {tracker.uri} "
-                         f"(experiment {tracker.experiment}); pick a run id from its runs table")
+        raise ValueError(
+            f"run {run_id} is not a finished cell of grid {grid.name!r} in {tracker.uri} "
+            f"(experiment {tracker.experiment}); pick a run id from its runs table"
+        )
     parents = tracker.find(kind="grid", key=grid.name)
     tags = version_tags(grid, rows[0], parents[0].data.metrics if parents else {})
     return register_run(tracker, registered_name(grid.name, rows[0]), run_id, tags, champion=True)

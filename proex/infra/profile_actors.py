@@ -16,6 +16,7 @@ Not built on `ray.data.llm` (one request at a time there, and the job fails on t
 never travels through Ray: workers read it from their own environment (`api_key_env`), which a local
 `ray.init` inherits from the driver; on a cluster set it in the nodes' environment.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,15 @@ from ..profiles.cache import CallCache
 from ..profiles.chain import OnlineAnswerer
 from ..profiles.client import ProfileAPIError
 from ..profiles.limiter import BucketState
-from ..profiles.pipeline import (Progress, ProfileJobConfig, Totals, entity_inputs, make_client, run_entities,
-                                 write_outputs)
+from ..profiles.pipeline import (
+    ProfileJobConfig,
+    Progress,
+    Totals,
+    entity_inputs,
+    make_client,
+    run_entities,
+    write_outputs,
+)
 from ..profiles.prompts import EntityInput
 
 NAMESPACE = "proex"
@@ -141,8 +149,9 @@ class ProfileWorker:
             except ProfileAPIError as exc:  # e.g. the key variable is not set on this node
                 return {"records": [], "failures": [], "totals": {}, "fatal": exc, "worker": os.getpid()}
         report = None if self.progress is None else (lambda r: self.progress.report.remote("kind" in r))
-        out = await run_entities([EntityInput(**e) for e in entities], self.cfg, OnlineAnswerer(self.llm),
-                                 self.cache, report)
+        out = await run_entities(
+            [EntityInput(**e) for e in entities], self.cfg, OnlineAnswerer(self.llm), self.cache, report
+        )
         return {**out, "worker": os.getpid()}
 
 
@@ -154,8 +163,14 @@ def start_limiter(cfg: ProfileJobConfig, name: str = "proex-llm-limiter", detach
     return RateLimiterActor.options(**opts).remote(cfg.rpm, cfg.tpm, cfg.burst_s, cfg.headroom)
 
 
-def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, worker_cpus: float = 0.25,
-                 limiter_name: str = "proex-llm-limiter", detached_limiter: bool = False) -> dict:
+def generate_ray(
+    cfg: ProfileJobConfig,
+    inter: Interactions,
+    workers: int = 2,
+    worker_cpus: float = 0.25,
+    limiter_name: str = "proex-llm-limiter",
+    detached_limiter: bool = False,
+) -> dict:
     """The profile job on the connected Ray cluster (`ray.init` first); same outputs and errors as
     `pipeline.generate`."""
     cfg.check()
@@ -171,17 +186,20 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
     limiter = start_limiter(cfg, limiter_name, detached_limiter)
     cache = CacheActor.options(scheduling_strategy=here).remote(cfg.cache_file)
     progress = ProgressActor.options(scheduling_strategy=here).remote()
-    pool = [ProfileWorker.options(num_cpus=worker_cpus).remote(dataclasses.asdict(cfg), limiter, cache, progress)
-            for _ in range(workers)]
-    chunks = [entities[i:i + cfg.concurrency] for i in range(0, len(entities), cfg.concurrency)][::-1]
+    pool = [
+        ProfileWorker.options(num_cpus=worker_cpus).remote(dataclasses.asdict(cfg), limiter, cache, progress)
+        for _ in range(workers)
+    ]
+    chunks = [entities[i : i + cfg.concurrency] for i in range(0, len(entities), cfg.concurrency)][::-1]
     running: dict = {}  # ObjectRef -> (worker index, chunk)
     dead: set[int] = set()
     merged = {"records": [], "failures": [], "totals": Totals(), "fatal": None, "workers": []}
     bar = Progress(len(entities), cfg.progress)
 
     def fail(ents, kind: str, message: str) -> None:
-        merged["failures"].extend({"side": e.side, "id": e.id, "kind": kind, "step": "", "message": message}
-                                  for e in ents)
+        merged["failures"].extend(
+            {"side": e.side, "id": e.id, "kind": kind, "step": "", "message": message} for e in ents
+        )
 
     try:
         while chunks or running:
@@ -205,8 +223,11 @@ def generate_ray(cfg: ProfileJobConfig, inter: Interactions, workers: int = 2, w
                 out = ray.get(done[0])
             except ray.exceptions.RayError as exc:  # worker crashed or node lost: report, go on with the rest
                 dead |= {w} if isinstance(exc, ray.exceptions.RayActorError) else set()
-                fail(chunk, "worker_error", f"Ray worker failed: {type(exc).__name__}; rerun to retry (cached calls "
-                                            "are kept)")
+                fail(
+                    chunk,
+                    "worker_error",
+                    f"Ray worker failed: {type(exc).__name__}; rerun to retry (cached calls are kept)",
+                )
                 continue
             merged["records"] += out["records"]
             merged["failures"] += out["failures"]

@@ -7,6 +7,7 @@ config, flattened: `train.patience`); the source of each value (reference row, h
 from the grid's cell, resolved once when the grid expanded: the run was found by that cell's id, the hash of the same resolved
 config, so its values are the cell's values.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,12 +51,25 @@ def runs_frame(tracker: Tracker, cells: list, done: dict | None = None) -> pd.Da
         if run is None:
             continue
         m = run.data.metrics
-        metrics = {**logged_metrics(run, "test_"), **{f"val_{k}": v for k, v in logged_metrics(run, "best_val_").items()}}
+        metrics = {
+            **logged_metrics(run, "test_"),
+            **{f"val_{k}": v for k, v in logged_metrics(run, "best_val_").items()},
+        }
         protocol, sources = run_protocol(run), cell_sources(gc)
         for variant in gc.variants:
-            rows.append({**gc.labels, "variant": variant, "cell_id": gc.cell_id, "run_id": run.info.run_id,
-                         "best_epoch": m.get("best_epoch"), "first_dip": run.data.tags.get("first_dip") == "yes",
-                         "protocol": protocol, "sources": sources, **metrics})
+            rows.append(
+                {
+                    **gc.labels,
+                    "variant": variant,
+                    "cell_id": gc.cell_id,
+                    "run_id": run.info.run_id,
+                    "best_epoch": m.get("best_epoch"),
+                    "first_dip": run.data.tags.get("first_dip") == "yes",
+                    "protocol": protocol,
+                    "sources": sources,
+                    **metrics,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -64,8 +78,17 @@ def curves_frame(tracker: Tracker, runs: pd.DataFrame, metric: str = "val_recall
     rows = []
     for _, r in runs.drop_duplicates("run_id").iterrows():
         for m in tracker.client.get_metric_history(r["run_id"], metric_key(metric)):
-            rows.append({"model": r["model"], "plugin": r["plugin"], "dataset": r["dataset"], "seed": r["seed"],
-                         "variant": r["variant"], "epoch": m.step, "value": m.value})
+            rows.append(
+                {
+                    "model": r["model"],
+                    "plugin": r["plugin"],
+                    "dataset": r["dataset"],
+                    "seed": r["seed"],
+                    "variant": r["variant"],
+                    "epoch": m.step,
+                    "value": m.value,
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "plugin", "dataset", "seed", "variant", "epoch", "value"])
 
 
@@ -84,10 +107,19 @@ def cost_frame(tracker: Tracker, cells: list, runs: dict) -> pd.DataFrame:
         attempts = int(run.data.metrics.get("attempt", 0)) + 1
         paused = float(run.data.tags.get("paused_s", 0) or 0)
         lost = _lost_to_retries(tracker, run, paused) if attempts > 1 else 0.0
-        rows.append({**{k: gc.labels[k] for k in ("model", "plugin", "dataset", "seed")}, "start_s": start,
-                     "end_s": max(end, start), "paused_s": paused, "attempts": attempts, "lost_s": lost})
-    return pd.DataFrame(rows, columns=["model", "plugin", "dataset", "seed", "start_s", "end_s", "paused_s",
-                                       "attempts", "lost_s"])
+        rows.append(
+            {
+                **{k: gc.labels[k] for k in ("model", "plugin", "dataset", "seed")},
+                "start_s": start,
+                "end_s": max(end, start),
+                "paused_s": paused,
+                "attempts": attempts,
+                "lost_s": lost,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["model", "plugin", "dataset", "seed", "start_s", "end_s", "paused_s", "attempts", "lost_s"]
+    )
 
 
 def _lost_to_retries(tracker: Tracker, run, paused_s: float) -> float:

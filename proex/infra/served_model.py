@@ -13,6 +13,7 @@ Input: a DataFrame with `user` (dense index, as `proex recommend --users`) or `u
 (default 20). Output: `recommend.table`: user, [user_id,] rank, item, score[, item_id].
 Bad input raises MlflowException(INVALID_PARAMETER_VALUE), which the scoring server answers with HTTP 400.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,24 @@ LIST_DEPTH = 100  # items stored per user for models that score from a history (
 DEFAULT_K = 20
 CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "served_model_code.py")
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("long", "user", required=False), ColSpec("string", "user_id", required=False),
-                   ColSpec("long", "k", required=False)]),
-    outputs=Schema([ColSpec("long", "user"), ColSpec("string", "user_id", required=False), ColSpec("long", "rank"),
-                    ColSpec("long", "item"), ColSpec("float", "score"), ColSpec("string", "item_id", required=False)]))
+    inputs=Schema(
+        [
+            ColSpec("long", "user", required=False),
+            ColSpec("string", "user_id", required=False),
+            ColSpec("long", "k", required=False),
+        ]
+    ),
+    outputs=Schema(
+        [
+            ColSpec("long", "user"),
+            ColSpec("string", "user_id", required=False),
+            ColSpec("long", "rank"),
+            ColSpec("long", "item"),
+            ColSpec("float", "score"),
+            ColSpec("string", "item_id", required=False),
+        ]
+    ),
+)
 
 
 def bad_request(message: str) -> MlflowException:
@@ -59,8 +74,12 @@ def served_tables(system, inter) -> tuple[dict[str, np.ndarray], dict]:
     with torch.no_grad():
         scorer = system.scorer()
     if isinstance(scorer, InnerProducts):
-        arrays = {"users": scorer.users.detach().cpu().numpy(), "items": scorer.items.detach().cpu().numpy(),
-                  "indptr": data.train_csr.indptr, "indices": data.train_csr.indices}
+        arrays = {
+            "users": scorer.users.detach().cpu().numpy(),
+            "items": scorer.items.detach().cpu().numpy(),
+            "indptr": data.train_csr.indptr,
+            "indices": data.train_csr.indices,
+        }
         mode, depth = "inner_products", inter.n_items
     else:
         items, scores = top_k(system, data, np.arange(inter.n_users), LIST_DEPTH)
@@ -69,8 +88,14 @@ def served_tables(system, inter) -> tuple[dict[str, np.ndarray], dict]:
     for name in ("user_ids", "item_ids"):
         if getattr(inter, name) is not None:
             arrays[name] = np.asarray(getattr(inter, name)).astype(str)
-    meta = {"format": FORMAT, "mode": mode, "max_k": int(depth), "n_users": inter.n_users, "n_items": inter.n_items,
-            "dataset": inter.name}
+    meta = {
+        "format": FORMAT,
+        "mode": mode,
+        "max_k": int(depth),
+        "n_users": inter.n_users,
+        "n_items": inter.n_items,
+        "dataset": inter.name,
+    }
     return arrays, meta
 
 
@@ -86,27 +111,41 @@ def log_served_model(tracker: Tracker, run_id: str, system, inter, step: int = 0
     arrays, meta = served_tables(system, inter)
     meta.update(run_id=run_id, cell_id=run.data.tags.get("cell_id", ""))
     labels = {k: run.data.tags[k] for k in ("model", "plugin", "dataset", "seed", "cell_id") if k in run.data.tags}
-    logged = client.create_logged_model(run.info.experiment_id, NAME, source_run_id=run_id,
-                                        tags={**labels, "mode": meta["mode"]}, model_type="recommender")
+    logged = client.create_logged_model(
+        run.info.experiment_id,
+        NAME,
+        source_run_id=run_id,
+        tags={**labels, "mode": meta["mode"]},
+        model_type="recommender",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(os.path.join(tmp, "tables.npz"), **arrays)
         with open(os.path.join(tmp, "served.json"), "w") as f:
             json.dump(meta, f, indent=1)
-        mlflow_model = Model(artifact_path=logged.artifact_location, run_id=run_id, model_uuid=logged.model_id,
-                             model_id=logged.model_id)
+        mlflow_model = Model(
+            artifact_path=logged.artifact_location, run_id=run_id, model_uuid=logged.model_id, model_id=logged.model_id
+        )
         example = pd.DataFrame({"user": [0, min(1, inter.n_users - 1)], "k": [DEFAULT_K, DEFAULT_K]})
         local = os.path.join(tmp, "model")
-        mlflow.pyfunc.save_model(local, python_model=CODE, mlflow_model=mlflow_model, signature=SIGNATURE,
-                                 input_example=example, pip_requirements=requirements(),
-                                 artifacts={"tables": os.path.join(tmp, "tables.npz"),
-                                            "served": os.path.join(tmp, "served.json")})
+        mlflow.pyfunc.save_model(
+            local,
+            python_model=CODE,
+            mlflow_model=mlflow_model,
+            signature=SIGNATURE,
+            input_example=example,
+            pip_requirements=requirements(),
+            artifacts={"tables": os.path.join(tmp, "tables.npz"), "served": os.path.join(tmp, "served.json")},
+        )
         client.log_model_artifacts(logged.model_id, local)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     datasets = run.inputs.dataset_inputs
     ds = {"dataset_name": datasets[0].dataset.name, "dataset_digest": datasets[0].dataset.digest} if datasets else {}
     now = int(time.time() * 1000)
-    metrics = [Metric(k, v, now, step, model_id=logged.model_id, run_id=run_id, **ds)
-               for k, v in run.data.metrics.items() if k.startswith("test_")]
+    metrics = [
+        Metric(k, v, now, step, model_id=logged.model_id, run_id=run_id, **ds)
+        for k, v in run.data.metrics.items()
+        if k.startswith("test_")
+    ]
     if metrics:
         client.log_batch(run_id, metrics=metrics)
     client.finalize_logged_model(logged.model_id, "READY")
@@ -130,8 +169,9 @@ class ServedRecommender(PythonModel):
         with open(context.artifacts["served"]) as f:
             self.meta = json.load(f)
         if self.meta.get("format") != FORMAT:
-            raise MlflowException(f"{context.artifacts['served']}: format {self.meta.get('format')!r}, "
-                                  f"expected {FORMAT!r}")
+            raise MlflowException(
+                f"{context.artifacts['served']}: format {self.meta.get('format')!r}, expected {FORMAT!r}"
+            )
         with np.load(context.artifacts["tables"], allow_pickle=False) as z:
             self.arrays = {k: z[k] for k in z.files}
         self.user_ids, self.item_ids = self.arrays.get("user_ids"), self.arrays.get("item_ids")
@@ -145,8 +185,10 @@ class ServedRecommender(PythonModel):
             from proex.models.base import InnerProducts
 
             shape = (self.meta["n_users"], self.meta["n_items"])
-            train = sp.csr_matrix((np.ones(len(self.arrays["indices"]), np.float32), self.arrays["indices"],
-                                   self.arrays["indptr"]), shape=shape)
+            train = sp.csr_matrix(
+                (np.ones(len(self.arrays["indices"]), np.float32), self.arrays["indices"], self.arrays["indptr"]),
+                shape=shape,
+            )
             empty = sp.csr_matrix(shape, dtype=np.float32)
             self.data = TrainData(Interactions(self.meta["dataset"], train, empty, empty))
             self.scorer = InnerProducts(torch.from_numpy(self.arrays["users"]), torch.from_numpy(self.arrays["items"]))
@@ -161,19 +203,23 @@ class ServedRecommender(PythonModel):
             users = users.to_numpy(dtype=np.int64)
             bad = users[(users < 0) | (users >= n)]
             if len(bad):
-                raise bad_request(f"unknown user {bad[:5].tolist()}: dense user indices of {self.meta['dataset']} "
-                                  f"are 0..{n - 1}")
+                raise bad_request(
+                    f"unknown user {bad[:5].tolist()}: dense user indices of {self.meta['dataset']} are 0..{n - 1}"
+                )
             return users
         if "user_id" in frame.columns:
             if self.index is None:
-                raise bad_request(f"{self.meta['dataset']} has no original user ids: send dense indices in "
-                                  f"column `user` (0..{n - 1})")
+                raise bad_request(
+                    f"{self.meta['dataset']} has no original user ids: send dense indices in column `user` (0..{n - 1})"
+                )
             unknown = [u for u in frame["user_id"].astype(str) if u not in self.index]
             if unknown:
                 raise bad_request(f"unknown user_id {unknown[:5]}: not a user of {self.meta['dataset']}")
             return np.asarray([self.index[u] for u in frame["user_id"].astype(str)], dtype=np.int64)
-        raise bad_request(f"the request has columns {list(frame.columns)}: send `user` (dense user index) or "
-                          "`user_id` (original id), and optionally `k`")
+        raise bad_request(
+            f"the request has columns {list(frame.columns)}: send `user` (dense user index) or "
+            "`user_id` (original id), and optionally `k`"
+        )
 
     def ks_of(self, frame: pd.DataFrame) -> np.ndarray:
         if "k" not in frame.columns:
@@ -183,9 +229,11 @@ class ServedRecommender(PythonModel):
             raise bad_request(f"column `k` must be a positive integer on every row (got {ks.tolist()[:5]})")
         ks = ks.to_numpy(dtype=np.int64)
         if self.meta["mode"] == "lists" and ks.max() > self.meta["max_k"]:
-            raise bad_request(f"k={int(ks.max())} is more than the {self.meta['max_k']} items this model stores per "
-                              f"user (its base model scores from a history; lists were precomputed): use k <= "
-                              f"{self.meta['max_k']}")
+            raise bad_request(
+                f"k={int(ks.max())} is more than the {self.meta['max_k']} items this model stores per "
+                f"user (its base model scores from a history; lists were precomputed): use k <= "
+                f"{self.meta['max_k']}"
+            )
         return ks
 
     def top(self, users: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,11 +266,11 @@ def model_location(client, uri: str) -> str:
     """The artifact location of the logged model `uri` names: models:/<name>@<alias>, models:/<name>/<version> or
     models:/<model id>. Resolved with `client` (MLflow's own models:/ resolution of a logged-model id reads the
     default store, not the one given)."""
-    rest = uri[len("models:/"):].strip("/")
+    rest = uri[len("models:/") :].strip("/")
     if "@" in rest or "/" in rest:
         name, alias = rest.split("@", 1) if "@" in rest else (rest, None)
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(*rest.split("/", 1))
-        rest = mv.model_id or mv.source[len("models:/"):]  # a server's answer may leave model_id empty
+        rest = mv.model_id or mv.source[len("models:/") :]  # a server's answer may leave model_id empty
     return client.get_logged_model(rest).artifact_location
 
 
@@ -236,8 +284,9 @@ def recommend_from_model(uri: str, users: list[int], k: int, tracking_uri: str |
         local = uri
         if uri.startswith("models:/"):
             tracker = Tracker(tracking_uri, experiment=None)
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_location(tracker.client, uri), dst_path=tmp,
-                                                        tracking_uri=tracker.uri)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=model_location(tracker.client, uri), dst_path=tmp, tracking_uri=tracker.uri
+            )
         model = mlflow.pyfunc.load_model(local)
         try:
             return model.predict(pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "k": k}))

@@ -23,6 +23,7 @@ that nothing ever tells, so "rerun continues up to the budget" does not hold. He
     back as the cell's hyperparameter file (`<grid hparams>/<model>-<plugin>-<dataset>.yaml`) that the
     paper grids read; the study's report (`study_report`) goes on the study run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,7 +40,7 @@ import ray
 from optuna.trial import TrialState
 
 from ..config import ConfigError
-from ..experiment import dataset_key, resolve
+from ..experiment import resolve
 from ..grid import GridCell, GridSpec, HParams, StudySpec, apply_params, hparams_path, load_hparams, save_hparams
 from .pruning import PruneTarget, describe_pruner, make_pruner, pruning_hook
 from .study_report import dashboard_command, publish_study_report
@@ -54,7 +55,7 @@ def open_storage(url: str):
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url[len("journal:"):]).expanduser().resolve()
+        path = Path(url[len("journal:") :]).expanduser().resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     url = absolute_sqlite(url)
@@ -73,8 +74,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts
 def study_name(grid: GridSpec, gc: GridCell) -> str:
     """<grid>/<model>-<plugin>-<dataset>[-<variant>]-<hash of the cell and the space>: a changed space or
     base config starts a new study instead of mixing incompatible trials."""
-    space = json.dumps({k: dataclasses.asdict(v) for k, v in arm_space(grid.study, gc.config.plugin).items()},
-                       sort_keys=True)
+    space = json.dumps(
+        {k: dataclasses.asdict(v) for k, v in arm_space(grid.study, gc.config.plugin).items()}, sort_keys=True
+    )
     digest = hashlib.sha256((gc.cell_id + space).encode()).hexdigest()[:8]
     return f"{grid.name}/{gc.run_name(seed=False)}-{digest}"
 
@@ -91,8 +93,9 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
     return out
 
 
-def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = None,
-               select: str = "recall@20") -> list[int]:
+def reap_stale(
+    study: optuna.Study, grace_s: float, tracker: Tracker | None = None, select: str = "recall@20"
+) -> list[int]:
     """Settle RUNNING trials whose heartbeat (or start, if none) is older than `grace_s`: a trial whose MLflow
     run finished (the driver died between the run and `tell`) is told its value, one whose run was pruned is
     told PRUNED; any other is marked FAIL,
@@ -107,7 +110,9 @@ def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = No
         try:
             if done:
                 study.tell(t.number, done[0].data.metrics[metric_key(f"best_val_{select}")])
-                log.warning("study %s: trial %d finished in MLflow but was never told: recovered", study.study_name, t.number)
+                log.warning(
+                    "study %s: trial %d finished in MLflow but was never told: recovered", study.study_name, t.number
+                )
                 continue
             if any(was_stopped(r) for r in runs):
                 study.tell(t.number, state=TrialState.PRUNED)
@@ -121,8 +126,12 @@ def reap_stale(study: optuna.Study, grace_s: float, tracker: Tracker | None = No
         for run in runs:
             if run.info.status == "RUNNING":
                 tracker.finish(run.info.run_id, "FAILED")
-        log.warning("study %s: trial %d was RUNNING without a heartbeat for %.0f s: failed, parameters re-queued",
-                    study.study_name, t.number, now - beat)
+        log.warning(
+            "study %s: trial %d was RUNNING without a heartbeat for %.0f s: failed, parameters re-queued",
+            study.study_name,
+            t.number,
+            now - beat,
+        )
     return failed
 
 
@@ -149,9 +158,14 @@ def _run_trial(ctx: TrialContext, tc: TrackedCell, workdir: str, target: PruneTa
 
 def open_study(name: str, storage: str, spec: StudySpec) -> optuna.Study:
     """The study `name` in `storage` (created if missing) with the spec's TPE seed and pruner."""
-    return optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
-                               sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
-                               pruner=make_pruner(spec.pruner), load_if_exists=True)
+    return optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+        pruner=make_pruner(spec.pruner),
+        load_if_exists=True,
+    )
 
 
 def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, parent_run_id: str) -> dict:
@@ -161,15 +175,34 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
     name = study_name(grid, gc)
     space = arm_space(spec, gc.config.plugin)
     study = open_study(name, storage, spec)
-    srun, _ = tracker.run_for("study", name, parent_run_id, {**gc.labels, "study": name, "storage": redact(storage)},
-                              {"space": {k: dataclasses.asdict(v) for k, v in space.items()},
-                               "n_trials": spec.n_trials, "sampler_seed": spec.sampler_seed,
-                               "pruner": describe_pruner(spec.pruner), "cell": gc.resolved.to_dict()},
-                              name=name, shared=True)
+    srun, _ = tracker.run_for(
+        "study",
+        name,
+        parent_run_id,
+        {**gc.labels, "study": name, "storage": redact(storage)},
+        {
+            "space": {k: dataclasses.asdict(v) for k, v in space.items()},
+            "n_trials": spec.n_trials,
+            "sampler_seed": spec.sampler_seed,
+            "pruner": describe_pruner(spec.pruner),
+            "cell": gc.resolved.to_dict(),
+        },
+        name=name,
+        shared=True,
+    )
     tracker.reopen(srun.info.run_id)
     task = ray.remote(num_cpus=r.cpu, num_gpus=r.gpu, max_retries=spec.max_failures)(_run_trial)
-    ctx = TrialContext(tracker.uri, tracker.experiment, srun.info.run_id, "trial", grid.name, grid.select, r.cpu,
-                       git_commit(), os.getcwd())
+    ctx = TrialContext(
+        tracker.uri,
+        tracker.experiment,
+        srun.info.run_id,
+        "trial",
+        grid.name,
+        grid.select,
+        r.cpu,
+        git_commit(),
+        os.getcwd(),
+    )
     workdir = str((local_root(tracker.uri) or Path("mlruns").resolve()) / "studies")
     tags = {**gc.labels, "study": name}
     inflight: dict = {}
@@ -187,8 +220,12 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
             if over_budget(study, trial.number, spec.n_trials):  # another driver asked in the meantime
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
-                log.info("study %s: trial %d is over the budget of %d (another worker asked first): not run",
-                         name, trial.number, spec.n_trials)
+                log.info(
+                    "study %s: trial %d is over the budget of %d (another worker asked first): not run",
+                    name,
+                    trial.number,
+                    spec.n_trials,
+                )
                 break
             trial.set_user_attr("heartbeat", time.time())
             params = suggest(trial, space)
@@ -219,38 +256,71 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
                 failures += 1
                 log.error("study %s: trial %d failed: %s", name, trial.number, exc)
                 if failures > spec.max_failures:
-                    raise RuntimeError(f"study {name}: {failures} trials failed (max_failures {spec.max_failures})") from exc
+                    raise RuntimeError(
+                        f"study {name}: {failures} trials failed (max_failures {spec.max_failures})"
+                    ) from exc
         for trial in inflight.values():
             trial.set_user_attr("heartbeat", time.time())
     trials = study.get_trials(deepcopy=False)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     pruned = sum(t.state == TrialState.PRUNED for t in trials)
     if not complete:
-        raise RuntimeError(f"study {name}: all {pruned} finished trials were pruned, so there is no winner; "
-                           f"raise pruner.n_startup_trials or use pruner: {{type: none}} in {grid.path}")
+        raise RuntimeError(
+            f"study {name}: all {pruned} finished trials were pruned, so there is no winner; "
+            f"raise pruner.n_startup_trials or use pruner: {{type: none}} in {grid.path}"
+        )
     best = study.best_trial
     arms = spec.arms or list(grid.axes.plugin)
-    written = write_hparams(grid, gc, best.params, {
-        "study": name, "arm": gc.config.plugin, "arms": arms, "n_trials": spec.n_trials, "sampler": "TPE",
-        "sampler_seed": spec.sampler_seed, "pruner": describe_pruner(spec.pruner), "storage": redact(storage),
-        "trial": best.number, "value": best.value, "metric": f"val/{grid.select}", "complete_trials": complete,
-        "pruned_trials": pruned, "written": time.strftime("%Y-%m-%d %H:%M:%S")})
-    tracker.log_metrics(srun.info.run_id, {f"best_val_{grid.select}": best.value, "complete_trials": complete,
-                                           "pruned_trials": pruned})
+    written = write_hparams(
+        grid,
+        gc,
+        best.params,
+        {
+            "study": name,
+            "arm": gc.config.plugin,
+            "arms": arms,
+            "n_trials": spec.n_trials,
+            "sampler": "TPE",
+            "sampler_seed": spec.sampler_seed,
+            "pruner": describe_pruner(spec.pruner),
+            "storage": redact(storage),
+            "trial": best.number,
+            "value": best.value,
+            "metric": f"val/{grid.select}",
+            "complete_trials": complete,
+            "pruned_trials": pruned,
+            "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        },
+    )
+    tracker.log_metrics(
+        srun.info.run_id, {f"best_val_{grid.select}": best.value, "complete_trials": complete, "pruned_trials": pruned}
+    )
     tracker.set_tags(srun.info.run_id, {"best_params": json.dumps(best.params), "hparams_file": str(written)})
     report = publish_study_report(study, tracker, srun.info.run_id, report_dir(tracker, name), grid.select)
     tracker.finish(srun.info.run_id)
     command = dashboard_command(storage)
     log.info("study %s: %d complete + %d pruned trials; open it with: %s", name, complete, pruned, command)
-    return {"study": name, "arm": gc.config.plugin, "best_value": best.value, "best_params": best.params,
-            "complete": complete, "pruned": pruned, "hparams_file": str(written), "report": report,
-            "dashboard": command}
+    return {
+        "study": name,
+        "arm": gc.config.plugin,
+        "best_value": best.value,
+        "best_params": best.params,
+        "complete": complete,
+        "pruned": pruned,
+        "hparams_file": str(written),
+        "report": report,
+        "dashboard": command,
+    }
 
 
 def write_hparams(grid: GridSpec, gc: GridCell, params: dict, source: dict) -> Path:
     """Merge the best parameters into the cell's hyperparameter file (creating it), atomically."""
-    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.config.model,
-                        gc.config.plugin, gc.config.dataset)
+    path = hparams_path(
+        dataclasses.replace(grid, hparams=grid.hparams or "hparams"),
+        gc.config.model,
+        gc.config.plugin,
+        gc.config.dataset,
+    )
     hp = load_hparams(path) if path.exists() else HParams()
     for key, value in params.items():
         section, _, field = key.partition(".")
@@ -269,8 +339,10 @@ def study_cells(grid: GridSpec) -> list[GridCell]:
         return grid.expand()
     extra = sorted(set(grid.axes.plugin) - set(arms))
     if extra:
-        raise ConfigError(f"{grid.path}: axes.plugin lists {extra}, which study.arms {arms} does not tune; "
-                          f"set axes.plugin to {arms} (or add them to study.arms)")
+        raise ConfigError(
+            f"{grid.path}: axes.plugin lists {extra}, which study.arms {arms} does not tune; "
+            f"set axes.plugin to {arms} (or add them to study.arms)"
+        )
     return dataclasses.replace(grid, axes=dataclasses.replace(grid.axes, plugin=list(arms))).expand()
 
 
@@ -287,13 +359,22 @@ def report_dir(tracker: Tracker, name: str) -> str:
 def written_by(grid: GridSpec, gc: GridCell) -> str | None:
     """The study that wrote the cell's hparams file (its `source.study`), if any. Once written, the winner is
     part of the cell, so `study_name` of the cell names a new study; the report wants the one that ran."""
-    path = hparams_path(dataclasses.replace(grid, hparams=grid.hparams or "hparams"), gc.config.model,
-                        gc.config.plugin, gc.config.dataset)
+    path = hparams_path(
+        dataclasses.replace(grid, hparams=grid.hparams or "hparams"),
+        gc.config.model,
+        gc.config.plugin,
+        gc.config.dataset,
+    )
     return load_hparams(path).source.get("study") if path.exists() else None
 
 
-def report_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
-                   out_dir: str | None = None, log_files: bool = True) -> list[dict]:
+def report_studies(
+    grid: GridSpec,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    out_dir: str | None = None,
+    log_files: bool = True,
+) -> list[dict]:
     """The report of each study of a study file (finished or not), written again from its storage and MLflow
     runs; with `log_files`, put on its study run. Returns [{study, arm, files}]."""
     from .study_report import write_study_report
@@ -304,8 +385,10 @@ def report_studies(grid: GridSpec, tracking_uri: str | None = None, storage: str
     for gc in study_cells(grid):
         name = written_by(grid, gc) or study_name(grid, gc)
         if name not in names:
-            raise ConfigError(f"{grid.path}: no study {name} in {redact(storage)}; run it first "
-                              f"(python ray_jobs/tune.py {grid.path}) or pass the storage it used (--storage)")
+            raise ConfigError(
+                f"{grid.path}: no study {name} in {redact(storage)}; run it first "
+                f"(python ray_jobs/tune.py {grid.path}) or pass the storage it used (--storage)"
+            )
         study = open_study(name, storage, grid.study)
         where = os.path.join(out_dir, name.replace("/", "_")) if out_dir else report_dir(tracker, name)
         runs = tracker.find(kind="study", key=name)

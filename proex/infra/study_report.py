@@ -8,6 +8,7 @@ intermediate values (the pruned trials' curves stop early). Then the best trial'
 validation curve, read back from its MLflow run. report.md holds the text; the files go under report/ on
 the study run and report.md with its figures becomes the run's description (`publishing.describe_run`).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ def dashboard_command(storage: str, port: int = 8080) -> str:
     """The shell command that opens `storage` in optuna-dashboard (the `dashboard` install extra); a journal
     file is named with its storage class, a URL's password is left to the reader."""
     if storage.startswith("journal:"):
-        path = os.path.abspath(os.path.expanduser(storage[len("journal:"):]))
+        path = os.path.abspath(os.path.expanduser(storage[len("journal:") :]))
         return f"optuna-dashboard {path} --storage-class JournalFileStorage --host 127.0.0.1 --port {port}"
     return f"optuna-dashboard {redact(storage)} --host 127.0.0.1 --port {port}"
 
@@ -101,8 +102,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value (the last intermediate one for a pruned trial), last epoch, params."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": t.state.name, "value": t.value, "last_epoch": t.last_step,
-                     **{k: shown(v) for k, v in t.params.items()}})
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "last_epoch": t.last_step,
+                **{k: shown(v) for k, v in t.params.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -114,17 +122,27 @@ def write_study_report(study: optuna.Study, tracker: Tracker, out_dir: str, sele
     trials.to_csv(os.path.join(out_dir, "trials.csv"), index=False)
     figures, notes = write_plots(study, out_dir)
     states = trials["state"].value_counts().to_dict() if not trials.empty else {}
-    lines = [f"# Study {study.study_name}", "",
-             f"Trials: {', '.join(f'{n} {s}' for s, n in sorted(states.items()))}; maximising val/{select}.", ""]
+    lines = [
+        f"# Study {study.study_name}",
+        "",
+        f"Trials: {', '.join(f'{n} {s}' for s, n in sorted(states.items()))}; maximising val/{select}.",
+        "",
+    ]
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         lines += ["No COMPLETE trial yet: no best trial.", ""]
     else:
         best = study.best_trial
         curve = best_curve(tracker, study, select)
         curve.to_csv(os.path.join(out_dir, "best_curve.csv"), index=False)
-        lines += [f"## Best trial: #{best.number}, val/{select} = {best.value:.4f}", "",
-                  to_markdown(pd.DataFrame({"parameter": list(best.params),
-                                            "value": [shown(v) for v in best.params.values()]}), index=False), ""]
+        lines += [
+            f"## Best trial: #{best.number}, val/{select} = {best.value:.4f}",
+            "",
+            to_markdown(
+                pd.DataFrame({"parameter": list(best.params), "value": [shown(v) for v in best.params.values()]}),
+                index=False,
+            ),
+            "",
+        ]
         if not curve.empty:
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.plot(curve["epoch"], curve[f"val_{select}"], marker="o")
@@ -139,13 +157,18 @@ def write_study_report(study: optuna.Study, tracker: Tracker, out_dir: str, sele
     lines += [*notes, "", "## All trials", "", to_markdown(trials, index=False) if not trials.empty else "(none)", ""]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(lines))
-    names = ["report.md", "trials.csv", *(["best_curve.csv"] if os.path.exists(os.path.join(out_dir, "best_curve.csv"))
-                                         else []), *figures]
+    names = [
+        "report.md",
+        "trials.csv",
+        *(["best_curve.csv"] if os.path.exists(os.path.join(out_dir, "best_curve.csv")) else []),
+        *figures,
+    ]
     return {n: os.path.join(out_dir, n) for n in names}
 
 
-def publish_study_report(study: optuna.Study, tracker: Tracker, run_id: str, out_dir: str,
-                         select: str) -> dict[str, str]:
+def publish_study_report(
+    study: optuna.Study, tracker: Tracker, run_id: str, out_dir: str, select: str
+) -> dict[str, str]:
     """Write the study's report to `out_dir`, log its files under report/ on the study run `run_id` and render
     report.md with its figures as the run's description. Returns {file: path}."""
     files = write_study_report(study, tracker, out_dir, select)

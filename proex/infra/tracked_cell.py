@@ -16,12 +16,13 @@
 The MLflow `done` tag is the one answer to "is this cell finished?": Tune's experiment folder and Optuna's
 trial states only save work (a Tune checkpoint to resume from, a trial to tell), they never decide it.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..grid import GridCell
 from ..train import StopTraining
@@ -34,6 +35,7 @@ from .ui import log_dataset
 @dataclass(frozen=True)
 class TrialContext:
     """What every trial of one grid or study shares, sent from the driver to the Ray workers."""
+
     tracking_uri: str
     experiment: str
     parent_run_id: str  # the grid's run (grid cells) or the study's run (study trials)
@@ -48,6 +50,7 @@ class TrialContext:
 @dataclass(frozen=True)
 class TrackedCell:
     """One run to make: the resolved cell, the key its run is found by, its display name and its tags."""
+
     grid_cell: GridCell
     key: str  # cell id (grid) or '<study>#<trial number>' (study)
     name: str  # the MLflow run name, e.g. 'lightgcn-proex-synthetic-s0'
@@ -69,8 +72,9 @@ def was_stopped(run) -> bool:
     return run.info.status == "KILLED" and run.data.tags.get("pruned") == "true"
 
 
-def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str,
-                     on_validation: Callable | None = None) -> CellOutcome:
+def run_tracked_cell(
+    ctx: TrialContext, tc: TrackedCell, state_path: str, workdir: str, on_validation: Callable | None = None
+) -> CellOutcome:
     """Train `tc.grid_cell` into its MLflow run (see the module docstring); `state_path` is the trainer state to
     resume from and keep up to date, `workdir` a folder for the checkpoint files before they are logged."""
     import torch
@@ -83,15 +87,25 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
     torch.set_num_threads(max(1, int(ctx.cpu)))
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     gc = tc.grid_cell
-    tags = {**{k: str(v) for k, v in tc.tags.items()}, "grid": ctx.grid, "git_commit": ctx.git_commit,
-            "cell_id": gc.cell_id, "config_hash": gc.cell_id}
+    tags = {
+        **{k: str(v) for k, v in tc.tags.items()},
+        "grid": ctx.grid,
+        "git_commit": ctx.git_commit,
+        "cell_id": gc.cell_id,
+        "config_hash": gc.cell_id,
+    }
     run, created = tracker.run_for(ctx.kind, tc.key, ctx.parent_run_id, tags, gc.resolved.to_dict(), name=tc.name)
     run_id = run.info.run_id
     if was_stopped(run):
         return CellOutcome(run_id, True, {}, {}, stopped=run.data.tags.get("stop_reason", "stopped"))
     if is_finished(run):
-        return CellOutcome(run_id, True, logged_metrics(run, "test_"), logged_metrics(run, "best_val_"),
-                           run.data.tags.get("first_dip") == "yes")
+        return CellOutcome(
+            run_id,
+            True,
+            logged_metrics(run, "test_"),
+            logged_metrics(run, "best_val_"),
+            run.data.tags.get("first_dip") == "yes",
+        )
     resumes = int(run.data.tags.get("resumes", "0")) + (1 if os.path.exists(state_path) else 0)
     if not created:
         tracker.reopen(run_id)
@@ -111,8 +125,14 @@ def run_tracked_cell(ctx: TrialContext, tc: TrackedCell, state_path: str, workdi
         inter = load_dataset(gc.config.dataset)
         if created or not tracker.client.get_run(run_id).inputs.dataset_inputs:
             log_dataset(tracker, run_id, inter, gc.labels["dataset"])
-        result, system = run_cell(gc.resolved, inter, callback=validation, state_path=state_path, device=device,
-                                  profiles=gc.runnable().profiles)
+        result, system = run_cell(
+            gc.resolved,
+            inter,
+            callback=validation,
+            state_path=state_path,
+            device=device,
+            profiles=gc.runnable().profiles,
+        )
         recorder.final(tc.key, result, system, inter, workdir)
     except StopTraining as stop:  # not a failure: the run ends KILLED, marked pruned, with its curve so far
         tracker.set_tags(run_id, {"pruned": "true", "stop_reason": str(stop)[:5000]})

@@ -13,6 +13,7 @@ own run and a relaunch skips finished cells.
 Default store: `sqlite:///mlruns/mlflow.db`, artifacts under `mlruns/artifacts/` (MLflow 3 refuses the old
 file store). On a cluster every node must reach one tracking server (`mlflow_server.start_server`).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ import re
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -41,8 +43,10 @@ def resolve_uri(uri: str | None = None) -> str:
     (Ray trials run in other folders) and their folder created."""
     uri = absolute_sqlite(uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
     if "://" not in uri:
-        raise ValueError(f"tracking URI {uri!r}: give sqlite:///path/mlflow.db or http://host:port "
-                         "(MLflow 3 does not take a plain folder)")
+        raise ValueError(
+            f"tracking URI {uri!r}: give sqlite:///path/mlflow.db or http://host:port "
+            "(MLflow 3 does not take a plain folder)"
+        )
     return uri
 
 
@@ -50,15 +54,15 @@ def absolute_sqlite(url: str) -> str:
     """A relative 'sqlite:///path' made absolute (Ray workers run in other folders) and its folder created;
     any other URL unchanged. Shared by the MLflow store and the Optuna storage."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = f"sqlite:///{Path(url[len('sqlite:///'):]).expanduser().resolve()}"
+        url = f"sqlite:///{Path(url[len('sqlite:///') :]).expanduser().resolve()}"
     if url.startswith("sqlite:////"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 
 def local_root(uri: str) -> Path | None:
     """The folder of a local sqlite store (artifacts, Tune state and reports go beside it), else None."""
-    return Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:////") else None
+    return Path(uri[len("sqlite:///") :]).parent if uri.startswith("sqlite:////") else None
 
 
 def metric_key(name: str) -> str:
@@ -73,7 +77,7 @@ def canonical(key: str) -> str:
 
 def logged_metrics(run, prefix: str) -> dict[str, float]:
     """The run's metrics logged under `prefix` ('test_', 'best_val_'), by canonical name: {'recall@20': ...}."""
-    return {canonical(k[len(prefix):]): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
+    return {canonical(k[len(prefix) :]): v for k, v in run.data.metrics.items() if k.startswith(prefix)}
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -93,8 +97,13 @@ def git_commit(cwd: str | None = None) -> str:
     cwd = cwd or str(Path(__file__).resolve().parents[2])
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if head.returncode != 0:
@@ -143,15 +152,24 @@ class Tracker:
         flt = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         runs, token = [], None
         while True:
-            page = self.client.search_runs([self.experiment_id], flt, max_results=1000, page_token=token,
-                                           order_by=["attributes.start_time ASC"])
+            page = self.client.search_runs(
+                [self.experiment_id], flt, max_results=1000, page_token=token, order_by=["attributes.start_time ASC"]
+            )
             runs.extend(page)
             token = page.token
             if not token:
                 return runs
 
-    def run_for(self, kind: str, key: str, parent_id: str | None = None, tags: dict | None = None,
-                params: dict | None = None, name: str | None = None, shared: bool = False) -> tuple[Any, bool]:
+    def run_for(
+        self,
+        kind: str,
+        key: str,
+        parent_id: str | None = None,
+        tags: dict | None = None,
+        params: dict | None = None,
+        name: str | None = None,
+        shared: bool = False,
+    ) -> tuple[Any, bool]:
         """The run with tags kind=`kind`, key=`key`, created (with params) if missing. Returns (run, created).
 
         shared: several processes may ask for this run at once (the workers of one study). After creating it,
@@ -179,7 +197,7 @@ class Tracker:
         logged = self.client.get_run(run_id).data.params
         items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items() if v != "None" and k[:250] not in logged]
         for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i:i + 100])
+            self.client.log_batch(run_id, params=items[i : i + 100])
 
     def finished(self, kind: str = "cell") -> dict[str, Any]:
         """key -> run for runs of `kind` that finished with their results logged (tag done=1)."""
@@ -187,10 +205,13 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
-        items = [Metric(metric_key(k), float(v), now, step) for k, v in metrics.items()
-                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        items = [
+            Metric(metric_key(k), float(v), now, step)
+            for k, v in metrics.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        ]
         for i in range(0, len(items), 1000):
-            self.client.log_batch(run_id, metrics=items[i:i + 1000])
+            self.client.log_batch(run_id, metrics=items[i : i + 1000])
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

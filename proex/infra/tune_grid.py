@@ -17,6 +17,7 @@ A slice (`only`) runs the matching cells in a Tune experiment of their own (name
 totals go to the console and the parent run while it runs (`grid_progress`); a stop signal ends it cleanly
 (`grid_stop`), its cells' runs marked interrupted for the rerun to resume.
 """
+
 from __future__ import annotations
 
 import logging
@@ -113,12 +114,22 @@ def _trial(config: dict, ctx: TrialContext) -> None:
 
     gc = rec["grid_cell"]
     try:
-        out = run_tracked_cell(ctx, TrackedCell(gc, gc.cell_id, rec["name"], gc.labels), state, os.path.join(work, "out"),
-                               on_validation=report)
+        out = run_tracked_cell(
+            ctx,
+            TrackedCell(gc, gc.cell_id, rec["name"], gc.labels),
+            state,
+            os.path.join(work, "out"),
+            on_validation=report,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    tune.report({"skipped" if out.already_finished else "done": 1, "first_dip": out.first_dip,
-                 **{metric_key(f"test_{k}"): v for k, v in out.test.items()}})
+    tune.report(
+        {
+            "skipped" if out.already_finished else "done": 1,
+            "first_dip": out.first_dip,
+            **{metric_key(f"test_{k}"): v for k, v in out.test.items()},
+        }
+    )
 
 
 def _trial_dirname(trial) -> str:
@@ -139,24 +150,43 @@ def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
                 tracker.finish(run.info.run_id, "FAILED")
 
 
-def _tuner(trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int,
-           progress: GridProgress) -> tune.Tuner:
+def _tuner(
+    trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int, progress: GridProgress
+) -> tune.Tuner:
     """A fresh Tune experiment `name` with one trial per cell (a grid search over the cells' records)."""
     return tune.Tuner(
-        trainable, param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
+        trainable,
+        param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
         # reuse_actors: a trial runs in the worker process of the trial before it (same resources), not a new one
         # that imports torch, proex and MLflow again: ~20 s per cell on a loaded 2-core machine (docs/results).
-        tune_config=tune.TuneConfig(max_concurrent_trials=grid.max_concurrent, trial_dirname_creator=_trial_dirname,
-                                    reuse_actors=True,
-                                    trial_name_creator=lambda t: trial_name(t.config["cell"])),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=verbose, callbacks=[progress],
-                                  failure_config=tune.FailureConfig(max_failures=grid.max_failures),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=grid.max_concurrent,
+            trial_dirname_creator=_trial_dirname,
+            reuse_actors=True,
+            trial_name_creator=lambda t: trial_name(t.config["cell"]),
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=verbose,
+            callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=grid.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
 
 
-def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | None = None,
-             report_dir: str | None = None, verbose: int = 0, address: str | None = None,
-             num_cpus: int | None = None, worker_logs: bool = False, only: dict | None = None) -> GridOutcome:
+def run_grid(
+    grid: GridSpec,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    report_dir: str | None = None,
+    verbose: int = 0,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    worker_logs: bool = False,
+    only: dict | None = None,
+) -> GridOutcome:
     """Run every unfinished cell of `grid` (of its slice `only`, {label: values}: `proex.grid.slice_cells`) on
     Ray (connected with `connect(address, num_cpus, worker_logs)` only when a cell is left to run), then write
     the report of what has finished and log it on the grid's parent run. A first SIGINT/SIGTERM stops the
@@ -171,8 +201,14 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     found = tracker.find(kind="cell")  # one search, shared with the report when nothing runs
     done = {r.data.tags["key"]: r for r in found if is_finished(r)}  # as tracker.finished
     todo = [c for c in cells if c.cell_id not in done]
-    log.info("grid %s: %d cells%s, %d finished before, %d to run", grid.name, len(every),
-             f" ({len(cells)} in the slice)" if only else "", len(cells) - len(todo), len(todo))
+    log.info(
+        "grid %s: %d cells%s, %d finished before, %d to run",
+        grid.name,
+        len(every),
+        f" ({len(cells)} in the slice)" if only else "",
+        len(cells) - len(todo),
+        len(todo),
+    )
     for line in start_lines(grid, cells):  # protocol differences and borrowed settings, once per grid start
         log.info("grid %s: %s", grid.name, line)
     storage = storage or default_storage(tracker)
@@ -181,8 +217,17 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     with stop:
         if todo and not stop.stopped:
             connect(address, num_cpus, worker_logs)
-            ctx = TrialContext(tracker.uri, tracker.experiment, parent_id, "cell", grid.name, grid.select,
-                               grid.resources.cpu, commit, os.getcwd())
+            ctx = TrialContext(
+                tracker.uri,
+                tracker.experiment,
+                parent_id,
+                "cell",
+                grid.name,
+                grid.select,
+                grid.resources.cpu,
+                commit,
+                os.getcwd(),
+            )
             _fit_cells(grid, ctx, cells, todo, tracker, storage, name, verbose, stop, parent_id)
     marked = mark_interrupted(tracker, [c.cell_id for c in todo], stop.at_ms) if stop.stopped else []
     finished = tracker.finished("cell") if todo else done  # nothing ran: the store is as read (seconds at 360 runs)
@@ -194,9 +239,20 @@ def run_grid(grid: GridSpec, tracking_uri: str | None = None, storage: str | Non
     if stop.stopped:
         tracker.set_tags(parent_id, {"interrupted": "true"})
     tracker.finish(parent_id, "KILLED" if stop.stopped else "FAILED" if failed else "FINISHED")
-    return GridOutcome(grid.name, len(cells), len(cells) - len(failed) - len(marked), failed, parent_id, tracker.uri,
-                       tracker.experiment_id, os.path.join(storage, name), files, registered=registered,
-                       interrupted=stop.signum, marked=marked)
+    return GridOutcome(
+        grid.name,
+        len(cells),
+        len(cells) - len(failed) - len(marked),
+        failed,
+        parent_id,
+        tracker.uri,
+        tracker.experiment_id,
+        os.path.join(storage, name),
+        files,
+        registered=registered,
+        interrupted=stop.signum,
+        marked=marked,
+    )
 
 
 def _open_parent(grid: GridSpec, tracker: Tracker, n_cells: int, commit: str) -> str:
@@ -211,12 +267,23 @@ def _open_parent(grid: GridSpec, tracker: Tracker, n_cells: int, commit: str) ->
     return parent_id
 
 
-def _fit_cells(grid: GridSpec, ctx: TrialContext, cells: list[GridCell], todo: list[GridCell], tracker: Tracker,
-               storage: str, name: str, verbose: int, stop: StopSignals, parent_id: str) -> None:
+def _fit_cells(
+    grid: GridSpec,
+    ctx: TrialContext,
+    cells: list[GridCell],
+    todo: list[GridCell],
+    tracker: Tracker,
+    storage: str,
+    name: str,
+    verbose: int,
+    stop: StopSignals,
+    parent_id: str,
+) -> None:
     """One Tune experiment over `cells` (restored if its folder exists), then a fresh one for cells it counts
     as ended whose MLflow run is not done."""
-    trainable = tune.with_resources(tune.with_parameters(_trial, ctx=ctx),
-                                    {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu})
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, ctx=ctx), {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu}
+    )
     progress = GridProgress(len(cells), len(cells) - len(todo), trial_name, tracker, parent_id)
     path = os.path.join(storage, name) if "://" not in storage else f"{storage.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
@@ -234,8 +301,10 @@ def _fit_cells(grid: GridSpec, ctx: TrialContext, cells: list[GridCell], todo: l
     errored = {(r.config or {}).get("cell", {}).get("id") for r in results if r.error is not None}
     again = [c for c in todo if c.cell_id not in finished and c.cell_id not in errored]
     if again:
-        log.info("%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again",
-                 len(again))
+        log.info(
+            "%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again", len(again)
+        )
         progress = GridProgress(len(again), 0, trial_name, tracker, parent_id)
-        _tuner(trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose,
-               progress).fit()
+        _tuner(
+            trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose, progress
+        ).fit()

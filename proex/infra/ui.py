@@ -14,6 +14,7 @@
 * `log_dataset` logs the cell's interactions as an MLflow dataset input (name, digest, counts), which fills
   the runs table's Dataset column and the run page's dataset panel.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,8 @@ import urllib.parse
 
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import CodeDatasetSource, LocalArtifactDatasetSource
-from mlflow.entities import DatasetInput, InputTag
 from mlflow.entities import Dataset as DatasetEntity
+from mlflow.entities import DatasetInput, InputTag
 
 from .tracker import Tracker, metric_key
 
@@ -42,14 +43,24 @@ def view_columns(metrics: list[str]) -> list[str]:
 def save_comparison_view(tracker: Tracker, metrics: list[str], key: str = COMPARISON_VIEW) -> None:
     """Store the comparison view on the experiment (idempotent: rewritten with the grid's metrics)."""
     cols = view_columns(metrics)
-    view = {"searchFilter": "", "orderByKey": RUN_NAME_KEY, "orderByAsc": True, "startTime": "ALL",
-            "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-            "selectedColumns": cols, "runListHidden": False, "viewMaximized": False}
+    view = {
+        "searchFilter": "",
+        "orderByKey": RUN_NAME_KEY,
+        "orderByAsc": True,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": cols,
+        "runListHidden": False,
+        "viewMaximized": False,
+    }
     tracker.client.set_experiment_tag(tracker.experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(view))
 
 
-def links(tracker: Tracker, parent_run_id: str | None = None, port: int = 5000,
-          key: str = COMPARISON_VIEW) -> dict[str, str]:
+def links(
+    tracker: Tracker, parent_run_id: str | None = None, port: int = 5000, key: str = COMPARISON_VIEW
+) -> dict[str, str]:
     """{"serve": how to reach a UI on this store, "compare": the comparison view's URL, "report": the parent
     run's page (its description is the report), "artifacts": its report files} (the last two with a run)."""
     if tracker.uri.startswith("http"):
@@ -75,11 +86,20 @@ def dataset_entity(inter, label: str) -> DatasetEntity:
         h.update(m.indptr.tobytes())
         h.update(m.indices.tobytes())
     src = inter.source or label
-    source = LocalArtifactDatasetSource(os.path.abspath(src)) if os.path.exists(src) else CodeDatasetSource({"proex.dataset": src})
+    source = (
+        LocalArtifactDatasetSource(os.path.abspath(src))
+        if os.path.exists(src)
+        else CodeDatasetSource({"proex.dataset": src})
+    )
     meta = MetaDataset(source, name=label, digest=h.hexdigest()[:12]).to_dict()
     profile = {k: v for k, v in inter.summary().items() if k in ("users", "items", "train", "val", "test", "density")}
-    return DatasetEntity(name=meta["name"], digest=meta["digest"], source_type=meta["source_type"],
-                         source=meta["source"], profile=json.dumps(profile))
+    return DatasetEntity(
+        name=meta["name"],
+        digest=meta["digest"],
+        source_type=meta["source_type"],
+        source=meta["source"],
+        profile=json.dumps(profile),
+    )
 
 
 def log_dataset(tracker: Tracker, run_id: str, inter, label: str, context: str = "train") -> None:

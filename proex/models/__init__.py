@@ -1,4 +1,5 @@
 """The base recommenders, in the order of the paper's Table 2 (the order also orders report rows)."""
+
 from __future__ import annotations
 
 from ..names import MODEL_NAMES
@@ -22,4 +23,14 @@ def model_class(name: str) -> type[BaseModel]:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
 
 
-__all__ = ["MODELS", "model_class", "BaseModel", "Encoded", "GraphState", "LatentState", "PairBatch", "Side", "UserBatch"]
+__all__ = [
+    "MODELS",
+    "model_class",
+    "BaseModel",
+    "Encoded",
+    "GraphState",
+    "LatentState",
+    "PairBatch",
+    "Side",
+    "UserBatch",
+]

@@ -22,12 +22,13 @@ Two families differ only in what a batch and a side vector are:
     point is additive on the posterior parameters, side.user = [mu_side ‖ logvar_side] of shape [B, 2 * d]
     (DMRec fusion, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; paper Eq. 6 "aggregation alignment"); side.item is unused.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from ..data.batches import Distinct, PairBatch, UserBatch  # noqa: F401  (re-exported: the batch types models take)

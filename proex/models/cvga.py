@@ -12,6 +12,7 @@ R̃ is x_u · du_u^{-1/2} · di^{-1/2} with x_u the binary training row, so `enc
 rows from `batch.rows`, exactly (dropout is element-wise, so dropping the batch rows of the full output is
 the same distribution). `posterior_all()` gives every user's (μ, logσ²) via the sparse R̃ when needed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ from .graph import user_item_adjacency
 
 @dataclass
 class CVGAConfig:
-    latent_dim: int = 64  # d, width of μ and logσ² (ID-GRec configure/CVGA.txt embedding_size; ID-GRec CVGA.py [inferred])
+    latent_dim: int = (
+        64  # d, width of μ and logσ² (ID-GRec configure/CVGA.txt embedding_size; ID-GRec CVGA.py [inferred])
+    )
     dropout: float = 0.3  # dropout on the encoder OUTPUT (ID-GRec CVGA.txt; paper A.2.3 "as in Mult-VAE")
     xavier_init: bool = False  # Xavier-normal weights / zero biases; False = PyTorch default init (ID-GRec, ProRec)
 
@@ -39,7 +42,7 @@ def degree_inv_sqrt(train) -> tuple[np.ndarray, np.ndarray]:
     du = np.asarray(train.sum(axis=1), dtype=np.float64).ravel()
     di = np.asarray(train.sum(axis=0), dtype=np.float64).ravel()
     with np.errstate(divide="ignore"):
-        return np.where(du > 0, du ** -0.5, 0.0), np.where(di > 0, di ** -0.5, 0.0)
+        return np.where(du > 0, du**-0.5, 0.0), np.where(di > 0, di**-0.5, 0.0)
 
 
 class CVGA(VAEModel):

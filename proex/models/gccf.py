@@ -5,6 +5,7 @@ never uses (RLMRec comments that it works better without) but that still counts 
 for an identical regulariser. Final representation: the concatenation [E^0 ‖ E^1 ‖ ... ‖ E^L], so the
 fusion point (and `side_dim`) is (L + 1) * d wide.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,9 +4,10 @@ Fusion point: additive on the posterior parameters, μ = μ_src + μ_side and lo
 (DMRec, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
 a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

@@ -6,6 +6,7 @@ products is ~10x slower on CPU, and this product is the hot path of every graph 
 forward and L times backward on every batch). Edge dropout (RLMRec LightGCN, keep_rate) zeroes values
 without changing the sparsity pattern, so the transpose is still a permutation of the same values.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -89,7 +90,7 @@ class SparseAdj:
         """Aᵀ @ x for dense x [n, d] -> [m, d], differentiable in x."""
         return _SpMM.apply(self.a_t, self.a, x)
 
-    def dropout(self, keep_rate: float) -> "SparseAdj":
+    def dropout(self, keep_rate: float) -> SparseAdj:
         """A copy whose nonzeros are each kept with probability keep_rate, NOT rescaled and NOT renormalised
         (RLMRec LightGCN edge dropout, HKUDS/RLMRec encoder/models/general_cf/lightgcn.py)."""
         if keep_rate >= 1.0:
@@ -126,8 +127,8 @@ def user_item_adjacency(train: sp.csr_matrix, device: torch.device) -> SparseAdj
     du = np.asarray(r.sum(axis=1)).ravel()
     di = np.asarray(r.sum(axis=0)).ravel()
     with np.errstate(divide="ignore"):
-        du = np.where(du > 0, du ** -0.5, 0.0)
-        di = np.where(di > 0, di ** -0.5, 0.0)
+        du = np.where(du > 0, du**-0.5, 0.0)
+        di = np.where(di > 0, di**-0.5, 0.0)
     return SparseAdj(sp.diags(du) @ r @ sp.diags(di), device)
 
 

@@ -22,6 +22,7 @@ batch even when a plug-in calls `risk` per environment); `epochs_done` counts ep
 weights (the official branch crashes, DiffRec L-DiffRec); batches are 1024 users (protocol ProRec generative trainer), not 400;
 evaluation masks train items only (RLMRec trainer/metrics.py). noise_scale must be > 0 (the official no-noise path is not kept).
 """
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,10 @@ def linear_var_betas(scale: float, lo: float, hi: float, steps: int, max_beta: f
     abar = 1.0 - np.linspace(scale * lo, scale * hi, steps, dtype=np.float64)
     betas = np.concatenate([[1.0 - abar[0]], np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)])
     if not ((betas > 0).all() and (betas <= 1).all()):
-        raise ValueError(f"L-DiffRec noise schedule gives betas outside (0, 1]: {betas}; need "
-                         "noise_scale > 0 and 0 < noise_min < noise_max (or equal with steps = 1)")
+        raise ValueError(
+            f"L-DiffRec noise schedule gives betas outside (0, 1]: {betas}; need "
+            "noise_scale > 0 and 0 < noise_min < noise_max (or equal with steps = 1)"
+        )
     return betas
 
 
@@ -122,8 +125,11 @@ class LDiffRec(VAEModel):
         snr = abar / (1.0 - abar)
         weight = torch.cat([snr.new_ones(1), snr[:-1] - snr[1:]])  # SNR(t-1) - SNR(t), 1 at t = 0
         schedule = {  # float64 like the official code; cast to float32 where used
-            "betas": betas, "alphas_cumprod": abar, "alphas_cumprod_prev": abar_prev,
-            "sqrt_alphas_cumprod": abar.sqrt(), "sqrt_one_minus_alphas_cumprod": (1.0 - abar).sqrt(),
+            "betas": betas,
+            "alphas_cumprod": abar,
+            "alphas_cumprod_prev": abar_prev,
+            "sqrt_alphas_cumprod": abar.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1.0 - abar).sqrt(),
             "posterior_mean_coef1": betas * abar_prev.sqrt() / (1.0 - abar),
             "posterior_mean_coef2": (1.0 - abar_prev) * (1.0 - betas).sqrt() / (1.0 - abar),
             "step_weight": weight,
@@ -178,7 +184,7 @@ class LDiffRec(VAEModel):
             new = losses[t == s].to(self.lt_history.dtype)
             if new.numel() == 0:
                 continue
-            merged = torch.cat([self.lt_history[s, : int(self.lt_count[s])], new])[-self.cfg.history:]
+            merged = torch.cat([self.lt_history[s, : int(self.lt_count[s])], new])[-self.cfg.history :]
             self.lt_history[s, : merged.numel()] = merged
             self.lt_count[s] = merged.numel()
 
@@ -205,8 +211,9 @@ class LDiffRec(VAEModel):
         z0 = reparameterize(mu, logvar, self.training and c.reparam)  # [(E,) B, d]
         lead, z0 = z0.shape[:-1], z0.reshape(-1, z0.shape[-1])  # [N, d], N = (E·)B
         t, pt = self.sample_steps(z0.shape[0])
-        z_t = (self.sqrt_alphas_cumprod[t].float().unsqueeze(1) * z0
-               + self.sqrt_one_minus_alphas_cumprod[t].float().unsqueeze(1) * torch.randn_like(z0))
+        z_t = self.sqrt_alphas_cumprod[t].float().unsqueeze(1) * z0 + self.sqrt_one_minus_alphas_cumprod[
+            t
+        ].float().unsqueeze(1) * torch.randn_like(z0)
         z0_hat = self.dnn(z_t, t)
         mse = (z0 - z0_hat).pow(2).mean(-1)  # [N]
         per = self.step_weight[t].float() * mse if c.reweight else mse

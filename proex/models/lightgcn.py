@@ -5,6 +5,7 @@ E^{l+1} = Â E^l with no weights or non-linearity; the final representation is t
 rescaling or renormalising, redrawn every batch. `include_ego=False, keep_rate=1.0` gives the encoder of
 the official ProEx code (ProRec lightgcn_proex.py), which sums layers 1..L and never drops edges.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,6 +10,7 @@ VALIDATION only (seed 2024): the original peaks at epoch 30 with R@20 .1382 (β 
 the code's settings at epoch 195 with .1537 (docs/results/base_models.md). The original is one switch away:
 `input_norm=True, anneal_cap=0.2, total_anneal_steps=200000, dropout=0.5, xavier_init=True`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,9 +3,10 @@
 Their fusion point is additive on the final representations (official ProEx code, BlueGhostYi/ProRec
 encoder/models/general_cf/lightgcn_proex.py; paper Eq. 12 with element-wise addition): h_u = e_u + side_u, h_i = e_i + side_i.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +28,9 @@ class PairwiseModel(BaseModel):
     def __init__(self, cfg, data: TrainData):
         super().__init__(cfg, data)
         self.embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users + self.n_items, cfg.dim)))
-        self.adj = bipartite_adjacency(data.train_csr, self_loops=bool(getattr(cfg, "self_loops", False)), device=data.device)
+        self.adj = bipartite_adjacency(
+            data.train_csr, self_loops=bool(getattr(cfg, "self_loops", False)), device=data.device
+        )
 
     @classmethod
     def side_width(cls, cfg) -> int:
@@ -38,7 +41,7 @@ class PairwiseModel(BaseModel):
 
     def split(self, h: Tensor) -> GraphState:
         """[(U + I), D] -> GraphState(users [U, D], items [I, D])."""
-        return GraphState(h[: self.n_users], h[self.n_users:])
+        return GraphState(h[: self.n_users], h[self.n_users :])
 
     def risk(self, batch: PairBatch, state: GraphState, side: Side | None = None) -> dict[str, Tensor]:
         """Mean BPR of the batch on (optionally side-fused) representations.

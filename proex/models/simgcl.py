@@ -9,6 +9,7 @@ Speed: rows of duplicate users/items are identical, so the sum is computed over 
 counts (the same value, fewer rows in the [rows x all-users] logits); the distinct ids come from the sampler's
 per-epoch `batch.distinct()`, so no `torch.unique` makes the host wait for a GPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ class SimGCL(PairwiseModel):
             v2 = self.split(perturbed_view(self.adj, ego, self.cfg.layers, self.cfg.eps))
             t = self.cfg.temperature
             rows = batch.distinct()
-            cl = (weighted_infonce(rows.users, rows.user_counts(), v1.users, v2.users, t)
-                  + weighted_infonce(*rows.positives(), v1.items, v2.items, t))
+            cl = weighted_infonce(rows.users, rows.user_counts(), v1.users, v2.users, t) + weighted_infonce(
+                *rows.positives(), v1.items, v2.items, t
+            )
             losses["cl"] = self.cfg.cl_weight * cl / batch.users.numel()
         return Encoded(clean, losses)

@@ -1,4 +1,5 @@
 """Plug-ins over the base-model interface; `base` is the model alone."""
+
 from __future__ import annotations
 
 from ..models import model_class
@@ -10,8 +11,9 @@ from .kar import KAR
 from .proex import ProEx
 from .rlmrec import RLMRecCon, RLMRecGen
 
-PLUGINS: dict[str, type[Plugin]] = {p.name: p for p in (Base, ProEx, RLMRecCon, RLMRecGen, KAR, AlphaRec,
-                                                        DMRecG, DMRecC, DMRecM)}
+PLUGINS: dict[str, type[Plugin]] = {
+    p.name: p for p in (Base, ProEx, RLMRecCon, RLMRecGen, KAR, AlphaRec, DMRecG, DMRecC, DMRecM)
+}
 assert tuple(PLUGINS) == PLUGIN_NAMES, "proex.names.PLUGIN_NAMES lists the registered plug-ins, in this order"
 
 
@@ -29,6 +31,20 @@ def check_pair(model: str, plugin: str) -> None:
         raise ValueError(reason)
 
 
-__all__ = ["PLUGINS", "plugin_class", "check_pair",
-           "Plugin", "Base", "ProEx", "RLMRecCon", "RLMRecGen", "KAR", "AlphaRec", "DMRec",
-           "DMRecG", "DMRecC", "DMRecM", "Scorer"]
+__all__ = [
+    "PLUGINS",
+    "plugin_class",
+    "check_pair",
+    "Plugin",
+    "Base",
+    "ProEx",
+    "RLMRecCon",
+    "RLMRecGen",
+    "KAR",
+    "AlphaRec",
+    "DMRec",
+    "DMRecG",
+    "DMRecC",
+    "DMRecM",
+    "Scorer",
+]

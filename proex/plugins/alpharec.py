@@ -14,6 +14,7 @@ The reference configuration (`proex.reference`) sets LightGCN to what AlphaRec r
 protocol (lr 5e-4, at most 500 epochs, validation every 5 epochs, patience 20 validations). `user_input="profile"`
 gives AlphaRec* of the DMRec paper (the user's own profile instead of the item mean).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,10 @@ class AlphaRec(Plugin):
     @classmethod
     def refusal(cls, model_cls) -> str | None:
         if model_cls.name != "lightgcn":
-            return (f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
-                    f"use --model lightgcn (got {model_cls.name!r})")
+            return (
+                f"alpharec: AlphaRec propagates language representations over the LightGCN graph; "
+                f"use --model lightgcn (got {model_cls.name!r})"
+            )
         return None
 
     def __init__(self, model, cfg: AlphaRecConfig, bank: ProfileBank):

@@ -5,6 +5,7 @@ Plug-ins own the model (`self.model`), so one `nn.Module` holds every trainable 
 Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py: reg_params runs
 over all parameters, the profile MLP included).
 """
+
 from __future__ import annotations
 
 from typing import ClassVar

@@ -29,6 +29,7 @@ L-DiffRec [inferred, no reference code]: accepted, with its own risk ({"elbo", "
 its annealed KL as the model weights it. A generative model whose risk has no "kl" entry raises for MDDM.
 Σ‖θ‖²: the VAE configs have no reg_weight (the DMRec yml's is unused), so the Trainer adds none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,8 +85,10 @@ class DMRec(Plugin):
     @classmethod
     def refusal(cls, model_cls) -> str | None:
         if model_cls.family != "generative":
-            return (f"{cls.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
-                    f"{model_cls.name!r} is {model_cls.family}. Use rlmrec_con/rlmrec_gen or proex for it.")
+            return (
+                f"{cls.name}: DMRec needs a generative model (multvae, cvga, ldiffrec); "
+                f"{model_cls.name!r} is {model_cls.family}. Use rlmrec_con/rlmrec_gen or proex for it."
+            )
         return None
 
     def __init__(self, model, cfg: DMRecConfig, bank: ProfileBank):
@@ -122,12 +125,16 @@ class DMRec(Plugin):
             out["match"] = c.beta * wasserstein2(state.mu, state.logvar, mu_llm, logvar_llm, c.eps)
         elif c.variant == "cpdm":
             mu_mix, logvar_mix = (mu + mu_llm) / 2, (logvar + logvar_llm) / 2
-            out["match"] = c.beta * (kl_gauss(mu, logvar, mu_mix, logvar_mix, c.eps)
-                                     + kl_gauss(mu_llm, logvar_llm, mu_mix, logvar_mix, c.eps))
+            out["match"] = c.beta * (
+                kl_gauss(mu, logvar, mu_mix, logvar_mix, c.eps)
+                + kl_gauss(mu_llm, logvar_llm, mu_mix, logvar_mix, c.eps)
+            )
         else:
             if "kl" not in out:
-                raise ValueError(f"{self.name}: MDDM reweights the model's KL term, but {self.model.name!r}'s risk "
-                                 f"has no 'kl' entry (it has {sorted(out)})")
+                raise ValueError(
+                    f"{self.name}: MDDM reweights the model's KL term, but {self.model.name!r}'s risk "
+                    f"has no 'kl' entry (it has {sorted(out)})"
+                )
             out["kl"] = c.beta * out["kl"]
             out["match"] = (1 - c.beta) * kl_gauss(mu, logvar, mu_llm, logvar_llm, c.eps)
         return out
@@ -145,6 +152,7 @@ class DMRec(Plugin):
         def score(batch: UserBatch) -> Tensor:
             llm = self.map(self.tables, batch)[0]  # [B, 2d], no dropout at test
             return model.score(batch, model.encode(batch).state, Side(user=llm))
+
         return score
 
 

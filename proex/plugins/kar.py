@@ -12,6 +12,7 @@ HEA: n_shared experts used by both towers plus n_specific experts per tower (KAR
 MLP d_text -> expert_hidden (128) -> ReLU -> side_dim; each tower mixes its shared and specific experts with a
 softmax gate computed from the same input. Profile `profile` of the bank (0 = the original) feeds both towers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ class KARConfig:
 
     def validate(self) -> None:
         if self.n_shared < 0 or self.n_specific < 0 or self.n_shared + self.n_specific < 1:
-            raise ValueError(f"n_shared, n_specific: need at least one expert per tower, got n_shared="
-                             f"{self.n_shared}, n_specific={self.n_specific}")
+            raise ValueError(
+                f"n_shared, n_specific: need at least one expert per tower, got n_shared="
+                f"{self.n_shared}, n_specific={self.n_specific}"
+            )
 
 
 class HybridExperts(nn.Module):
@@ -58,8 +61,10 @@ class HybridExperts(nn.Module):
         per_tower = n_shared + n_specific
         self.gates = nn.ModuleDict({t: nn.Linear(d_text, per_tower) for t in ("user", "item")})
         shared = list(range(n_shared))
-        self.experts = {"user": shared + list(range(n_shared, n_shared + n_specific)),
-                        "item": shared + list(range(n_shared + n_specific, n))}
+        self.experts = {
+            "user": shared + list(range(n_shared, n_shared + n_specific)),
+            "item": shared + list(range(n_shared + n_specific, n)),
+        }
 
     def gate(self, x: Tensor, which: str) -> Tensor:
         """[n, n_shared + n_specific] softmax weights of the tower's experts."""
@@ -86,13 +91,15 @@ class KAR(_PairwiseOnly):
     def loss_terms(self, batch: PairBatch) -> dict[str, Tensor]:
         enc = self.model.encode(batch)
         rows = batch.distinct()  # map each entity of the batch once
-        side = Side(user=self.hea(self.tables.user[0, rows.users], "user")[rows.user_inv],
-                    item=self.hea(self.tables.item[0, rows.items], "item")[rows.item_inv])
+        side = Side(
+            user=self.hea(self.tables.user[0, rows.users], "user")[rows.user_inv],
+            item=self.hea(self.tables.item[0, rows.items], "item")[rows.item_inv],
+        )
         return {**enc.losses, **self.model.risk(batch, enc.state, side)}
 
     @torch.no_grad()
     def _all(self, table: Tensor, which: str, chunk: int = 8192) -> Tensor:
-        return torch.cat([self.hea(table[s:s + chunk], which) for s in range(0, table.shape[0], chunk)])
+        return torch.cat([self.hea(table[s : s + chunk], which) for s in range(0, table.shape[0], chunk)])
 
     def scorer(self) -> Scorer:
         model = self.model

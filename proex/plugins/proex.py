@@ -31,6 +31,7 @@ Where the official LightGCN code and the paper differ, both are options and the 
     reading; it lost to "mddm" on the synthetic validation split, docs/results/synthetic_proex.md).
 Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then fuses log σ̃² additively.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,14 +57,18 @@ class ProExConfig:
     alpha: float = 0.1  # Dirichlet concentration α
     inv_weight: float = 10.0  # λ3 on Var_e(L_e) (code 10; paper A.2.3 1.0, used for generative bases); 0 = "w/o inv"
     reg_weight: float = 0.4  # λ2 on Ω (the yml's ex_weight); 0 = "w/o reg"
-    reg_form: Literal["official", "paper"] = "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
+    reg_form: Literal["official", "paper"] = (
+        "official"  # "official" per-profile uniformity | "paper" Eq. 7 across an entity's profiles
+    )
     reg_temperature: float = 0.2  # τ of Ω (hard-coded 0.2 in the code; paper default)
     env_reduce: Literal["sum", "mean"] = "sum"  # "sum" of environment risks (code) | "mean"
     mixing: bool = True  # False = ablation "w/o mixing": mean-pooled profiles in training too
     align_weight: float = 0.0  # λ1 (0 in the pairwise code; 1.0 for generative bases, Eq. 11)
     align_temperature: float = 0.2  # τ of the discriminative alignment InfoNCE
     align_beta: float = 0.5  # β of Eq. 11 (weight of the N(0, I) prior term)
-    align_form: Literal["mddm", "added"] = "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
+    align_form: Literal["mddm", "added"] = (
+        "mddm"  # generative Eq. 11: "mddm" (DMRec-M code form) | "added" (see module doc)
+    )
     hidden_dim: int | None = None  # mapping width; None = profile_maps.mapping_width(d_text, side_dim), set by
     #                                resolve once the bank is known (generative bases: 600, DMRec's meta-network)
     agg: Literal["sum", "mean"] = "sum"  # generative aggregation of item profiles: "sum" (DMRec) | "mean"
@@ -168,9 +173,11 @@ class ProEx(Plugin):
         positives and negatives: side.user [E, B, D], side.item [E, 2B, D] -> [E]."""
         t, b = self.cfg.align_temperature, batch.users.numel()
         items = state.items[batch.items]
-        return (infonce_in_batch(state.users[batch.users], side.user, t)
-                + infonce_in_batch(items[:b], side.item[..., :b, :], t)
-                + infonce_in_batch(items[b:], side.item[..., b:, :], t))
+        return (
+            infonce_in_batch(state.users[batch.users], side.user, t)
+            + infonce_in_batch(items[:b], side.item[..., :b, :], t)
+            + infonce_in_batch(items[b:], side.item[..., b:, :], t)
+        )
 
     def _generative(self, batch: UserBatch, state) -> dict[str, Tensor]:
         mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)  # [K, B, d] each
@@ -193,8 +200,10 @@ class ProEx(Plugin):
             return risk
         if self.cfg.align_form == "added":
             zero = torch.zeros_like(state.mu)
-            risk["align"] = lam * ((1 - beta) * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
-                                   + beta * gaussian_kl(state.mu, state.logvar, zero, zero))
+            risk["align"] = lam * (
+                (1 - beta) * gaussian_kl(state.mu, state.logvar, mu_env, logvar_env)
+                + beta * gaussian_kl(state.mu, state.logvar, zero, zero)
+            )
             return risk
         mu, logvar = fuse(state, side)
         risk["kl"] = beta * risk["kl"]
@@ -205,7 +214,7 @@ class ProEx(Plugin):
     @torch.no_grad()
     def pooled(self, table: Tensor, chunk: int = 8192) -> Tensor:
         """(1/K) Σ_k f(c_k) for every row of a [K, n, d_text] table, in chunks: [n, D]."""
-        return torch.cat([self.map(table[:, s:s + chunk]).mean(0) for s in range(0, table.shape[1], chunk)])
+        return torch.cat([self.map(table[:, s : s + chunk]).mean(0) for s in range(0, table.shape[1], chunk)])
 
     def scorer(self) -> Scorer:
         model = self.model
@@ -218,4 +227,5 @@ class ProEx(Plugin):
             mu_k, logvar_k = self.map(self.tables, batch).chunk(2, dim=-1)
             side = torch.cat([mu_k.mean(0), torch.log(logvar_k.exp().mean(0) + 1e-8)], -1)
             return model.score(batch, model.encode(batch).state, Side(user=side))
+
         return score

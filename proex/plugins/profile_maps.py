@@ -9,6 +9,7 @@
   + c_{u,k}, then f = Linear(d_text -> h) -> tanh -> Linear(h -> 2d) gives [μ ‖ logσ²] (the DMRec
   meta-network, ProRec mult_vae_*.py, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -28,8 +29,10 @@ class ProfileTables(nn.Module):
 
     def __init__(self, bank: ProfileBank):
         super().__init__()
-        rows = torch.cat([torch.as_tensor(bank.user[:], dtype=torch.float32),
-                          torch.as_tensor(bank.item[:], dtype=torch.float32)], dim=1)
+        rows = torch.cat(
+            [torch.as_tensor(bank.user[:], dtype=torch.float32), torch.as_tensor(bank.item[:], dtype=torch.float32)],
+            dim=1,
+        )
         self.register_buffer("rows", rows, persistent=False)
         self.n_users = int(bank.user.shape[1])
         self.bank_id = bank.bank_id
@@ -40,7 +43,7 @@ class ProfileTables(nn.Module):
 
     @property
     def item(self) -> Tensor:
-        return self.rows[:, self.n_users:]
+        return self.rows[:, self.n_users :]
 
     @property
     def k(self) -> int:

@@ -26,6 +26,7 @@ Hyper-parameters: the `*_plus.yml` / `*_gene.yml` dataset blocks of each base, G
 LightGCN with RLMRec's encoder (edge dropout, ego layer) under both, are rows of `proex.reference`; the
 Config field defaults below are the lightgcn amazon values.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,8 +67,10 @@ class _PairwiseOnly(Base):
     @classmethod
     def refusal(cls, model_cls) -> str | None:
         if model_cls.family != "pairwise":
-            return (f"{cls.name}: this plug-in needs a pairwise graph model (gccf, lightgcn, simgcl); "
-                    f"{model_cls.name!r} is {model_cls.family}. Use dmrec_g/dmrec_c/dmrec_m or proex for it.")
+            return (
+                f"{cls.name}: this plug-in needs a pairwise graph model (gccf, lightgcn, simgcl); "
+                f"{model_cls.name!r} is {model_cls.family}. Use dmrec_g/dmrec_c/dmrec_m or proex for it."
+            )
         return None
 
     def __init__(self, model, cfg, bank: ProfileBank):
@@ -100,10 +103,15 @@ class RLMRecCon(_PairwiseOnly):
         t = self.cfg.kd_temperature
         s_users = self.map(self.tables.user[0])  # [U, D]: all users are candidates of the user term
         rows = batch.distinct()
-        s_items = self.map(self.tables.item[0, rows.items])[rows.item_inv]  # [2B, D] only the batch's items, pos then neg
+        s_items = self.map(self.tables.item[0, rows.items])[
+            rows.item_inv
+        ]  # [2B, D] only the batch's items, pos then neg
         s_pos, s_neg = s_items.split(batch.users.numel())
-        kd = (infonce(users[batch.users], s_users[batch.users], s_users, t)
-              + infonce(items[batch.pos], s_pos, s_pos, t) + infonce(items[batch.neg], s_neg, s_neg, t))
+        kd = (
+            infonce(users[batch.users], s_users[batch.users], s_users, t)
+            + infonce(items[batch.pos], s_pos, s_pos, t)
+            + infonce(items[batch.neg], s_neg, s_neg, t)
+        )
         return self.cfg.kd_weight * kd / batch.users.numel()
 
     def loss_terms(self, batch: PairBatch) -> dict[str, Tensor]:
@@ -153,8 +161,11 @@ class RLMRecGen(_PairwiseOnly):
         """Profile rows [n, d_text] of node ids over users ∪ items, without concatenating the tables."""
         n_users = self.model.n_users
         is_user = (nodes < n_users).unsqueeze(1)
-        return torch.where(is_user, self.tables.user[0, nodes.clamp(max=n_users - 1)],
-                           self.tables.item[0, (nodes - n_users).clamp(min=0)])
+        return torch.where(
+            is_user,
+            self.tables.user[0, nodes.clamp(max=n_users - 1)],
+            self.tables.item[0, (nodes - n_users).clamp(min=0)],
+        )
 
     def loss_terms(self, batch: PairBatch) -> dict[str, Tensor]:
         masked, seeds = self.mask_nodes()
@@ -162,6 +173,7 @@ class RLMRecGen(_PairwiseOnly):
         terms = {**enc.losses, **self.model.risk(batch, enc.state, None)}
         if self.cfg.recon_weight > 0:
             final = torch.cat([enc.state.users, enc.state.items])[seeds]  # [n_mask, D]
-            terms["recon"] = self.cfg.recon_weight * ssl_con_loss(self.recon(final), self.profiles_of(seeds),
-                                                                  self.cfg.re_temperature)
+            terms["recon"] = self.cfg.recon_weight * ssl_con_loss(
+                self.recon(final), self.profiles_of(seeds), self.cfg.re_temperature
+            )
         return terms

@@ -15,6 +15,7 @@ metadata) and never submits a pending row again. The key is read from the enviro
 the request lines carry model, messages and options only; local copies of the input, output and error files
 are kept in `<out_dir>/batches/` for inspection.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,11 @@ class _Collector:
     async def answer(self, call):
         n, message = self.failed.get(call.key, (0, ""))
         if n >= self.attempts:
-            raise ProfileAPIError(f"{call.side} {call.entity} step {call.name}: failed in {n} batches this run "
-                                  f"(last: {message}); rerun to ask again", "batch_error")
+            raise ProfileAPIError(
+                f"{call.side} {call.entity} step {call.name}: failed in {n} batches this run "
+                f"(last: {message}); rerun to ask again",
+                "batch_error",
+            )
         raise Deferred(call)
 
 
@@ -80,15 +84,18 @@ class BatchJob:
                 if not calls:
                     break
                 for start in range(0, len(calls), self.cfg.batch_max_rows):
-                    self._api(self._submit, calls[start:start + self.cfg.batch_max_rows], round_)
+                    self._api(self._submit, calls[start : start + self.cfg.batch_max_rows], round_)
                 round_ += 1
         except ProfileAPIError as exc:
             if not exc.fatal:
                 raise
             fatal, why = exc, f"job stopped before this entity finished: {exc}"
             final = {(r["side"], r["id"]) for r in records} | {(f["side"], f["id"]) for f in failures}
-            failures = failures + [{"side": e.side, "id": e.id, "kind": "stopped", "step": "", "message": why}
-                                   for e in self.entities if (e.side, e.id) not in final]
+            failures = failures + [
+                {"side": e.side, "id": e.id, "kind": "stopped", "step": "", "message": why}
+                for e in self.entities
+                if (e.side, e.id) not in final
+            ]
         finally:
             bar.close()
         # the last walk read every answer from the cache; those this run downloaded count as sent, not cached
@@ -96,8 +103,13 @@ class BatchJob:
         totals.cached = max(0, cached.cached - self.got.sent)
         totals.cached_prompt_tokens = max(0, cached.cached_prompt_tokens - self.got.prompt_tokens)
         totals.cached_completion_tokens = max(0, cached.cached_completion_tokens - self.got.completion_tokens)
-        return {"records": records, "failures": failures, "totals": totals.__dict__, "fatal": fatal,
-                "batches": self.store.submissions()}
+        return {
+            "records": records,
+            "failures": failures,
+            "totals": totals.__dict__,
+            "fatal": fatal,
+            "batches": self.store.submissions(),
+        }
 
     async def _walk(self):
         """One pass over every entity: finished records, failures, the calls to submit, cache-hit totals."""
@@ -111,8 +123,9 @@ class BatchJob:
                 if d.call.key not in pending:
                     calls[d.call.key] = d.call
             except EntityFailure as exc:
-                failures.append({"side": ent.side, "id": ent.id, "kind": exc.kind, "step": exc.step,
-                                 "message": str(exc)})
+                failures.append(
+                    {"side": ent.side, "id": ent.id, "kind": exc.kind, "step": exc.step, "message": str(exc)}
+                )
         return records, failures, list(calls.values()), totals
 
     def _submit(self, calls: list, round_: int) -> None:
@@ -120,18 +133,42 @@ class BatchJob:
         cfg, lines, rows = self.cfg, [], []
         for c in calls:
             opts = self.options.fields(json_schema(c.step), f"proex_{c.step}", c.seed)
-            lines.append({"custom_id": c.key, "method": "POST", "url": "/v1/chat/completions",
-                          "body": {"model": cfg.model, "messages": c.messages, "max_tokens": cfg.max_tokens,
-                                   "temperature": cfg.temperature, **opts}})
-            rows.append({"key": c.key, "side": c.side, "entity": c.entity, "step": c.name, "input_hash": c.input_hash,
-                         "seed": opts.get("seed"), "response_format": opts.get("response_format", {}).get("type")})
+            lines.append(
+                {
+                    "custom_id": c.key,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": cfg.model,
+                        "messages": c.messages,
+                        "max_tokens": cfg.max_tokens,
+                        "temperature": cfg.temperature,
+                        **opts,
+                    },
+                }
+            )
+            rows.append(
+                {
+                    "key": c.key,
+                    "side": c.side,
+                    "entity": c.entity,
+                    "step": c.name,
+                    "input_hash": c.input_hash,
+                    "seed": opts.get("seed"),
+                    "response_format": opts.get("response_format", {}).get("type"),
+                }
+            )
         sub = self.store.prepare(round_, rows)
         data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
         (self.files / f"{sub}.input.jsonl").write_bytes(data)
         uploaded = self.client.files.create(file=(f"{sub}.jsonl", data), purpose="batch")
         self.store.set(sub, input_file_id=uploaded.id)
-        batch = self.client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                           completion_window="24h", metadata={"proex_submission": sub})
+        batch = self.client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"proex_submission": sub},
+        )
         self.store.set(sub, batch_id=batch.id, status="submitted", remote_status=batch.status)
 
     def _finish(self, sub: dict) -> None:
@@ -173,8 +210,14 @@ class BatchJob:
         why = f"not in the batch's output ({batch.status}{': ' + str(batch.errors) if batch.errors else ''})"
         for key in rows:
             outcomes.setdefault(key, ("missing", self.redact(why)[:500]))
-        self.store.finish(sub, outcomes, status="done", remote_status=batch.status,
-                          output_file_id=batch.output_file_id, error_file_id=batch.error_file_id)
+        self.store.finish(
+            sub,
+            outcomes,
+            status="done",
+            remote_status=batch.status,
+            output_file_id=batch.output_file_id,
+            error_file_id=batch.error_file_id,
+        )
 
     def _row(self, obj: dict, row: dict, batch_id: str) -> tuple[str, str]:
         """Cache one output line's answer: ("ok", ""), or ("error", why) for a failed row."""
@@ -185,19 +228,35 @@ class BatchJob:
             text = ((body.get("choices") or [{}])[0].get("message") or {}).get("content")
             if text is not None:
                 usage = body.get("usage") or {}
-                self.cache.put(obj["custom_id"], prompt_version=PROMPT_VERSION, model=self.cfg.model,
-                               response=text, prompt_tokens=usage.get("prompt_tokens", 0) or 0,
-                               completion_tokens=usage.get("completion_tokens", 0) or 0,
-                               via=f"batch:{batch_id}", **row)
-                self.got.add({"sent": 1, "prompt_tokens": usage.get("prompt_tokens", 0) or 0,
-                              "completion_tokens": usage.get("completion_tokens", 0) or 0,
-                              "repairs": int("repair" in row["step"]), "retries": int("@" in row["step"])})
+                self.cache.put(
+                    obj["custom_id"],
+                    prompt_version=PROMPT_VERSION,
+                    model=self.cfg.model,
+                    response=text,
+                    prompt_tokens=usage.get("prompt_tokens", 0) or 0,
+                    completion_tokens=usage.get("completion_tokens", 0) or 0,
+                    via=f"batch:{batch_id}",
+                    **row,
+                )
+                self.got.add(
+                    {
+                        "sent": 1,
+                        "prompt_tokens": usage.get("prompt_tokens", 0) or 0,
+                        "completion_tokens": usage.get("completion_tokens", 0) or 0,
+                        "repairs": int("repair" in row["step"]),
+                        "retries": int("@" in row["step"]),
+                    }
+                )
                 return "ok", ""
             error = {"message": "the answer has no message content"}
-        message = (error or {}).get("message") or json.dumps(((resp.get("body") or {}).get("error") or {}))
+        message = (error or {}).get("message") or json.dumps((resp.get("body") or {}).get("error") or {})
         if status == 400:  # an option this endpoint refuses: the next round sends without it
-            self.options.downgrade(message, {"response_format": {"type": row["response_format"]}}
-                                   if row["response_format"] else {"seed": row["seed"]})
+            self.options.downgrade(
+                message,
+                {"response_format": {"type": row["response_format"]}}
+                if row["response_format"]
+                else {"seed": row["seed"]},
+            )
         return "error", self.redact(f"HTTP {status}: {message}" if status else message)[:500]
 
     def _api(self, fn, *args):
@@ -206,14 +265,20 @@ class BatchJob:
         try:
             return fn(*args)
         except oa.AuthenticationError:
-            raise ProfileAPIError(f"{self.cfg.base_url} rejected the API key (HTTP 401): the key in "
-                                  f"${self.cfg.api_key_env} is wrong, revoked or for another endpoint.", "auth",
-                                  fatal=True) from None
+            raise ProfileAPIError(
+                f"{self.cfg.base_url} rejected the API key (HTTP 401): the key in "
+                f"${self.cfg.api_key_env} is wrong, revoked or for another endpoint.",
+                "auth",
+                fatal=True,
+            ) from None
         except (oa.APIConnectionError, oa.APIStatusError) as exc:
-            raise ProfileAPIError(f"Batch API at {self.cfg.base_url} failed ({type(exc).__name__}: "
-                                  f"{self.redact(getattr(exc, 'message', exc))}); rerun to resume: submitted "
-                                  "batches are kept in the cache database and are not submitted again", "batch_api",
-                                  fatal=True) from None
+            raise ProfileAPIError(
+                f"Batch API at {self.cfg.base_url} failed ({type(exc).__name__}: "
+                f"{self.redact(getattr(exc, 'message', exc))}); rerun to resume: submitted "
+                "batches are kept in the cache database and are not submitted again",
+                "batch_api",
+                fatal=True,
+            ) from None
 
     def close(self) -> None:
         self.cache.close()

@@ -10,6 +10,7 @@ A row is *pending* while its submission is preparing or submitted: the path wait
 again. A resumed job finds a submission whose batch id was not yet recorded by the local id it put into the
 batch's metadata (`proex_submission`).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -40,12 +41,18 @@ class BatchStore:
         sub = f"proex-{uuid.uuid4().hex[:16]}"
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute("INSERT INTO batches (submission, round, created, n_rows, status) VALUES (?,?,?,?,?)",
-                            (sub, round_, time.time(), len(rows), "preparing"))
+            self.db.execute(
+                "INSERT INTO batches (submission, round, created, n_rows, status) VALUES (?,?,?,?,?)",
+                (sub, round_, time.time(), len(rows), "preparing"),
+            )
             self.db.executemany(
                 "INSERT INTO batch_rows (key, submission, side, entity, step, input_hash, seed, response_format) "
-                "VALUES (?,?,?,?,?,?,?,?)", [(r["key"], sub, r["side"], r["entity"], r["step"], r["input_hash"],
-                                              r["seed"], r["response_format"]) for r in rows])
+                "VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (r["key"], sub, r["side"], r["entity"], r["step"], r["input_hash"], r["seed"], r["response_format"])
+                    for r in rows
+                ],
+            )
         return sub
 
     def set(self, sub: str, **fields) -> None:
@@ -54,42 +61,64 @@ class BatchStore:
         self.db.execute(f"UPDATE batches SET {cols} WHERE submission = ?", (*fields.values(), sub))
 
     def open_submissions(self) -> list[dict]:
-        cur = self.db.execute("SELECT submission, round, created, n_rows, input_file_id, batch_id, status FROM "
-                              "batches WHERE status IN (?, ?) ORDER BY created", OPEN)
+        cur = self.db.execute(
+            "SELECT submission, round, created, n_rows, input_file_id, batch_id, status FROM "
+            "batches WHERE status IN (?, ?) ORDER BY created",
+            OPEN,
+        )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
 
     def rows(self, sub: str) -> dict[str, dict]:
         """key -> the cache-row fields of that submission's calls."""
-        cur = self.db.execute("SELECT key, side, entity, step, input_hash, seed, response_format FROM batch_rows "
-                              "WHERE submission = ?", (sub,))
-        return {r[0]: {"side": r[1], "entity": r[2], "step": r[3], "input_hash": r[4], "seed": r[5],
-                       "response_format": r[6]} for r in cur.fetchall()}
+        cur = self.db.execute(
+            "SELECT key, side, entity, step, input_hash, seed, response_format FROM batch_rows WHERE submission = ?",
+            (sub,),
+        )
+        return {
+            r[0]: {
+                "side": r[1],
+                "entity": r[2],
+                "step": r[3],
+                "input_hash": r[4],
+                "seed": r[5],
+                "response_format": r[6],
+            }
+            for r in cur.fetchall()
+        }
 
     def finish(self, sub: str, outcomes: dict[str, tuple[str, str]], **fields) -> None:
         """Row outcomes {key: (outcome, message)} and the submission's final fields, in one transaction."""
         with self.db:
             self.db.execute("BEGIN")
-            self.db.executemany("UPDATE batch_rows SET outcome = ?, message = ? WHERE key = ? AND submission = ?",
-                                [(o, m, k, sub) for k, (o, m) in outcomes.items()])
+            self.db.executemany(
+                "UPDATE batch_rows SET outcome = ?, message = ? WHERE key = ? AND submission = ?",
+                [(o, m, k, sub) for k, (o, m) in outcomes.items()],
+            )
             cols = ", ".join(f"{k} = ?" for k in fields)
             self.db.execute(f"UPDATE batches SET {cols} WHERE submission = ?", (*fields.values(), sub))
 
     def pending_keys(self) -> set[str]:
         """Cache keys of calls in submissions not yet finished (never to be submitted again meanwhile)."""
-        cur = self.db.execute("SELECT r.key FROM batch_rows r JOIN batches b ON r.submission = b.submission "
-                              "WHERE b.status IN (?, ?)", OPEN)
+        cur = self.db.execute(
+            "SELECT r.key FROM batch_rows r JOIN batches b ON r.submission = b.submission WHERE b.status IN (?, ?)",
+            OPEN,
+        )
         return {r[0] for r in cur.fetchall()}
 
     def failures_since(self, since: float) -> dict[str, tuple[int, str]]:
         """key -> (rows of it that failed in submissions created at or after `since`, the last message)."""
-        cur = self.db.execute("SELECT r.key, COUNT(*), MAX(r.message) FROM batch_rows r JOIN batches b ON "
-                              "r.submission = b.submission WHERE b.created >= ? AND r.outcome IN ('error', "
-                              "'missing') GROUP BY r.key", (since,))
+        cur = self.db.execute(
+            "SELECT r.key, COUNT(*), MAX(r.message) FROM batch_rows r JOIN batches b ON "
+            "r.submission = b.submission WHERE b.created >= ? AND r.outcome IN ('error', "
+            "'missing') GROUP BY r.key",
+            (since,),
+        )
         return {k: (n, m or "") for k, n, m in cur.fetchall()}
 
     def submissions(self) -> list[dict]:
-        cur = self.db.execute("SELECT submission, round, n_rows, batch_id, status, remote_status FROM batches "
-                              "ORDER BY created")
+        cur = self.db.execute(
+            "SELECT submission, round, n_rows, batch_id, status, remote_status FROM batches ORDER BY created"
+        )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]

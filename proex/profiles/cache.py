@@ -12,6 +12,7 @@ are never stored, so a rerun retries them. Each row records the seed and respons
 On a multi-node Ray cluster, do not open the file from several nodes (SQLite over NFS is unsafe): the Ray path
 puts one `CallCache` in a cache actor (`proex.infra.profile_actors`) and workers reach it through that actor.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,29 +69,67 @@ class CallCache:
 
     def get(self, key: str) -> dict | None:
         """The stored row of a completed call, or None."""
-        cur = self.db.execute("SELECT response, prompt_tokens, completion_tokens, created FROM calls WHERE key = ?",
-                              (key,))
+        cur = self.db.execute(
+            "SELECT response, prompt_tokens, completion_tokens, created FROM calls WHERE key = ?", (key,)
+        )
         row = cur.fetchone()
-        return None if row is None else {"response": row[0], "prompt_tokens": row[1] or 0,
-                                         "completion_tokens": row[2] or 0, "created": row[3] or 0.0}
+        return (
+            None
+            if row is None
+            else {
+                "response": row[0],
+                "prompt_tokens": row[1] or 0,
+                "completion_tokens": row[2] or 0,
+                "created": row[3] or 0.0,
+            }
+        )
 
-    def put(self, key: str, *, prompt_version: str, model: str, side: str, entity: int, step: str,
-            input_hash: str, response: str, prompt_tokens: int, completion_tokens: int, seed: int | None = None,
-            response_format: str | None = None, via: str = "online") -> None:
+    def put(
+        self,
+        key: str,
+        *,
+        prompt_version: str,
+        model: str,
+        side: str,
+        entity: int,
+        step: str,
+        input_hash: str,
+        response: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seed: int | None = None,
+        response_format: str | None = None,
+        via: str = "online",
+    ) -> None:
         """Store one completed call durably (returns after the commit). A key already present is kept as is.
         seed, response_format: what the request carried; via: "online" or "batch:<batch id>"."""
         self.db.execute(
             "INSERT OR IGNORE INTO calls (key, prompt_version, model, side, entity, step, input_hash, response, "
             "prompt_tokens, completion_tokens, created, seed, response_format, via) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (key, prompt_version, model, side, int(entity), step, input_hash, response, int(prompt_tokens),
-             int(completion_tokens), time.time(), seed, response_format, via))
+            (
+                key,
+                prompt_version,
+                model,
+                side,
+                int(entity),
+                step,
+                input_hash,
+                response,
+                int(prompt_tokens),
+                int(completion_tokens),
+                time.time(),
+                seed,
+                response_format,
+                via,
+            ),
+        )
 
     def get_vectors(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Stored embedding vectors of those keys that are present (float32 [dim] each)."""
         out = {}
         for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, blob in self.db.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk):
                 out[key] = np.frombuffer(blob, dtype=np.float32).copy()
@@ -101,9 +140,10 @@ class CallCache:
         now = time.time()
         with self.db:  # BEGIN ... COMMIT around the batch
             self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?,?,?,?,?,?)",
-                                [(k, model, int(v.shape[0]), np.asarray(v, np.float32).tobytes(), tokens, now)
-                                 for k, v in rows])
+            self.db.executemany(
+                "INSERT OR IGNORE INTO embeddings VALUES (?,?,?,?,?,?)",
+                [(k, model, int(v.shape[0]), np.asarray(v, np.float32).tobytes(), tokens, now) for k, v in rows],
+            )
 
     def counts(self) -> dict:
         """Rows per table (tests and the summary)."""

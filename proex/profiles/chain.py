@@ -14,6 +14,7 @@ cached and still invalid, the step's next *attempt* asks again, under its own ca
 bought twice for the same attempt. One run completes at most one new attempt per step; attempt a is sent with
 seed `cfg.seed + a - 1` (the same seed would give the same answer back).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,14 +35,14 @@ class Totals:
 
     sent: int = 0
     cached: int = 0
-    repairs: int = 0            # of `sent`: repair calls
-    retries: int = 0            # of `sent`: calls of a new attempt (a step whose earlier attempt stayed invalid)
+    repairs: int = 0  # of `sent`: repair calls
+    retries: int = 0  # of `sent`: calls of a new attempt (a step whose earlier attempt stayed invalid)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
 
-    def add(self, other: "Totals | dict") -> None:
+    def add(self, other: Totals | dict) -> None:
         other = other if isinstance(other, dict) else dataclasses.asdict(other)
         for k, v in other.items():
             setattr(self, k, getattr(self, k) + v)
@@ -66,7 +67,7 @@ class Call:
     key: str
     side: str
     entity: int
-    name: str            # call_name(step, attempt, round)
+    name: str  # call_name(step, attempt, round)
     step: str
     attempt: int
     input_hash: str
@@ -75,8 +76,14 @@ class Call:
 
     def row(self, model: str) -> dict:
         """The cache row fields that identify this call (cache.put's keyword arguments, minus the answer)."""
-        return {"prompt_version": PROMPT_VERSION, "model": model, "side": self.side, "entity": self.entity,
-                "step": self.name, "input_hash": self.input_hash}
+        return {
+            "prompt_version": PROMPT_VERSION,
+            "model": model,
+            "side": self.side,
+            "entity": self.entity,
+            "step": self.name,
+            "input_hash": self.input_hash,
+        }
 
 
 class Deferred(Exception):
@@ -95,10 +102,21 @@ class OnlineAnswerer:
         self.redact = llm.redact
 
     async def answer(self, call: Call) -> dict:
-        ans = await self.llm.chat(call.messages, what=f"{call.side} {call.entity} step {call.name}",
-                                  schema=json_schema(call.step), schema_name=f"proex_{call.step}", seed=call.seed)
-        return {"response": ans.text, "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
-                "seed": ans.seed, "response_format": ans.response_format, "via": "online"}
+        ans = await self.llm.chat(
+            call.messages,
+            what=f"{call.side} {call.entity} step {call.name}",
+            schema=json_schema(call.step),
+            schema_name=f"proex_{call.step}",
+            seed=call.seed,
+        )
+        return {
+            "response": ans.text,
+            "prompt_tokens": ans.prompt_tokens,
+            "completion_tokens": ans.completion_tokens,
+            "seed": ans.seed,
+            "response_format": ans.response_format,
+            "via": "online",
+        }
 
 
 class DryAnswerer:
@@ -112,34 +130,54 @@ class DryAnswerer:
 
     async def answer(self, call: Call) -> dict:
         n = EXPECTED_COMPLETION[call.step]
-        row = {"response": json.dumps(placeholder(call.step, n * 4, self.k)),
-               "prompt_tokens": sum(estimate_tokens(m["content"]) + 4 for m in call.messages),
-               "completion_tokens": n * (self.k - 1 if call.step == "F4" else 1) + 40,
-               "seed": call.seed, "response_format": None, "via": "dry"}
+        row = {
+            "response": json.dumps(placeholder(call.step, n * 4, self.k)),
+            "prompt_tokens": sum(estimate_tokens(m["content"]) + 4 for m in call.messages),
+            "completion_tokens": n * (self.k - 1 if call.step == "F4" else 1) + 40,
+            "seed": call.seed,
+            "response_format": None,
+            "via": "dry",
+        }
         if call.key in self.pending:
-            self.in_batches.add({"sent": 1, "prompt_tokens": row["prompt_tokens"],
-                                 "completion_tokens": row["completion_tokens"], "repairs": int("repair" in call.name),
-                                 "retries": int(call.attempt > 1)})
+            self.in_batches.add(
+                {
+                    "sent": 1,
+                    "prompt_tokens": row["prompt_tokens"],
+                    "completion_tokens": row["completion_tokens"],
+                    "repairs": int("repair" in call.name),
+                    "retries": int(call.attempt > 1),
+                }
+            )
         return row
 
 
 def placeholder(step: str, chars: int, k: int) -> dict:
     """A valid answer of `step` with about `chars` characters per text (the estimate's stand-in)."""
     text = "x" * chars
-    return {"summarization": text, "positive_aspects": [text[: chars // 3]], "negative_aspects": [text[: chars // 3]],
-            "latent_preferences": [text[: chars // 2]], "profiles": [f"{i} {text}" for i in range(k - 1)],
-            "reasoning": ""}
+    return {
+        "summarization": text,
+        "positive_aspects": [text[: chars // 3]],
+        "negative_aspects": [text[: chars // 3]],
+        "latent_preferences": [text[: chars // 2]],
+        "profiles": [f"{i} {text}" for i in range(k - 1)],
+        "reasoning": "",
+    }
 
 
-async def profile_entity(ent: EntityInput, cfg, answerer: Any, cache, totals: Totals,
-                         since: float = float("inf")) -> dict:
+async def profile_entity(
+    ent: EntityInput, cfg, answerer: Any, cache, totals: Totals, since: float = float("inf")
+) -> dict:
     """F1..F4 for one entity; returns its record, raises EntityFailure (or a fatal ProfileAPIError, or
     Deferred from the batch path's answerer). cfg: a ProfileJobConfig. since: when this run started; cached
     answers created since then are this run's own (the batch path walks every entity once per round), so an
     attempt holding one of them is this run's attempt and is not followed by another."""
     if ent.empty:
-        raise EntityFailure("no_input", "F1", f"{ent.side} {ent.id} has no text and no interactions; nothing to "
-                                              "profile (add text for it or drop it from the dataset)")
+        raise EntityFailure(
+            "no_input",
+            "F1",
+            f"{ent.side} {ent.id} has no text and no interactions; nothing to "
+            "profile (add text for it or drop it from the dataset)",
+        )
     outputs: dict = {}
     for step in STEPS:
         first = build_messages(step, ent, outputs, cfg.domain, cfg.k, cfg.max_input_chars)
@@ -150,18 +188,39 @@ async def profile_entity(ent: EntityInput, cfg, answerer: Any, cache, totals: To
             for round_ in range(cfg.repairs + 1):
                 name, h = call_name(step, attempt, round_), input_hash(messages)
                 seed = None if cfg.seed is None else cfg.seed + attempt - 1
-                call = Call(call_key(PROMPT_VERSION, cfg.model, ent.side, ent.id, name, h), ent.side, ent.id, name,
-                            step, attempt, h, messages, seed)
+                call = Call(
+                    call_key(PROMPT_VERSION, cfg.model, ent.side, ent.id, name, h),
+                    ent.side,
+                    ent.id,
+                    name,
+                    step,
+                    attempt,
+                    h,
+                    messages,
+                    seed,
+                )
                 row = await cache.get(call.key)
                 if row is None:
                     row = await _ask(answerer, call)
                     await cache.put(call.key, **call.row(cfg.model), **row)
                     asked = True
-                    totals.add({"sent": 1, "prompt_tokens": row["prompt_tokens"], "repairs": int(round_ > 0),
-                                "completion_tokens": row["completion_tokens"], "retries": int(attempt > 1)})
+                    totals.add(
+                        {
+                            "sent": 1,
+                            "prompt_tokens": row["prompt_tokens"],
+                            "repairs": int(round_ > 0),
+                            "completion_tokens": row["completion_tokens"],
+                            "retries": int(attempt > 1),
+                        }
+                    )
                 else:
-                    totals.add({"cached": 1, "cached_prompt_tokens": row["prompt_tokens"],
-                                "cached_completion_tokens": row["completion_tokens"]})
+                    totals.add(
+                        {
+                            "cached": 1,
+                            "cached_prompt_tokens": row["prompt_tokens"],
+                            "cached_completion_tokens": row["completion_tokens"],
+                        }
+                    )
                     asked = asked or row.get("created", 0.0) >= since
                 parsed, problem = parse_answer(step, row["response"], cfg.k, original)
                 if parsed is not None:
@@ -170,15 +229,24 @@ async def profile_entity(ent: EntityInput, cfg, answerer: Any, cache, totals: To
                 messages = repair_messages(messages, row["response"], problem, step, cfg.k)
             else:
                 if asked:  # this run's attempt stayed invalid: the entity fails; the next run asks again
-                    raise EntityFailure("invalid_answer", step, f"{ent.side} {ent.id} step {step}: attempt {attempt} "
-                                        f"still invalid after {cfg.repairs} repair(s): {problem}; a rerun sends "
-                                        f"attempt {attempt + 1}")
+                    raise EntityFailure(
+                        "invalid_answer",
+                        step,
+                        f"{ent.side} {ent.id} step {step}: attempt {attempt} "
+                        f"still invalid after {cfg.repairs} repair(s): {problem}; a rerun sends "
+                        f"attempt {attempt + 1}",
+                    )
                 attempt += 1  # every round of this attempt is cached and invalid (an earlier run's): ask again
-    return {"side": ent.side, "id": ent.id, "original": outputs["F1"]["summarization"],
-            "new": outputs["F4"]["profiles"], "positive_aspects": outputs["F2"]["positive_aspects"],
-            "negative_aspects": outputs["F2"]["negative_aspects"],
-            "latent_preferences": outputs["F3"]["latent_preferences"],
-            "reasoning": {s: outputs[s]["reasoning"] for s in STEPS}}
+    return {
+        "side": ent.side,
+        "id": ent.id,
+        "original": outputs["F1"]["summarization"],
+        "new": outputs["F4"]["profiles"],
+        "positive_aspects": outputs["F2"]["positive_aspects"],
+        "negative_aspects": outputs["F2"]["negative_aspects"],
+        "latent_preferences": outputs["F3"]["latent_preferences"],
+        "reasoning": {s: outputs[s]["reasoning"] for s in STEPS},
+    }
 
 
 async def _ask(answerer: Any, call: Call) -> dict:

@@ -17,20 +17,28 @@
   message is passed through `Redactor`, and original exceptions are not chained (`from None`), since they
   may quote the key (OpenAI's 401 text does) or hold the request headers.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
-
+from typing import Any
 
 # USD per 1M tokens (input, output), list prices when written; pass prices_path for current or other models.
-PRICES = {"gpt-3.5-turbo": (0.50, 1.50), "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00),
-          "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40), "text-embedding-ada-002": (0.10, 0.0),
-          "text-embedding-3-small": (0.02, 0.0), "text-embedding-3-large": (0.13, 0.0)}
+PRICES = {
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "text-embedding-ada-002": (0.10, 0.0),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+}
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 MAX_RATE_WAIT_S = 600.0  # a 429 asking to wait longer than this stops the job instead
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
@@ -67,9 +75,13 @@ def read_key(api_key_env: str) -> str:
         return "EMPTY"
     key = os.environ.get(api_key_env, "")
     if not key:
-        raise ProfileAPIError(f"environment variable {api_key_env} is not set or empty; export the API key "
-                              f"there (keys are read from the environment only; for an endpoint without auth "
-                              f"set api_key_env to an empty string)", "missing_key", fatal=True)
+        raise ProfileAPIError(
+            f"environment variable {api_key_env} is not set or empty; export the API key "
+            f"there (keys are read from the environment only; for an endpoint without auth "
+            f"set api_key_env to an empty string)",
+            "missing_key",
+            fatal=True,
+        )
     return key
 
 
@@ -82,8 +94,8 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 1
-    seed: int | None = None          # the seed sent with the request (None: not sent or not supported)
-    response_format: str = "none"    # json_schema | json_object | none: what the request asked for
+    seed: int | None = None  # the seed sent with the request (None: not sent or not supported)
+    response_format: str = "none"  # json_schema | json_object | none: what the request asked for
 
 
 _ENCODING: list = []  # [tiktoken encoding or None], filled on first use
@@ -94,6 +106,7 @@ def estimate_tokens(text: str) -> int:
     if not _ENCODING:
         try:
             import tiktoken  # optional
+
             _ENCODING.append(tiktoken.get_encoding("cl100k_base"))
         except Exception:  # not installed, or no offline encoding file
             _ENCODING.append(None)
@@ -113,8 +126,10 @@ class RequestOptions:
         """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on)."""
         extra: dict = {}
         if self.response_format == "json_schema" and schema is not None:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": name, "schema": schema, "strict": True}}
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": name, "schema": schema, "strict": True},
+            }
         elif self.response_format in ("json_schema", "json_object"):
             extra["response_format"] = {"type": "json_object"}
         if self.seed is not None and seed is not None:
@@ -146,9 +161,20 @@ class LLMClient:
     limiter: any object with coroutines acquire(tokens), feedback(headers, status), refund(tokens).
     """
 
-    def __init__(self, base_url: str, model: str, api_key_env: str, limiter: Any, timeout_s: float = 60.0,
-                 max_attempts: int = 6, backoff_s: float = 1.0, max_tokens: int = 800, temperature: float = 0.7,
-                 response_format: str = "json_schema", seed: int | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str,
+        limiter: Any,
+        timeout_s: float = 60.0,
+        max_attempts: int = 6,
+        backoff_s: float = 1.0,
+        max_tokens: int = 800,
+        temperature: float = 0.7,
+        response_format: str = "json_schema",
+        seed: int | None = None,
+    ):
         import openai  # the `llm` extra; imported here so the offline profiler runs without it
 
         self._openai = openai
@@ -160,8 +186,14 @@ class LLMClient:
         self.options = RequestOptions(response_format, seed)
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
-    async def chat(self, messages: list[dict], what: str = "call", schema: dict | None = None,
-                   schema_name: str = "answer", seed: int | None = None) -> Answer:
+    async def chat(
+        self,
+        messages: list[dict],
+        what: str = "call",
+        schema: dict | None = None,
+        schema_name: str = "answer",
+        seed: int | None = None,
+    ) -> Answer:
         """One chat completion; `schema` is the answer's JSON schema (sent as a strict structured output where
         the endpoint supports it), `seed` sent where supported; `what` names the call in error messages. The
         Answer records the seed and response format actually sent."""
@@ -172,20 +204,30 @@ class LLMClient:
             sent.clear()
             sent.update(self.options.fields(schema, schema_name, seed))
             return self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature,
-                timeout=self.timeout_s, **sent)
+                model=self.model,
+                messages=messages,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                timeout=self.timeout_s,
+                **sent,
+            )
 
         def unpack(parsed: Any) -> Answer:
             usage = parsed.usage
             text = parsed.choices[0].message.content if parsed.choices else None
             if text is None:
                 raise ValueError("the answer has no message content")
-            return Answer(text=text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0, seed=sent.get("seed"),
-                          response_format=sent.get("response_format", {}).get("type", "none"))
+            return Answer(
+                text=text,
+                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                seed=sent.get("seed"),
+                response_format=sent.get("response_format", {}).get("type", "none"),
+            )
 
-        return await self._send(send, unpack, est, what, model=self.model, optional=sent,
-                                completion_cap=self.max_tokens)
+        return await self._send(
+            send, unpack, est, what, model=self.model, optional=sent, completion_cap=self.max_tokens
+        )
 
     async def embed(self, texts: list[str], model: str, what: str = "embedding batch") -> Answer:
         """Embedding vectors of `texts` (one request), in input order."""
@@ -198,13 +240,22 @@ class LLMClient:
             data = sorted(parsed.data, key=lambda d: d.index)
             if len(data) != len(texts):
                 raise ValueError(f"{len(data)} vectors for {len(texts)} texts")
-            return Answer(vectors=[d.embedding for d in data],
-                          prompt_tokens=getattr(parsed.usage, "prompt_tokens", 0) or 0)
+            return Answer(
+                vectors=[d.embedding for d in data], prompt_tokens=getattr(parsed.usage, "prompt_tokens", 0) or 0
+            )
 
         return await self._send(send, unpack, est, what, model=model)
 
-    async def _send(self, send: Callable[[], Awaitable], unpack: Callable[[Any], Answer], est: int, what: str,
-                    model: str, optional: dict | None = None, completion_cap: int = 0) -> Answer:
+    async def _send(
+        self,
+        send: Callable[[], Awaitable],
+        unpack: Callable[[Any], Answer],
+        est: int,
+        what: str,
+        model: str,
+        optional: dict | None = None,
+        completion_cap: int = 0,
+    ) -> Answer:
         """The retry layer. Returns the first good answer; raises ProfileAPIError (redacted, unchained).
 
         After an answer, only the error of the prompt estimate goes back to the limiter: the provider counts
@@ -230,34 +281,47 @@ class LLMClient:
                 raise ProfileAPIError(
                     f"{self.base_url} rejected the API key (HTTP 401): the key in ${self.api_key_env} is wrong, "
                     "revoked or for another endpoint. Set a valid key; nothing was cached for this call.",
-                    "auth", fatal=True) from None
+                    "auth",
+                    fatal=True,
+                ) from None
             except oa.RateLimitError as exc:
                 headers = dict(exc.response.headers)
                 pause = await self.limiter.feedback(headers, 429)
                 if _code(exc) == "insufficient_quota":
-                    raise ProfileAPIError(f"{self.base_url}: quota exhausted (429 insufficient_quota): "
-                                          f"{self.redact(_message(exc))}. Add credit or use another key.",
-                                          "quota", fatal=True) from None
+                    raise ProfileAPIError(
+                        f"{self.base_url}: quota exhausted (429 insufficient_quota): "
+                        f"{self.redact(_message(exc))}. Add credit or use another key.",
+                        "quota",
+                        fatal=True,
+                    ) from None
                 if (pause or 0) > MAX_RATE_WAIT_S:  # a daily quota or similar: do not sleep for hours in silence
-                    raise ProfileAPIError(f"{self.base_url}: rate limited for {pause:.0f} s (Retry-After); a daily "
-                                          "or org-wide limit? Rerun later: completed calls are cached.",
-                                          "rate_limited_long", fatal=True) from None
+                    raise ProfileAPIError(
+                        f"{self.base_url}: rate limited for {pause:.0f} s (Retry-After); a daily "
+                        "or org-wide limit? Rerun later: completed calls are cached.",
+                        "rate_limited_long",
+                        fatal=True,
+                    ) from None
                 last, front, delay = f"429 rate limited: {_message(exc)}", True, 0.0
             except oa.BadRequestError as exc:
                 if _code(exc) == "context_length_exceeded" or "context length" in _message(exc).lower():
                     raise ProfileAPIError(
                         f"{what}: the prompt is longer than the context of model {model} "
                         f"({self.redact(_message(exc))}). Lower max_input_chars or use a model with a longer "
-                        "context; this entity is skipped and reported.", "context_overflow") from None
+                        "context; this entity is skipped and reported.",
+                        "context_overflow",
+                    ) from None
                 if not (optional and self.options.downgrade(_message(exc), optional)):
-                    raise ProfileAPIError(f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}",
-                                          "bad_request") from None
+                    raise ProfileAPIError(
+                        f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}", "bad_request"
+                    ) from None
                 last, delay = f"HTTP 400 for an optional field: {_message(exc)}", 0.0
             except (oa.NotFoundError, oa.PermissionDeniedError) as exc:
                 raise ProfileAPIError(
                     f"{self.base_url} answered HTTP {exc.status_code} for model {model}: "
                     f"{self.redact(_message(exc))}. Check base_url (it usually ends in /v1) and the model name.",
-                    "not_found" if exc.status_code == 404 else "forbidden", fatal=True) from None
+                    "not_found" if exc.status_code == 404 else "forbidden",
+                    fatal=True,
+                ) from None
             except oa.APITimeoutError:
                 last = f"timed out after {self.timeout_s:g} s"
             except oa.APIConnectionError as exc:
@@ -267,8 +331,9 @@ class LLMClient:
                 await self.limiter.feedback(dict(exc.response.headers), exc.status_code)
                 last = f"HTTP {exc.status_code}: {_message(exc)}"
                 if exc.status_code < 500 and exc.status_code not in (408, 409):
-                    raise ProfileAPIError(f"{what}: HTTP {exc.status_code}: {self.redact(_message(exc))}",
-                                          "bad_request") from None
+                    raise ProfileAPIError(
+                        f"{what}: HTTP {exc.status_code}: {self.redact(_message(exc))}", "bad_request"
+                    ) from None
             except (ValueError, TypeError, AttributeError, IndexError, oa.APIResponseValidationError) as exc:
                 last = f"unparsable answer ({type(exc).__name__}: {str(exc)[:200]})"
             if attempt < self.max_attempts and delay > 0:
@@ -277,9 +342,12 @@ class LLMClient:
             raise ProfileAPIError(
                 f"cannot reach {self.base_url} ({last}, {self.max_attempts} attempts): check base_url, that the "
                 "server is running and the network or proxy; completed calls are cached, rerun to resume.",
-                "unreachable", fatal=True)
-        raise ProfileAPIError(f"{what}: gave up after {self.max_attempts} attempts; last error: {self.redact(last)}",
-                              "retries_exhausted")
+                "unreachable",
+                fatal=True,
+            )
+        raise ProfileAPIError(
+            f"{what}: gave up after {self.max_attempts} attempts; last error: {self.redact(last)}", "retries_exhausted"
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, backoff_s * 2^(attempt-1)), at most 60 s."""

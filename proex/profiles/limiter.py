@@ -13,13 +13,14 @@ which aims a little below the limit (`headroom`). A 429 charges nothing again: i
 sent, and the buckets, by the pause the server asked for (Retry-After), so the job resumes as soon as the
 server allows, at the same rate, with the rejected request first.
 """
+
 from __future__ import annotations
 
 import asyncio
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 MAX_RESET_PAUSE_S = 20.0  # a reset header is the time to a full bucket; never stall a whole job longer on it
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -96,8 +97,9 @@ class BucketState:
     blocked_until: float = 0.0
     shift: float = 0.0
     front_next: float = 0.0
-    stats: dict = field(default_factory=lambda: {"reserved": 0, "throttled_429": 0, "header_syncs": 0,
-                                                 "rate_cuts": 0, "paused_s": 0.0})
+    stats: dict = field(
+        default_factory=lambda: {"reserved": 0, "throttled_429": 0, "header_syncs": 0, "rate_cuts": 0, "paused_s": 0.0}
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.headroom <= 1:
@@ -221,10 +223,12 @@ class BucketState:
 
     def snapshot(self) -> dict:
         """Current limits and counters (for the summary and tests)."""
-        return {"rpm": self.requests.rate * 60 if self.requests else None,
-                "tpm": self.tokens.rate * 60 if self.tokens else None,
-                "blocked_for_s": round(self.blocked_for(), 3), **{**self.stats,
-                                                                  "paused_s": round(self.stats["paused_s"], 3)}}
+        return {
+            "rpm": self.requests.rate * 60 if self.requests else None,
+            "tpm": self.tokens.rate * 60 if self.tokens else None,
+            "blocked_for_s": round(self.blocked_for(), 3),
+            **{**self.stats, "paused_s": round(self.stats["paused_s"], 3)},
+        }
 
 
 def _number(value: str | None) -> float | None:

@@ -1,11 +1,12 @@
 """Resolve a cell's `profiles` setting to a ProfileBank.
 
-    <directory with manifest.json>        a saved bank (memory-mapped)
-    rlmrec:<directory>                     the RLMRec/ProEx pickles in that folder, imported on the fly
-    synthetic-latent[:k=4,dim=64,wording_noise=1.0,noise_profiles=1+2,seed=0]
-                                           latent views of the synthetic dataset's factors (labelled synthetic)
-    random[:k=4,dim=1536,seed=0]           pure noise of a given shape (speed benchmarks only)
+<directory with manifest.json>        a saved bank (memory-mapped)
+rlmrec:<directory>                     the RLMRec/ProEx pickles in that folder, imported on the fly
+synthetic-latent[:k=4,dim=64,wording_noise=1.0,noise_profiles=1+2,seed=0]
+                                       latent views of the synthetic dataset's factors (labelled synthetic)
+random[:k=4,dim=1536,seed=0]           pure noise of a given shape (speed benchmarks only)
 """
+
 from __future__ import annotations
 
 import inspect
@@ -37,8 +38,10 @@ def profile_width(spec: str) -> int:
     manifest = Path(spec) / "manifest.json"
     if manifest.exists():
         return int(json.loads(manifest.read_text())["dim"])
-    raise DataError(f"profiles {spec!r}: not a profile-bank folder (no manifest.json), 'rlmrec:<folder>' or "
-                    "'synthetic-latent[:k=4,...]'; pass --text-dim to give the width instead.")
+    raise DataError(
+        f"profiles {spec!r}: not a profile-bank folder (no manifest.json), 'rlmrec:<folder>' or "
+        "'synthetic-latent[:k=4,...]'; pass --text-dim to give the width instead."
+    )
 
 
 def load_profiles(spec: str, inter: Interactions) -> ProfileBank:
@@ -64,6 +67,8 @@ def load_profiles(spec: str, inter: Interactions) -> ProfileBank:
     elif (Path(spec) / "manifest.json").exists():
         bank = load_bank(spec)
     else:
-        raise DataError(f"profiles {spec!r}: not a profile-bank folder (no manifest.json), 'rlmrec:<folder>' or "
-                        "'synthetic-latent[:k=4,...]'. Build a bank with `proex profiles import-rlmrec`.")
+        raise DataError(
+            f"profiles {spec!r}: not a profile-bank folder (no manifest.json), 'rlmrec:<folder>' or "
+            "'synthetic-latent[:k=4,...]'. Build a bank with `proex profiles import-rlmrec`."
+        )
     return bank.check(inter.n_users, inter.n_items, where=spec)

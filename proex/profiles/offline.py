@@ -25,6 +25,7 @@ Interaction text reaches the profiler only through `user_text`/`item_text`, whic
 training pairs only; histories come from the training split. Deterministic: the same dataset gives identical
 files. An entity with no text and no interactions gets distinct placeholder profiles, counted as `no_input`.
 """
+
 from __future__ import annotations
 
 import re
@@ -75,8 +76,11 @@ class _Views:
         self.titles = [""] * n_items
         if self.title_col is not None:
             self.titles = [_clip(t) for t in self.item_own[self.title_col].reindex(range(n_items), fill_value="")]
-        self.list_cols = [c for c in (self.item_own.columns if self.item_own is not None else [])
-                          if c != self.title_col and _is_list_column(self.item_own[c])]
+        self.list_cols = [
+            c
+            for c in (self.item_own.columns if self.item_own is not None else [])
+            if c != self.title_col and _is_list_column(self.item_own[c])
+        ]
         self.cats, self.item_cats = _categories(self.item_own, self.list_cols, n_items)  # names, [I, C] binary
         self.user_cats = (self.train @ self.item_cats).tocsr()  # [U, C] counts over training items
         self.audience = (self.by_item @ self.user_cats).tocsr()  # [I, C] categories of its users' items
@@ -100,8 +104,13 @@ class _Views:
         d, views = self.d, []
         own = _own_text(self.item_own, i, self.title_col)
         views.append(own)
-        cats = [c for col, text in _texts(self.item_own, i) if col in self.list_cols
-                for c in _SPLIT.split(text) if c.strip() and not c.startswith("(")]  # in the file's order
+        cats = [
+            c
+            for col, text in _texts(self.item_own, i)
+            if col in self.list_cols
+            for c in _SPLIT.split(text)
+            if c.strip() and not c.startswith("(")
+        ]  # in the file's order
         views.append(f"A {d.item} in {', '.join(cats)}." if cats else "")
         for col, text in _texts(self.item_inter, i):
             views.append(f"What {d.user}s wrote about it ({col}): {_clip(text.replace(chr(10), ', '), 300)}.")
@@ -111,7 +120,7 @@ class _Views:
         mine = set(self.item_cats.getrow(i).indices)
         top = [self.cats[c] for c in aud.indices[np.lexsort((aud.indices, -aud.data))] if c not in mine][:4]
         views.append(f"Its {d.user}s also like {', '.join(top)} {d.item}s." if top else "")
-        users = self.by_item.indices[self.by_item.indptr[i]:self.by_item.indptr[i + 1]]
+        users = self.by_item.indices[self.by_item.indptr[i] : self.by_item.indptr[i + 1]]
         said = [_first_words(t) for u in users[:3] for _, t in _texts(self.user_own, int(u))][:3]
         views.append(f"What its {d.user}s say about themselves: {_listing(said)}." if said else "")
         views.append(f"Also popular with its {d.user}s: {_listing(co[5:])}." if co[5:] else "")
@@ -119,27 +128,37 @@ class _Views:
 
     def user_views(self, u: int) -> list[str]:
         d, views = self.d, []
-        items = self.train.indices[self.train.indptr[u]:self.train.indptr[u + 1]]
+        items = self.train.indices[self.train.indptr[u] : self.train.indptr[u + 1]]
         items = items[np.lexsort((items, -self.pop[items]))]  # most popular first
         titled = [self.titles[j] for j in items if self.titles[j]]
         views.append(_own_text(self.user_own, u, None))
-        views.append(f"A {d.user} who {d.verb} {len(items)} {d.item}s, among them {_listing(titled[:5])}."
-                     if titled else (f"A {d.user} who {d.verb} {len(items)} {d.item}s." if len(items) else ""))
+        views.append(
+            f"A {d.user} who {d.verb} {len(items)} {d.item}s, among them {_listing(titled[:5])}."
+            if titled
+            else (f"A {d.user} who {d.verb} {len(items)} {d.item}s." if len(items) else "")
+        )
         row = self.user_cats.getrow(u)
         order = row.indices[np.lexsort((row.indices, -row.data))][:5]
         counts = dict(zip(row.indices, row.data))
-        views.append(f"Favourite {d.item} categories: " + ", ".join(f"{self.cats[c]} ({int(counts[c])})"
-                                                               for c in order) + "." if len(order) else "")
+        views.append(
+            f"Favourite {d.item} categories: " + ", ".join(f"{self.cats[c]} ({int(counts[c])})" for c in order) + "."
+            if len(order)
+            else ""
+        )
         for col, text in _texts(self.user_inter, u):
             views.append(f"What this {d.user} wrote ({col}): {_clip(text.replace(chr(10), ', '), 300)}.")
-        about = [_first_words(t) for j in items[:3] for c, t in _texts(self.item_own, int(j))
-                 if c != self.title_col and c not in self.list_cols][:3]
+        about = [
+            _first_words(t)
+            for j in items[:3]
+            for c, t in _texts(self.item_own, int(j))
+            if c != self.title_col and c not in self.list_cols
+        ][:3]
         views.append(f"About the {d.item}s it {d.verb}: {_listing(about)}." if about else "")
         niche = titled[5:][-5:][::-1]
         views.append(f"Less common picks: {_listing(niche)}." if niche else "")
         rest = titled[5:-5] if len(titled) > 10 else []
         for start in range(0, len(rest), 5):
-            views.append(f"Also {d.verb}: {_listing(rest[start:start + 5])}.")
+            views.append(f"Also {d.verb}: {_listing(rest[start : start + 5])}.")
         return views
 
 
@@ -210,17 +229,21 @@ def _profiles(views: list[str], k: int, side: str, idx: int, noun: str) -> list[
             out.append(v)
     base = out[0] if out else ""
     while len(out) < k:
-        out.append(f"No further evidence about this {noun} ({side} {idx}), view {len(out) + 1} of {k}."
-                   + (f" In short: {_clip(base, 120)}" if base else ""))
+        out.append(
+            f"No further evidence about this {noun} ({side} {idx}), view {len(out) + 1} of {k}."
+            + (f" In short: {_clip(base, 120)}" if base else "")
+        )
     return out[:k]
 
 
 def offline_records(inter: Interactions, side: str, k: int = 4, domain: str = "generic", limit: int = 0) -> list[dict]:
     """K offline profiles for each user or item of `inter` (see module doc), as profiles.jsonl records."""
     if inter.user_text is None and inter.item_text is None:
-        raise DataError(f"{inter.source or inter.name}: no user or item text; offline profiles quote the data's "
-                        "text (titles, categories, tags). Attach it with --item-text FILE / --user-text FILE / "
-                        "--interaction-text FILE (or a dataset card).")
+        raise DataError(
+            f"{inter.source or inter.name}: no user or item text; offline profiles quote the data's "
+            "text (titles, categories, tags). Attach it with --item-text FILE / --user-text FILE / "
+            "--interaction-text FILE (or a dataset card)."
+        )
     views = _Views(inter, domain)
     n = inter.n_users if side == "user" else inter.n_items
     noun = views.d.user if side == "user" else views.d.item
@@ -229,17 +252,31 @@ def offline_records(inter: Interactions, side: str, k: int = 4, domain: str = "g
     for idx in range(min(n, limit) if limit else n):
         found = make(idx)
         profiles = _profiles(found, k, side, idx, noun)
-        rec = {"side": side, "id": idx, "original": profiles[0], "new": profiles[1:], "profiler": LABEL,
-               "reasoning": {"facets": "own text, categories, training-interaction text, co-liked titles, "
-                                       "audience categories (items); history, categories, text, niche (users)"}}
+        rec = {
+            "side": side,
+            "id": idx,
+            "original": profiles[0],
+            "new": profiles[1:],
+            "profiler": LABEL,
+            "reasoning": {
+                "facets": "own text, categories, training-interaction text, co-liked titles, "
+                "audience categories (items); history, categories, text, niche (users)"
+            },
+        }
         if not any(found):
             rec["no_input"] = True
         out.append(rec)
     return out
 
 
-def write_offline_profiles(inter: Interactions, out_dir: str, k: int = 4, domain: str = "generic",
-                           sides: tuple[str, ...] = SIDES, limit: int = 0) -> dict:
+def write_offline_profiles(
+    inter: Interactions,
+    out_dir: str,
+    k: int = 4,
+    domain: str = "generic",
+    sides: tuple[str, ...] = SIDES,
+    limit: int = 0,
+) -> dict:
     """Write `<out_dir>/<side>/profiles.jsonl` and `summary.json` in the layout of the LLM pipeline."""
     from .pipeline import _write_lines  # the same atomic writer as the LLM outputs
 
@@ -252,9 +289,20 @@ def write_offline_profiles(inter: Interactions, out_dir: str, k: int = 4, domain
         _write_lines(Path(out_dir) / side / "profiles.jsonl", recs)
         per_side[side] = {"profiled": len(recs), "no_input": sum(bool(r.get("no_input")) for r in recs)}
     _write_lines(Path(out_dir) / "failures.jsonl", [])
-    summary = {"status": "done", "profiler": LABEL, "llm": f"none — {LABEL}", "prompt_version": OFFLINE_VERSION,
-               "k": k, "domain": domain, "dataset": inter.name, "n_users": inter.n_users, "n_items": inter.n_items,
-               "sides": per_side, "calls": {"sent": 0}, "cost_usd": {"this_run": 0.0},
-               "wall_s": round(time.time() - t0, 2)}
+    summary = {
+        "status": "done",
+        "profiler": LABEL,
+        "llm": f"none — {LABEL}",
+        "prompt_version": OFFLINE_VERSION,
+        "k": k,
+        "domain": domain,
+        "dataset": inter.name,
+        "n_users": inter.n_users,
+        "n_items": inter.n_items,
+        "sides": per_side,
+        "calls": {"sent": 0},
+        "cost_usd": {"this_run": 0.0},
+        "wall_s": round(time.time() - t0, 2),
+    }
     _write_lines(Path(out_dir) / "summary.json", [summary], indent=1)
     return summary

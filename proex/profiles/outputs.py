@@ -1,5 +1,6 @@
 """What a profile job leaves behind: `<side>/profiles.jsonl`, `failures.jsonl`, `summary.json`, the cost in USD,
 and the progress line on stderr. Shared by the online job (in process and on Ray) and the Batch API path."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,16 +48,33 @@ def write_outputs(cfg, inter, out: dict, wall_s: float, backend: str) -> dict:
     t = out["totals"]
     fatal = out.get("fatal")
     summary = {
-        "status": "stopped" if fatal else "done", "stopped_because": str(fatal) if fatal else None,
-        "profiler": "llm-cot", "llm": cfg.model, "endpoint": _public_url(cfg.base_url),
-        "prompt_version": PROMPT_VERSION, "k": cfg.k, "domain": cfg.domain, "dataset": inter.name,
-        "n_users": inter.n_users, "n_items": inter.n_items, "sides": per_side, "backend": backend,
-        "calls": t, "wall_s": round(wall_s, 2),
-        "cost_usd": {"this_run": job_cost(cfg, t["prompt_tokens"], t["completion_tokens"]),
-                     "incl_cached": job_cost(cfg, t["prompt_tokens"] + t["cached_prompt_tokens"],
-                                             t["completion_tokens"] + t["cached_completion_tokens"]),
-                     "price": "batch (half the online price)" if cfg.batch else "online"},
-        "limiter": out.get("limiter"), "workers": out.get("workers"), "batches": out.get("batches"),
+        "status": "stopped" if fatal else "done",
+        "stopped_because": str(fatal) if fatal else None,
+        "profiler": "llm-cot",
+        "llm": cfg.model,
+        "endpoint": _public_url(cfg.base_url),
+        "prompt_version": PROMPT_VERSION,
+        "k": cfg.k,
+        "domain": cfg.domain,
+        "dataset": inter.name,
+        "n_users": inter.n_users,
+        "n_items": inter.n_items,
+        "sides": per_side,
+        "backend": backend,
+        "calls": t,
+        "wall_s": round(wall_s, 2),
+        "cost_usd": {
+            "this_run": job_cost(cfg, t["prompt_tokens"], t["completion_tokens"]),
+            "incl_cached": job_cost(
+                cfg,
+                t["prompt_tokens"] + t["cached_prompt_tokens"],
+                t["completion_tokens"] + t["cached_completion_tokens"],
+            ),
+            "price": "batch (half the online price)" if cfg.batch else "online",
+        },
+        "limiter": out.get("limiter"),
+        "workers": out.get("workers"),
+        "batches": out.get("batches"),
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "base_url"},
     }
     write_lines(root / "summary.json", [summary], indent=1)
@@ -83,6 +101,7 @@ class Progress:
         if enabled:
             try:
                 from tqdm import tqdm
+
                 self.bar = tqdm(total=total, unit=unit, desc="profiles", dynamic_ncols=True, file=sys.stderr)
             except ImportError:
                 pass
@@ -97,8 +116,11 @@ class Progress:
         elif self.enabled and n and (time.time() - self.last > 2 or self.done == self.total):
             self.last, rate = time.time(), self.done / max(1e-9, time.time() - self.t0)
             eta = (self.total - self.done) / rate if rate else float("inf")
-            print(f"profiles {self.done}/{self.total} ({self.failed} failed) {rate:.2f}/s ETA {eta:.0f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"profiles {self.done}/{self.total} ({self.failed} failed) {rate:.2f}/s ETA {eta:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -15,20 +15,26 @@ Outputs in `out_dir`: `<side>/profiles.jsonl` (id, original, new, reasoning, asp
 `failures.jsonl` (every entity that has no profiles, with the reason), `summary.json` (config without the key,
 counts, tokens, cost, wall time). Every entity ends in exactly one of profiles.jsonl and failures.jsonl.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import ConfigError
 from ..data.interactions import Interactions
 from .cache import AsyncCallCache, CallCache
-from .chain import (EXPECTED_COMPLETION, DryAnswerer, EntityFailure, OnlineAnswerer, Totals,  # noqa: F401
-                    profile_entity)
+from .chain import (
+    DryAnswerer,
+    EntityFailure,
+    OnlineAnswerer,
+    Totals,  # noqa: F401
+    profile_entity,
+)
 from .client import RESPONSE_FORMATS, LLMClient, ProfileAPIError
 from .limiter import AsyncLimiter
 from .outputs import Progress, job_cost, load_prices, write_lines, write_outputs  # noqa: F401 (re-exported)
@@ -42,38 +48,38 @@ class ProfileJobConfig:
     """One profile-generation job. The key itself is never part of the config: only the variable's name."""
 
     base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint (vLLM, Ollama, a proxy)
-    model: str = "gpt-3.5-turbo"                 # the paper's LLM (sec. 3.1)
-    api_key_env: str = "OPENAI_API_KEY"          # NAME of the environment variable holding the key; "" = no auth
-    k: int = 4                                   # profiles per entity: the original + K-1 new ones (paper: K=4)
-    domain: str = "generic"                      # books | businesses | games | movies | generic
-    rpm: float = 500.0                           # requests per minute allowed by the key
-    tpm: float = 200_000.0                       # tokens per minute allowed by the key
-    burst_s: float = 1.0                         # seconds of traffic a full client bucket may send at once
-    headroom: float = 0.97                       # fraction of the limit (configured or advertised) aimed at
-    concurrency: int = 16                        # entities in flight (per process; per worker on Ray)
-    max_attempts: int = 6                        # tries per call (429, 5xx, timeouts), one retry layer
-    backoff_s: float = 1.0                       # base of the exponential backoff with full jitter
-    timeout_s: float = 60.0                      # per request
-    max_tokens: int = 800                        # completion cap per call
+    model: str = "gpt-3.5-turbo"  # the paper's LLM (sec. 3.1)
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the key; "" = no auth
+    k: int = 4  # profiles per entity: the original + K-1 new ones (paper: K=4)
+    domain: str = "generic"  # books | businesses | games | movies | generic
+    rpm: float = 500.0  # requests per minute allowed by the key
+    tpm: float = 200_000.0  # tokens per minute allowed by the key
+    burst_s: float = 1.0  # seconds of traffic a full client bucket may send at once
+    headroom: float = 0.97  # fraction of the limit (configured or advertised) aimed at
+    concurrency: int = 16  # entities in flight (per process; per worker on Ray)
+    max_attempts: int = 6  # tries per call (429, 5xx, timeouts), one retry layer
+    backoff_s: float = 1.0  # base of the exponential backoff with full jitter
+    timeout_s: float = 60.0  # per request
+    max_tokens: int = 800  # completion cap per call
     temperature: float = 0.7
-    response_format: str = "json_schema"         # json_schema (strict, falls back to json_object) | json_object | none
-    seed: int | None = 0                         # sent where supported (attempt a: seed + a - 1); None = never
-    repairs: int = 1                             # repair rounds per step for an invalid answer
-    max_input_chars: int = 6000                  # evidence per entity sent to F1/F2
-    max_history: int = 50                        # interacted item titles per user
-    max_snippets: int = 5                        # user snippets per item
-    cache_path: str = ""                         # "" = <out_dir>/cache.sqlite
+    response_format: str = "json_schema"  # json_schema (strict, falls back to json_object) | json_object | none
+    seed: int | None = 0  # sent where supported (attempt a: seed + a - 1); None = never
+    repairs: int = 1  # repair rounds per step for an invalid answer
+    max_input_chars: int = 6000  # evidence per entity sent to F1/F2
+    max_history: int = 50  # interacted item titles per user
+    max_snippets: int = 5  # user snippets per item
+    cache_path: str = ""  # "" = <out_dir>/cache.sqlite
     out_dir: str = "profiles_out"
     sides: tuple[str, ...] = ("user", "item")
-    limit: int = 0                               # first N entities per side (0 = all)
-    progress: bool = True                        # progress bar on stderr
-    prices_path: str = ""                        # JSON {model: [USD per 1M input, per 1M output]} over PRICES
-    batch: bool = False                          # the OpenAI Batch API: half the price, one batch per round
-    batch_poll_s: float = 30.0                   # seconds between polls of a running batch
-    batch_max_rows: int = 50_000                 # requests per batch file (OpenAI's limit: 50,000 and 200 MB)
-    batch_row_attempts: int = 3                  # rounds a row may fail (error file, expiry) before its entity does
+    limit: int = 0  # first N entities per side (0 = all)
+    progress: bool = True  # progress bar on stderr
+    prices_path: str = ""  # JSON {model: [USD per 1M input, per 1M output]} over PRICES
+    batch: bool = False  # the OpenAI Batch API: half the price, one batch per round
+    batch_poll_s: float = 30.0  # seconds between polls of a running batch
+    batch_max_rows: int = 50_000  # requests per batch file (OpenAI's limit: 50,000 and 200 MB)
+    batch_row_attempts: int = 3  # rounds a row may fail (error file, expiry) before its entity does
 
-    def check(self) -> "ProfileJobConfig":
+    def check(self) -> ProfileJobConfig:
         bad = []
         if self.k < 2:
             bad.append("k must be >= 2 (the original profile plus at least one new one)")
@@ -100,16 +106,28 @@ class ProfileJobConfig:
 
 def make_client(cfg: ProfileJobConfig, limiter) -> LLMClient:
     """The job's LLMClient (reads the key from $cfg.api_key_env)."""
-    return LLMClient(cfg.base_url, cfg.model, cfg.api_key_env, limiter, cfg.timeout_s, cfg.max_attempts,
-                     cfg.backoff_s, cfg.max_tokens, cfg.temperature, cfg.response_format, cfg.seed)
+    return LLMClient(
+        cfg.base_url,
+        cfg.model,
+        cfg.api_key_env,
+        limiter,
+        cfg.timeout_s,
+        cfg.max_attempts,
+        cfg.backoff_s,
+        cfg.max_tokens,
+        cfg.temperature,
+        cfg.response_format,
+        cfg.seed,
+    )
 
 
 def failure(ent: EntityInput, kind: str, message: str, step: str = "") -> dict:
     return {"side": ent.side, "id": ent.id, "kind": kind, "step": step, "message": message}
 
 
-async def run_entities(entities: list[EntityInput], cfg: ProfileJobConfig, answerer, cache,
-                       on_done: Callable[[dict], None] | None = None) -> dict:
+async def run_entities(
+    entities: list[EntityInput], cfg: ProfileJobConfig, answerer, cache, on_done: Callable[[dict], None] | None = None
+) -> dict:
     """Profile `entities` with `cfg.concurrency` workers. Returns {"records", "failures", "totals", "fatal"};
     after a fatal error the unfinished entities are listed as failures of kind "stopped"."""
     queue = list(reversed(entities))
@@ -134,8 +152,9 @@ async def run_entities(entities: list[EntityInput], cfg: ProfileJobConfig, answe
             except EntityFailure as exc:
                 failures.append(result := failure(ent, exc.kind, str(exc), exc.step))
             except Exception as exc:  # a bug or a broken cache file: report it with the entity, keep going
-                failures.append(result := failure(ent, "internal_error",
-                                                  f"{type(exc).__name__}: {answerer.redact(exc)}"))
+                failures.append(
+                    result := failure(ent, "internal_error", f"{type(exc).__name__}: {answerer.redact(exc)}")
+                )
             pending.pop(slot, None)
             if on_done:
                 on_done(result)
@@ -145,8 +164,12 @@ async def run_entities(entities: list[EntityInput], cfg: ProfileJobConfig, answe
     if fatal:
         why = f"job stopped before this entity finished: {fatal[0]}"
         failures.extend(failure(ent, "stopped", why) for ent in list(pending.values()) + queue[::-1])
-    return {"records": records, "failures": failures, "totals": dataclasses.asdict(totals),
-            "fatal": fatal[0] if fatal else None}
+    return {
+        "records": records,
+        "failures": failures,
+        "totals": dataclasses.asdict(totals),
+        "fatal": fatal[0] if fatal else None,
+    }
 
 
 def generate(cfg: ProfileJobConfig, inter: Interactions) -> dict:
@@ -166,8 +189,9 @@ def generate(cfg: ProfileJobConfig, inter: Interactions) -> dict:
         cache = CallCache(cfg.cache_file)
         bar = Progress(len(entities), cfg.progress, unit="entity")
         try:
-            out = await run_entities(entities, cfg, OnlineAnswerer(llm), AsyncCallCache(cache),
-                                     lambda r: bar.update(1, r))
+            out = await run_entities(
+                entities, cfg, OnlineAnswerer(llm), AsyncCallCache(cache), lambda r: bar.update(1, r)
+            )
             out["limiter"] = await limiter.snapshot()
             return out
         finally:
@@ -226,19 +250,30 @@ def estimate(cfg: ProfileJobConfig, inter: Interactions) -> dict:
         if cache is not None:
             cache.close()
     held = answerer.in_batches  # calls already in submitted batches: the batch path waits for them
-    calls, prompt, completion = (totals.sent - held.sent, totals.prompt_tokens - held.prompt_tokens,
-                                 totals.completion_tokens - held.completion_tokens)
-    return {**n, "calls": calls, "repair_calls": totals.repairs - held.repairs,
-            "retry_calls": totals.retries - held.retries, "cached_calls": totals.cached,
-            "pending_in_batches": held.sent, "prompt_tokens": prompt, "completion_tokens": completion,
-            "model": cfg.model, "prompt_version": PROMPT_VERSION,
-            "completion_tokens_upper": calls * cfg.max_tokens,
-            "cost_usd": job_cost(cfg, prompt, completion),
-            "cost_usd_upper": job_cost(cfg, prompt, calls * cfg.max_tokens),
-            "price": "batch (half the online price)" if cfg.batch else "online",
-            "minutes_at_rpm": round(calls / (cfg.rpm * cfg.headroom), 1) if cfg.rpm > 0 and not cfg.batch else None,
-            "price_known": cfg.model in load_prices(cfg),
-            "note": "nothing was sent; repairs of answers not yet received are not included"}
+    calls, prompt, completion = (
+        totals.sent - held.sent,
+        totals.prompt_tokens - held.prompt_tokens,
+        totals.completion_tokens - held.completion_tokens,
+    )
+    return {
+        **n,
+        "calls": calls,
+        "repair_calls": totals.repairs - held.repairs,
+        "retry_calls": totals.retries - held.retries,
+        "cached_calls": totals.cached,
+        "pending_in_batches": held.sent,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "model": cfg.model,
+        "prompt_version": PROMPT_VERSION,
+        "completion_tokens_upper": calls * cfg.max_tokens,
+        "cost_usd": job_cost(cfg, prompt, completion),
+        "cost_usd_upper": job_cost(cfg, prompt, calls * cfg.max_tokens),
+        "price": "batch (half the online price)" if cfg.batch else "online",
+        "minutes_at_rpm": round(calls / (cfg.rpm * cfg.headroom), 1) if cfg.rpm > 0 and not cfg.batch else None,
+        "price_known": cfg.model in load_prices(cfg),
+        "note": "nothing was sent; repairs of answers not yet received are not included",
+    }
 
 
 def rerun_plan(cfg: ProfileJobConfig, inter: Interactions, failures: list[dict]) -> str:
@@ -250,12 +285,14 @@ def rerun_plan(cfg: ProfileJobConfig, inter: Interactions, failures: list[dict])
     est = estimate(cfg, inter)
     why = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items()))
     hopeless = kinds.get("no_input", 0)
-    text = (f"{len(failures)} entities have no profiles ({why}); reasons in {cfg.out_dir}/failures.jsonl. "
-            f"Rerunning the same command sends {est['calls']} calls (more only if new answers need repairs) for "
-            f"{'these' if not hopeless else 'the ' + str(len(failures) - hopeless) + ' with input'} "
-            f"({est['retry_calls']} of them new attempts at answers that stayed invalid, {est['repair_calls']} "
-            f"repairs of cached invalid answers); everything else ({est['cached_calls']} calls) comes from the "
-            "cache (`proex profiles estimate` with the same flags prints the count and its cost).")
+    text = (
+        f"{len(failures)} entities have no profiles ({why}); reasons in {cfg.out_dir}/failures.jsonl. "
+        f"Rerunning the same command sends {est['calls']} calls (more only if new answers need repairs) for "
+        f"{'these' if not hopeless else 'the ' + str(len(failures) - hopeless) + ' with input'} "
+        f"({est['retry_calls']} of them new attempts at answers that stayed invalid, {est['repair_calls']} "
+        f"repairs of cached invalid answers); everything else ({est['cached_calls']} calls) comes from the "
+        "cache (`proex profiles estimate` with the same flags prints the count and its cost)."
+    )
     if est.get("pending_in_batches"):
         text += f" {est['pending_in_batches']} calls are in submitted batches: the rerun waits for them."
     if hopeless:

@@ -11,6 +11,7 @@ the `repair_messages` follow-up. Domain templates (books, businesses, games, mov
 nouns. `PROMPT_VERSION` is part of every cache key: change it whenever a prompt or schema changes, so cached
 answers of the old prompts are never reused for the new ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,41 +70,43 @@ def json_schema(step: str) -> dict:
     """The strict JSON schema of a step's answer (`SCHEMAS` as a structured-output schema). The number of F4
     profiles and their distinctness are not expressible there for every endpoint: `parse_answer` checks them."""
     strings = {"type": "array", "items": {"type": "string"}}
-    props = {"F1": {"summarization": {"type": "string"}},
-             "F2": {"positive_aspects": strings, "negative_aspects": strings},
-             "F3": {"latent_preferences": strings},
-             "F4": {"profiles": strings}}[step]
+    props = {
+        "F1": {"summarization": {"type": "string"}},
+        "F2": {"positive_aspects": strings, "negative_aspects": strings},
+        "F3": {"latent_preferences": strings},
+        "F4": {"profiles": strings},
+    }[step]
     props = {**props, "reasoning": {"type": "string"}}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
 _USER = {
     "F1": "You will serve as an assistant to help me determine which types of {items} a {user} is likely to enjoy. "
-          "I will give you the titles of {items} the {user} has {verb} and the {user}'s own text (such as reviews). "
-          "Summarise the {user}'s preferences as an original profile: the kinds of {items} they enjoy and dislike.",
+    "I will give you the titles of {items} the {user} has {verb} and the {user}'s own text (such as reviews). "
+    "Summarise the {user}'s preferences as an original profile: the kinds of {items} they enjoy and dislike.",
     "F2": "You analyse a {user}'s original profile and the source information it came from. Identify the positive "
-          "aspects (what the {user} liked in the {items} they {verb}) and the negative aspects (what they disliked "
-          "or avoid). The original profile may contain wrong or empty statements: rely on the evidence.",
+    "aspects (what the {user} liked in the {items} they {verb}) and the negative aspects (what they disliked "
+    "or avoid). The original profile may contain wrong or empty statements: rely on the evidence.",
     "F3": "From a {user}'s original profile and their positive and negative aspects, infer the latent preferences: "
-          "underlying tastes, motivations and habits that are not stated explicitly but explain the evidence.",
+    "underlying tastes, motivations and habits that are not stated explicitly but explain the evidence.",
     "F4": "Using the original profile, the aspects and the latent preferences of a {user}, write exactly {n} new "
-          "profiles of this {user}. Each describes the {user} from a different perspective. Each must differ "
-          "entirely from the original profile and from the other new profiles in wording and sentence structure "
-          "(different vocabulary, different syntax), while staying faithful to the {user}'s preferences.",
+    "profiles of this {user}. Each describes the {user} from a different perspective. Each must differ "
+    "entirely from the original profile and from the other new profiles in wording and sentence structure "
+    "(different vocabulary, different syntax), while staying faithful to the {user}'s preferences.",
 }
 _ITEM = {
     "F1": "You will serve as an assistant to help me determine which types of {users} would enjoy a {item}. I will "
-          "give you the {item}'s own text (such as title and description) and snippets from {users} who {verb} it. "
-          "Summarise what the {item} offers and the kinds of {users} it appeals to as an original profile.",
+    "give you the {item}'s own text (such as title and description) and snippets from {users} who {verb} it. "
+    "Summarise what the {item} offers and the kinds of {users} it appeals to as an original profile.",
     "F2": "You analyse a {item}'s original profile and the source information it came from. Identify the positive "
-          "aspects ({users} appreciate) and the negative aspects ({users} criticise or that limit its appeal). The "
-          "original profile may contain wrong or empty statements: rely on the evidence.",
+    "aspects ({users} appreciate) and the negative aspects ({users} criticise or that limit its appeal). The "
+    "original profile may contain wrong or empty statements: rely on the evidence.",
     "F3": "From a {item}'s original profile and its positive and negative aspects, infer its latent appeal: "
-          "underlying qualities, moods and audiences that are not stated explicitly but explain the evidence.",
+    "underlying qualities, moods and audiences that are not stated explicitly but explain the evidence.",
     "F4": "Using the original profile, the aspects and the latent appeal of a {item}, write exactly {n} new "
-          "profiles of this {item}. Each describes the {item} from a different perspective. Each must differ "
-          "entirely from the original profile and from the other new profiles in wording and sentence structure "
-          "(different vocabulary, different syntax), while staying faithful to what the {item} is.",
+    "profiles of this {item}. Each describes the {item} from a different perspective. Each must differ "
+    "entirely from the original profile and from the other new profiles in wording and sentence structure "
+    "(different vocabulary, different syntax), while staying faithful to what the {item} is.",
 }
 
 
@@ -113,9 +116,11 @@ def system_prompt(step: str, side: str, domain: str, k: int) -> str:
         raise ValueError(f"unknown step {step!r} or side {side!r}; steps {STEPS}, sides {SIDES}")
     d = DOMAINS[domain]
     text = (_USER if side == "user" else _ITEM)[step].format(
-        user=d.user, users=d.user + "s", item=d.item, items=d.item + "s", verb=d.verb, n=k - 1)
-    return (f"{text}\nAnswer with only a JSON object, no other text, of this form:\n{SCHEMAS[step]}"
-            + (f"\nThe \"profiles\" list must hold exactly {k - 1} strings." if step == "F4" else ""))
+        user=d.user, users=d.user + "s", item=d.item, items=d.item + "s", verb=d.verb, n=k - 1
+    )
+    return f"{text}\nAnswer with only a JSON object, no other text, of this form:\n{SCHEMAS[step]}" + (
+        f'\nThe "profiles" list must hold exactly {k - 1} strings.' if step == "F4" else ""
+    )
 
 
 def _texts(df, idx: int) -> dict:
@@ -134,9 +139,11 @@ def entity_inputs(inter: Interactions, side: str, cfg) -> list[EntityInput]:
     """EntityInput per user or item (first `cfg.limit` if set). Users: own text + titles of *training* items;
     items: own text + snippets of a few training users. DataError if the dataset has no text at all."""
     if inter.user_text is None and inter.item_text is None:
-        raise DataError(f"{inter.source or inter.name}: no user_text or item_text; LLM profiles need text (titles, "
-                        "descriptions, reviews). Load the interactions with their text tables (proex.data.tables) "
-                        "or use the synthetic dataset.")
+        raise DataError(
+            f"{inter.source or inter.name}: no user_text or item_text; LLM profiles need text (titles, "
+            "descriptions, reviews). Load the interactions with their text tables (proex.data.tables) "
+            "or use the synthetic dataset."
+        )
     train = inter.train.tocsr() if side == "user" else inter.train.tocsc()
     n = inter.n_users if side == "user" else inter.n_items
     title_col = None
@@ -144,10 +151,12 @@ def entity_inputs(inter: Interactions, side: str, cfg) -> list[EntityInput]:
         title_col = "title" if "title" in inter.item_text.columns else inter.item_text.columns[0]
     out = []
     for idx in range(min(n, cfg.limit) if cfg.limit else n):
-        nbrs = train.indices[train.indptr[idx]:train.indptr[idx + 1]]
+        nbrs = train.indices[train.indptr[idx] : train.indptr[idx + 1]]
         if side == "user":
             fields = _texts(inter.user_text, idx)
-            hist = [_clip(t, 150) for i in nbrs[: cfg.max_history] if (t := _texts(inter.item_text, int(i)).get(title_col))]
+            hist = [
+                _clip(t, 150) for i in nbrs[: cfg.max_history] if (t := _texts(inter.item_text, int(i)).get(title_col))
+            ]
         else:
             fields = _texts(inter.item_text, idx)
             hist = [_clip(" ".join(_texts(inter.user_text, int(u)).values()), 200) for u in nbrs[: cfg.max_snippets]]
@@ -178,23 +187,31 @@ def build_messages(step: str, ent: EntityInput, outputs: dict, domain: str, k: i
     elif step == "F2":
         body = {"source": source, "original_profile": outputs["F1"]["summarization"]}
     elif step == "F3":
-        body = {"original_profile": outputs["F1"]["summarization"],
-                "positive_aspects": outputs["F2"]["positive_aspects"],
-                "negative_aspects": outputs["F2"]["negative_aspects"]}
+        body = {
+            "original_profile": outputs["F1"]["summarization"],
+            "positive_aspects": outputs["F2"]["positive_aspects"],
+            "negative_aspects": outputs["F2"]["negative_aspects"],
+        }
     else:
-        body = {"original_profile": outputs["F1"]["summarization"],
-                "positive_aspects": outputs["F2"]["positive_aspects"],
-                "negative_aspects": outputs["F2"]["negative_aspects"],
-                "latent_preferences": outputs["F3"]["latent_preferences"]}
-    return [{"role": "system", "content": system_prompt(step, ent.side, domain, k)},
-            {"role": "user", "content": json.dumps(body, ensure_ascii=False)}]
+        body = {
+            "original_profile": outputs["F1"]["summarization"],
+            "positive_aspects": outputs["F2"]["positive_aspects"],
+            "negative_aspects": outputs["F2"]["negative_aspects"],
+            "latent_preferences": outputs["F3"]["latent_preferences"],
+        }
+    return [
+        {"role": "system", "content": system_prompt(step, ent.side, domain, k)},
+        {"role": "user", "content": json.dumps(body, ensure_ascii=False)},
+    ]
 
 
 def repair_messages(messages: list[dict], answer: str, problem: str, step: str, k: int) -> list[dict]:
     """The conversation plus the invalid answer and a request to fix `problem` (one repair round)."""
-    ask = (f"Your answer is invalid: {problem}. Answer again with only a JSON object of this form:\n{SCHEMAS[step]}"
-           + (f"\nThe \"profiles\" list must hold exactly {k - 1} distinct strings, each different from the "
-              "original profile." if step == "F4" else ""))
+    ask = f"Your answer is invalid: {problem}. Answer again with only a JSON object of this form:\n{SCHEMAS[step]}" + (
+        f'\nThe "profiles" list must hold exactly {k - 1} distinct strings, each different from the original profile.'
+        if step == "F4"
+        else ""
+    )
     return messages + [{"role": "assistant", "content": answer[:4000]}, {"role": "user", "content": ask}]
 
 
@@ -208,7 +225,7 @@ def extract_json(text: str) -> dict:
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         raise ValueError("no JSON object in the answer")
-    obj = json.loads(text[start:end + 1])
+    obj = json.loads(text[start : end + 1])
     if not isinstance(obj, dict):
         raise ValueError("the answer is not a JSON object")
     return obj

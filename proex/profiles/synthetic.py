@@ -6,9 +6,10 @@ all profiles (one text embedder) and ε_k independent per profile. `noise_profil
 pure noise (no signal at all) to test robustness (ProEx should be hurt less than a single-profile
 plug-in). Labelled as synthetic in the manifest.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,12 +17,20 @@ from ..data.interactions import DataError, Interactions
 from .bank import ProfileBank
 
 
-def latent_profiles(inter: Interactions, k: int = 4, dim: int = 64, wording_noise: float = 1.0,
-                    noise_profiles: Sequence[int] = (), seed: int = 0) -> ProfileBank:
+def latent_profiles(
+    inter: Interactions,
+    k: int = 4,
+    dim: int = 64,
+    wording_noise: float = 1.0,
+    noise_profiles: Sequence[int] = (),
+    seed: int = 0,
+) -> ProfileBank:
     """A [K, n, dim] bank from `inter.extras["user_latent"/"item_latent"]` (the synthetic generator's factors)."""
     if "user_latent" not in inter.extras or "item_latent" not in inter.extras:
-        raise DataError(f"{inter.source or inter.name}: no latent factors in extras; latent_profiles needs the "
-                        "synthetic dataset (proex.data.synthetic.make_synthetic).")
+        raise DataError(
+            f"{inter.source or inter.name}: no latent factors in extras; latent_profiles needs the "
+            "synthetic dataset (proex.data.synthetic.make_synthetic)."
+        )
     rng = np.random.default_rng(seed)
     zu = np.asarray(inter.extras["user_latent"], dtype=np.float32)
     zi = np.asarray(inter.extras["item_latent"], dtype=np.float32)
@@ -33,15 +42,23 @@ def latent_profiles(inter: Interactions, k: int = 4, dim: int = 64, wording_nois
         out = np.empty((k, z.shape[0], dim), dtype=np.float32)
         for p in range(k):  # K is a handful: a loop over profiles, never over entities
             if p in noise_profiles:  # same scale as a signal view, no signal
-                out[p] = (np.sqrt(1 + wording_noise ** 2) * scale * rng.normal(size=z.shape)) @ proj
+                out[p] = (np.sqrt(1 + wording_noise**2) * scale * rng.normal(size=z.shape)) @ proj
             else:
                 out[p] = (z + wording_noise * scale * rng.normal(size=z.shape)) @ proj
         return out
 
-    man = {"source": f"synthetic-latent:{inter.name}", "llm": "none (synthetic latent views)",
-           "embedder": f"random projection to {dim}", "prompts": "none",
-           "profile_names": [("noise" if p in noise_profiles else ("original" if p == 0 else f"new_{p}")) for p in range(k)],
-           "wording_noise": wording_noise, "noise_profiles": list(noise_profiles), "seed": seed}
+    man = {
+        "source": f"synthetic-latent:{inter.name}",
+        "llm": "none (synthetic latent views)",
+        "embedder": f"random projection to {dim}",
+        "prompts": "none",
+        "profile_names": [
+            ("noise" if p in noise_profiles else ("original" if p == 0 else f"new_{p}")) for p in range(k)
+        ],
+        "wording_noise": wording_noise,
+        "noise_profiles": list(noise_profiles),
+        "seed": seed,
+    }
     return ProfileBank(views(zu), views(zi), man)
 
 
