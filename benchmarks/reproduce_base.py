@@ -5,7 +5,8 @@
 
 Each (model, dataset, seed) run is written to docs/results/runs/<model>-<dataset>-s<seed>.json as soon as it
 finishes; a rerun skips runs already there, so the script resumes after an interruption. The table
-(docs/results/base_models.table.md, included in base_models.md) is rebuilt from every run file present. Selection uses validation only.
+(docs/results/base_models.table.md, included in base_models.md) is rebuilt from every run file present. Selection
+uses validation only.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def run_path(model: str, dataset: str, seed: int) -> str:
 def write_table() -> str:
     runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(RESULTS, "runs", "*.json")))]
     lines = [
-        "| model | dataset | seeds | R@20 (ours, mean ± sd) | R@20 paper | Δ | N@20 (ours) | N@20 paper | Δ | best epoch | s/epoch | s/validation | device |",
+        "| model | dataset | seeds | R@20 (ours, mean ± sd) | R@20 paper | Δ | N@20 (ours) | N@20 paper | Δ | "
+        "best epoch | s/epoch | s/validation | device |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (model, dataset), (pr, pn) in PAPER.items():

@@ -100,9 +100,9 @@ def measure(model: str, inter, tmp: str, repeats: int, k: int) -> dict:
         for label, users in (("1 user", one), ("1,000 users", many)):
             frame = pd.DataFrame({"user": users, "k": k})
             rows[label] = {
-                "http": timed(lambda: post(url, users, k), repeats),
-                "pyfunc": timed(lambda: pyfunc.predict(frame), repeats),
-                "top_k": timed(lambda: top_k(system, data, users, k), repeats),
+                "http": timed(lambda users=users: post(url, users, k), repeats),
+                "pyfunc": timed(lambda frame=frame: pyfunc.predict(frame), repeats),
+                "top_k": timed(lambda users=users: top_k(system, data, users, k), repeats),
             }
         rows["1,000 users"]["recommend"] = timed(
             lambda: recommend(ckpt, many, k, dataset=inter.name), max(3, repeats // 5)

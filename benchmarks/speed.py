@@ -9,8 +9,8 @@
 
 Prints the amortised figure (epoch + validation / 3: validation every 3 epochs as in the reference protocol)
 and its ratio to the reference: for bases, the official LightGCN code on this project's 2-core CPU (measured
-for this project: 1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, the official LightGCN-ProEx on one H100 (2.39 s
-amortised, measured for this project), which only means something when this runs on an H100. Runs
+for this project: 1.5 s/epoch, 1.9 s/validation, 2.2 s amortised); for ProEx, the official LightGCN-ProEx on
+one H100 (2.39 s amortised, measured for this project), which only means something when this runs on an H100. Runs
 unchanged on CUDA (timings synchronise the device).
 """
 
@@ -78,7 +78,8 @@ def time_model(
     def epoch() -> int:
         system.train()
         n = 0
-        for n, batch in enumerate(training_batches(system, data, batch_size), 1):
+        for batch in training_batches(system, data, batch_size):
+            n += 1
             loss = sum(loss_terms(batch).values())  # the Σ‖θ‖² penalty is Adam's weight decay
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,7 +1,7 @@
 """ProEx vs the base and a single-profile plug-in on the synthetic text-attributed data, and robustness to a
 noise profile, with paired t-tests over seeds.
 
-    python benchmarks/synthetic_proex.py                      # 6 bases x 5 seeds, writes docs/results/synthetic_proex.md
+    python benchmarks/synthetic_proex.py                     # 6 bases x 5 seeds, writes docs/results/synthetic_proex.md
     python benchmarks/synthetic_proex.py --models lightgcn --seeds 0 1
 
 Profiles: `synthetic-latent:k=4` (four noisy views of each user's and item's latent taste; see
@@ -77,8 +77,8 @@ def table(results: dict, models: list[str], seeds: list[int]) -> str:
         return [results[(m, v, s)]["test"]["recall@20"] for s in seeds if (m, v, s) in results]
 
     lines = [
-        "| model | single plug-in | base R@20 | ProEx R@20 | Δ vs base | p (paired t) | single R@20 | ProEx − single | p | "
-        "ProEx drop with noise profile | single drop | ProEx K=1 drop |",
+        "| model | single plug-in | base R@20 | ProEx R@20 | Δ vs base | p (paired t) | single R@20 | ProEx − single | "
+        "p | ProEx drop with noise profile | single drop | ProEx K=1 drop |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
@@ -91,15 +91,16 @@ def table(results: dict, models: list[str], seeds: list[int]) -> str:
         mean = statistics.mean
 
         def drop(a: list, b: list) -> str:
-            return f"{mean(a) - mean(b):+.4f}" if a and b and len(a) == len(b) else "not run"
+            return f"{statistics.mean(a) - statistics.mean(b):+.4f}" if a and b and len(a) == len(b) else "not run"
 
         d_pro = drop(pro, r20(m, "proex_noisy"))
         d_single = drop(single, r20(m, "single_noisy"))
         d_k1 = drop(r20(m, "proex_k1"), r20(m, "proex_k1_noisy"))
         single_name = variants(m)["single"][0]
         lines.append(
-            f"| {m} | {single_name} | {mean(base):.4f} | {mean(pro):.4f} | {100 * (mean(pro) / mean(base) - 1):+.1f}% | "
-            f"{p_base:.1e} | {mean(single):.4f} | {mean(pro) - mean(single):+.4f} | {p_single:.1e} | "
+            f"| {m} | {single_name} | {mean(base):.4f} | {mean(pro):.4f} | "
+            f"{100 * (mean(pro) / mean(base) - 1):+.1f}% | {p_base:.1e} | {mean(single):.4f} | "
+            f"{mean(pro) - mean(single):+.4f} | {p_single:.1e} | "
             f"{d_pro} | {d_single} | {d_k1} |"
         )
     return "\n".join(lines)

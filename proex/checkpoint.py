@@ -69,7 +69,8 @@ def read(path: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable proex checkpoint ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
-            f"{path}: not a proex checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})"
+            f"{path}: not a proex checkpoint "
+            f"(format {payload.get('format') if isinstance(payload, dict) else None!r}, expected {FORMAT!r})"
         )
     return payload
 

@@ -49,7 +49,8 @@ def deterministic_algorithms(on: bool) -> Iterator[None]:
 
     Why: seeding alone does not make a CPU run repeat exactly. With several threads, the backward of advanced
     indexing with repeated rows (the same user in several BPR triples) accumulates in thread order, so two runs
-    with one seed drift apart in the last digits of the weights and metrics (docs/results/speed.md). On CUDA, deterministic cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment."""
+    with one seed drift apart in the last digits of the weights and metrics (docs/results/speed.md). On CUDA,
+    deterministic cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment."""
     if not on:
         yield
         return
@@ -62,7 +63,8 @@ def deterministic_algorithms(on: bool) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices), so a run repeats on the same device (HKUDS/RLMRec encoder/trainer/trainer.py init_seed)."""
+    """Seed Python, NumPy and torch (all devices), so a run repeats on the same device (HKUDS/RLMRec
+    encoder/trainer/trainer.py init_seed)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -112,8 +112,8 @@ def make_optimizer(system: Plugin, lr: float, device: torch.device) -> torch.opt
     """Adam over the model's parameter groups plus the plug-in's own parameters (at `lr`).
 
     The reference penalty reg_weight · Σ‖θ‖² over ALL trainable parameters (whole tables and MLPs, not scaled
-    by the batch; HKUDS/RLMRec loss_utils.py reg_params) is applied as Adam's coupled weight decay 2·reg_weight: Adam adds
-    wd·θ to the gradient before its moments, which is exactly the gradient of (wd/2)·‖θ‖², with no extra
+    by the batch; HKUDS/RLMRec loss_utils.py reg_params) is applied as Adam's coupled weight decay 2·reg_weight:
+    Adam adds wd·θ to the gradient before its moments, which is exactly the gradient of (wd/2)·‖θ‖², with no extra
     operators per batch. The penalty's value is therefore not part of the logged losses.
     Fused on CUDA: one kernel per step instead of several per tensor (these small models are launch-bound there).
     """

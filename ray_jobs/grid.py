@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--worker-logs",
         action="store_true",
-        help="stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)",
+        help=(
+            "stream the Ray workers' stdout/stderr here (default: one line per cell; logs stay in Ray's session folder)"
+        ),
     )
     p.add_argument(
         "--only",

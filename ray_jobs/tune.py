@@ -4,8 +4,8 @@
     ray job submit --address http://HEAD:8265 --working-dir . -- python ray_jobs/tune.py grids/tune_lightgcn.yaml \
         --tracking-uri http://HEAD:5000 --storage postgresql://USER@DBHOST/optuna
 
-Each study stops at its budget of finished (COMPLETE or PRUNED) trials; rerunning continues an interrupted study, failing and
-re-queueing the trials a dead driver left RUNNING. The best parameters are written to the grid's hparams
+Each study stops at its budget of finished (COMPLETE or PRUNED) trials; rerunning continues an interrupted study,
+failing and re-queueing the trials a dead driver left RUNNING. The best parameters are written to the grid's hparams
 folder (<model>-<plugin>-<dataset>.yaml), which the paper grids read. The logic is in proex.infra.studies.
 """
 

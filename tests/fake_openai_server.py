@@ -210,7 +210,7 @@ class FakeOpenAI:
         """Rate-limit decision and the x-ratelimit-* headers (the real API's names and formats)."""
         with self.lock:
             headers, ok, wait = {}, True, 0.0
-            for kind, bucket, need in (("requests", self.req_bucket, 1), ("tokens", self.tok_bucket, tokens)):
+            for _kind, bucket, need in (("requests", self.req_bucket, 1), ("tokens", self.tok_bucket, tokens)):
                 if bucket is None:
                     continue
                 bucket.refill()
@@ -347,8 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
                 400,
                 {
                     "error": {
-                        "message": f"This model's maximum context length is {cfg.context_limit_tokens} tokens. However, "
-                        f"your messages resulted in {prompt_tokens} tokens.",
+                        "message": f"This model's maximum context length is {cfg.context_limit_tokens} tokens. "
+                        f"However, your messages resulted in {prompt_tokens} tokens.",
                         "type": "invalid_request_error",
                         "param": "messages",
                         "code": "context_length_exceeded",

@@ -48,7 +48,9 @@ DRIVER = textwrap.dedent("""
         tracker = Tracker(args["uri"], experiment_name(grid))
         while True:
             for run in tracker.find(kind="cell", node=worker.node_id):
-                if run.info.status == "RUNNING" and tracker.client.get_metric_history(run.info.run_id, "val_recall_at_20"):
+                if run.info.status == "RUNNING" and tracker.client.get_metric_history(
+                    run.info.run_id, "val_recall_at_20"
+                ):
                     cluster.remove_node(worker)
                     removed.append(run.data.tags["cell_id"])
                     return

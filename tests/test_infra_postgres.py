@@ -223,7 +223,7 @@ def test_two_grids_submitted_at_once_share_the_server_without_mixing(pg_mlflow, 
     with ThreadPoolExecutor(2) as pool:
         jobs = {n: pool.submit(ray_head.submit, ["ray_jobs/grid.py", str(p)], env_vars) for n, p in paths.items()}
         results = {n: j.result() for n, j in jobs.items()}
-    for name, done in results.items():
+    for done in results.values():
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
         assert "4/4 cells finished" in done.stdout
     for name, path in paths.items():

@@ -1,4 +1,5 @@
-"""The evaluator against hand-computed Recall@K and NDCG@K (the full-ranking protocol of HKUDS/RLMRec encoder/trainer/metrics.py)."""
+"""The evaluator against hand-computed Recall@K and NDCG@K (the full-ranking protocol of HKUDS/RLMRec
+encoder/trainer/metrics.py)."""
 
 import math
 

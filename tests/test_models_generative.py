@@ -18,7 +18,7 @@ from proex.models.ldiffrec import linear_var_betas
 from proex.plugins.base import Base
 from proex.train import TrainConfig, Trainer
 
-U, I, PER_USER = 60, 40, 6
+U, N_ITEMS, PER_USER = 60, 40, 6
 NAMES = ["ldiffrec", "cvga"]
 
 
@@ -26,11 +26,11 @@ NAMES = ["ldiffrec", "cvga"]
 def data() -> TrainData:
     """60 users x 40 items, 6 distinct items per user: 4 train, 1 val, 1 test."""
     rng = np.random.default_rng(0)
-    items = np.stack([rng.choice(I, PER_USER, replace=False) for _ in range(U)])  # [U, 6]
+    items = np.stack([rng.choice(N_ITEMS, PER_USER, replace=False) for _ in range(U)])  # [U, 6]
 
     def csr(cols):
         rows = np.repeat(np.arange(U), cols.shape[1])
-        return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols.ravel())), shape=(U, I))
+        return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols.ravel())), shape=(U, N_ITEMS))
 
     inter = Interactions("tiny", csr(items[:, :4]), csr(items[:, 4:5]), csr(items[:, 5:])).validate()
     return TrainData(inter, "cpu")
@@ -78,7 +78,7 @@ def test_scores_and_fusion_point(name, side_dim, data):
     with torch.no_grad():
         state = model.encode(batch).state
         plain, fused = model.score(batch, state, None), model.score(batch, state, side)
-    assert plain.shape == (16, I) and torch.isfinite(plain).all()
+    assert plain.shape == (16, N_ITEMS) and torch.isfinite(plain).all()
     assert not torch.allclose(plain, fused)
     model.train()
     torch.manual_seed(1)
@@ -93,7 +93,7 @@ def test_scores_and_fusion_point(name, side_dim, data):
 def _train_steps(model, data, steps=3):
     opt = torch.optim.Adam(model.param_groups(1e-3))
     losses = []
-    for step in range(steps):
+    for _ in range(steps):
         users = torch.randperm(U)[:20]
         loss, _ = loss_of(model, batch_of(data, users))
         opt.zero_grad()

@@ -57,7 +57,7 @@ def test_hodges_lehmann_interval_is_the_set_the_exact_signed_rank_test_accepts()
         i, j = np.triu_indices(n)
         walsh = np.sort((d[i] + d[j]) / 2)
         assert est == pytest.approx(np.median(walsh)) and level >= 0.95
-        p = lambda theta: stats.wilcoxon(d - theta, method="exact").pvalue  # noqa: E731
+        p = lambda theta, d=d: stats.wilcoxon(d - theta, method="exact").pvalue  # noqa: E731
         assert p(_beside(walsh, low, +1)) > 0.05 and p(_beside(walsh, high, -1)) > 0.05  # just inside: accepted
         assert p(_beside(walsh, low, -1)) <= 0.05 and p(_beside(walsh, high, +1)) <= 0.05  # just outside: rejected
     # n = 10: the printed two-sided 5% critical value of T is 8, so the interval is [W_(9), W_(47)] of 55

@@ -14,7 +14,8 @@
 
 This module builds the parser and dispatches; each subcommand is one module of this package with
 `register(subparsers)` and `run(args) -> exit status`: train, data, profiles (banks; the LLM stage in
-llm_profiles), report, recommend, models (the model registry), config. `dataset_flags` holds the dataset flags several of them share.
+llm_profiles), report, recommend, models (the model registry), config. `dataset_flags` holds the dataset flags
+several of them share.
 The library never reads argv; this package is the only place that does.
 """
 

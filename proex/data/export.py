@@ -1,9 +1,9 @@
 """Write an `Interactions` to disk in the RLMRec layout so every tool that reads RLMRec data can use it.
 
 <dir>/trn_mat.pkl, val_mat.pkl, tst_mat.pkl: pickled scipy.sparse.coo_matrix [n_users, n_items], float64 1.0
-(exactly the format HKUDS/RLMRec encoder/data_utils/data_handler_general_cf.py reads); user_text.csv / item_text.csv (column `id` = dense id
-plus the text columns) when the dataset has text; extras that are numpy arrays (e.g. the synthetic latent
-factors) in extras.npz.
+(exactly the format HKUDS/RLMRec encoder/data_utils/data_handler_general_cf.py reads); user_text.csv /
+item_text.csv (column `id` = dense id plus the text columns) when the dataset has text; extras that are numpy
+arrays (e.g. the synthetic latent factors) in extras.npz.
 """
 
 from __future__ import annotations

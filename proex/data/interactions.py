@@ -1,8 +1,8 @@
 """The in-memory dataset every stage of proex consumes: three binary interaction splits plus optional text.
 
 All loaders (RLMRec pickles, CSV/Parquet tables, the synthetic generator) return an `Interactions`.
-Its checks follow the RLMRec data format (HKUDS/RLMRec data_handler_general_cf.py): one shape for all splits, binary values, disjoint splits,
-every index in range, and every user with at least one training interaction.
+Its checks follow the RLMRec data format (HKUDS/RLMRec data_handler_general_cf.py): one shape for all splits,
+binary values, disjoint splits, every index in range, and every user with at least one training interaction.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Loader for RLMRec-format datasets: `trn_mat.pkl`, `val_mat.pkl`, `tst_mat.pkl` (HKUDS/RLMRec encoder/data_utils/data_handler_general_cf.py).
+"""Loader for RLMRec-format datasets: `trn_mat.pkl`, `val_mat.pkl`, `tst_mat.pkl`
+(HKUDS/RLMRec encoder/data_utils/data_handler_general_cf.py).
 
 Each file is a pickled scipy.sparse matrix [n_users, n_items] (float64 1.0 values in the originals). As in
 the reference loader, values are binarised (`x != 0`) to float32 CSR. Before that, each file is checked and

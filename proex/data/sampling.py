@@ -2,8 +2,9 @@
 
 * `bpr_batches`: every training edge exactly once per epoch in a random order, each with one negative item
   drawn uniformly from all items and redrawn while it is one of the user's TRAINING items (validation and
-  test items are allowed, as in the reference: HKUDS/RLMRec encoder/data_utils/datasets_general_cf.py). Rejection runs in whole-tensor
-  rounds over the still-rejected entries; the expected number of rounds is tiny (density << 1).
+  test items are allowed, as in the reference: HKUDS/RLMRec encoder/data_utils/datasets_general_cf.py).
+  Rejection runs in whole-tensor rounds over the still-rejected entries; the expected number of rounds is tiny
+  (density << 1).
 * `user_batches`: all users shuffled and cut into chunks, with their dense training rows (ProRec generative trainer).
 """
 

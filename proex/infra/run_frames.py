@@ -4,8 +4,8 @@ long format): the input of `proex.report`, which itself never touches MLflow.
 Everything comes from the one search of finished runs (`Tracker.finished`): no artifact is downloaded, so a
 report over hundreds of runs stays a single query. A run's protocol is read from its params (the resolved
 config, flattened: `train.patience`); the source of each value (reference row, hparams file, grid fixed, ...)
-from the grid's cell, resolved once when the grid expanded: the run was found by that cell's id, the hash of the same resolved
-config, so its values are the cell's values.
+from the grid's cell, resolved once when the grid expanded: the run was found by that cell's id, the hash of the
+same resolved config, so its values are the cell's values.
 """
 
 from __future__ import annotations

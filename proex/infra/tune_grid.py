@@ -1,12 +1,12 @@
 """A grid's cells as Ray Tune trials: fractional GPUs, retries, checkpoints, resume, MLflow logging.
 
-`run_grid(grid)` builds one `Tuner` whose `param_space` is `grid_search` over every cell of the grid (a small
-record per cell: its id, its run name and the `GridCell` itself, resolved once when the grid expanded), wrapped in `tune.with_resources` ({"cpu", "gpu"} per trial; a
-fractional GPU lets small models share one) and run with `FailureConfig(max_failures)`. A trial is the one
-trial body `tracked_cell.run_tracked_cell` (skip a finished run, train, log, mark done or FAILED) with Tune's
-checkpoint as the trainer state it resumes from, and each validation reported to Tune with that state as
-checkpoint. `close_orphans` fails the runs of cells whose retries ran out, so no run is left RUNNING after the
-grid returns.
+`run_grid(grid)` builds one `Tuner` whose `param_space` is `grid_search` over every cell of the grid (a small record per
+cell: its id, its run name and the `GridCell` itself, resolved once when the grid expanded), wrapped in
+`tune.with_resources` ({"cpu", "gpu"} per trial; a fractional GPU lets small models share one) and run with
+`FailureConfig(max_failures)`. A trial is the one trial body `tracked_cell.run_tracked_cell` (skip a finished run,
+train, log, mark done or FAILED) with Tune's checkpoint as the trainer state it resumes from, and each validation
+reported to Tune with that state as checkpoint. `close_orphans` fails the runs of cells whose retries ran out, so no run
+is left RUNNING after the grid returns.
 Rerunning the same grid: if Tune's experiment folder exists, `Tuner.restore(..., resume_errored=True)`
 continues it (finished trials are not started again, interrupted ones continue from their last checkpoint);
 otherwise a fresh Tuner starts and each trial's MLflow check skips finished cells. The experiment folder is

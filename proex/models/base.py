@@ -20,7 +20,8 @@ Two families differ only in what a batch and a side vector are:
     or all items [n_items, side_dim] when scoring).
   * "generative" (Mult-VAE, L-DiffRec, CVGA): a `UserBatch` of users and their dense train rows; the fusion
     point is additive on the posterior parameters, side.user = [mu_side ‖ logvar_side] of shape [B, 2 * d]
-    (DMRec fusion, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; paper Eq. 6 "aggregation alignment"); side.item is unused.
+    (DMRec fusion, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; paper Eq. 6 "aggregation
+    alignment"); side.item is unused.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ class LatentState:
 class BaseModel(nn.Module):
     """Base class of the six recommenders. Subclasses set `name`, `family`, `Config`, and implement the three
     methods. `side_dim` is the width a side vector must have; `reg_weight` scales the Σ‖θ‖² penalty that the
-    training step applies to every parameter of the model and its plug-in (HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py).
+    training step applies to every parameter of the model and its plug-in (HKUDS/RLMRec
+    encoder/models/base_model.py and loss_utils.py).
     """
 
     name: ClassVar[str]

@@ -1,8 +1,8 @@
 """Shared parts of the generative recommenders (Mult-VAE, CVGA; L-DiffRec reuses the helpers).
 
 Fusion point: additive on the posterior parameters, μ = μ_src + μ_side and logσ² = logσ²_src + logσ²_side
-(DMRec, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; the paper's aggregation alignment, Eq. 6 and 9, maps profiles to a mean and
-a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
+(DMRec, BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py; the paper's aggregation alignment, Eq. 6
+and 9, maps profiles to a mean and a variance of the same width). side.user is [B, 2d] = [μ_side ‖ logσ²_side].
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def row_offsets(batch: UserBatch) -> Tensor:
 
 def sparse_rows_linear(batch: UserBatch, weight: Tensor, bias: Tensor | None, values: Tensor | None = None) -> Tensor:
     """x @ weight (+ bias) for the batch's binary rows x given as nonzeros: exact, and much cheaper than a
-    dense [B, n_items] product (docs/results/speed.md). weight: [n_items, H]; values: [nnz] per-nonzero input values (after
-    normalisation / dropout; default 1). Returns [B, H]."""
+    dense [B, n_items] product (docs/results/speed.md). weight: [n_items, H]; values: [nnz] per-nonzero input
+    values (after normalisation / dropout; default 1). Returns [B, H]."""
     _, cols = batch.nz
     offsets = row_offsets(batch)[:-1]
     if values is None:

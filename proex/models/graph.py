@@ -106,7 +106,8 @@ class SparseAdj:
 def bipartite_adjacency(train: sp.csr_matrix, self_loops: bool, device: torch.device) -> SparseAdj:
     """D^{-1/2} (A [+ I]) D^{-1/2} with A = [[0, R], [Rᵀ, 0]] over users then items; zero-degree rows get 0.
 
-    Shape [(U + I), (U + I)]. Self-loops only for plain GCCF (HKUDS/RLMRec data_handler_general_cf.py, model name "gccf").
+    Shape [(U + I), (U + I)]. Self-loops only for plain GCCF (HKUDS/RLMRec data_handler_general_cf.py, model name
+    "gccf").
     """
     n_users, n_items = train.shape
     r = sp.csr_matrix(train, dtype=np.float32)
@@ -133,7 +134,8 @@ def user_item_adjacency(train: sp.csr_matrix, device: torch.device) -> SparseAdj
 
 
 def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-    """Mean over the batch of softplus(s_neg - s_pos) with inner-product scores (HKUDS/RLMRec encoder/models/loss_utils.py).
+    """Mean over the batch of softplus(s_neg - s_pos) with inner-product scores
+    (HKUDS/RLMRec encoder/models/loss_utils.py).
 
     user, pos, neg: [..., B, D] -> [...] (a scalar for [B, D]; [E] for E environments at once).
     """

@@ -19,8 +19,9 @@ Counters (buffers, so checkpoints carry them): `vae_updates` counts batches (adv
 batch even when a plug-in calls `risk` per environment); `epochs_done` counts epochs (`on_epoch_end`);
 `lt_history`/`lt_count` hold the last 10 losses per step for importance sampling (updated by every training
 `risk` call). Departures from the official code: reweight=False runs the "elbo + λ·vae" branch with unit
-weights (the official branch crashes, DiffRec L-DiffRec); batches are 1024 users (protocol ProRec generative trainer), not 400;
-evaluation masks train items only (RLMRec trainer/metrics.py). noise_scale must be > 0 (the official no-noise path is not kept).
+weights (the official branch crashes, DiffRec L-DiffRec); batches are 1024 users (protocol ProRec generative
+trainer), not 400; evaluation masks train items only (RLMRec trainer/metrics.py). noise_scale must be > 0 (the
+official no-noise path is not kept).
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ class LDiffRec(VAEModel):
         self.epochs_done.fill_(epoch + 1)
 
     def param_groups(self, lr: float) -> list[dict]:
-        """AE (encoder + decoder) at cfg.lr1, denoiser at cfg.lr2; `lr` is not used (two optimisers, DiffRec L-DiffRec)."""
+        """AE (encoder + decoder) at cfg.lr1, denoiser at cfg.lr2; `lr` is not used (two optimisers, DiffRec
+        L-DiffRec)."""
         ae = [p for n, p in self.named_parameters() if not n.startswith("dnn.")]
         return [{"params": ae, "lr": self.cfg.lr1}, {"params": list(self.dnn.parameters()), "lr": self.cfg.lr2}]
 

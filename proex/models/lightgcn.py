@@ -1,4 +1,5 @@
-"""LightGCN (He et al., SIGIR'20) as run in RLMRec, the paper's base (HKUDS/RLMRec encoder/models/general_cf/lightgcn.py).
+"""LightGCN (He et al., SIGIR'20) as run in RLMRec, the paper's base
+(HKUDS/RLMRec encoder/models/general_cf/lightgcn.py).
 
 E^{l+1} = Â E^l with no weights or non-linearity; the final representation is the SUM of layers 0..L
 (RLMRec; the LightGCN paper averages). In training each nonzero of Â is kept with p = keep_rate, without

@@ -1,9 +1,11 @@
-"""Mult-VAE (Liang et al., WWW'18), the paper's first generative base (BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py).
+"""Mult-VAE (Liang et al., WWW'18), the paper's first generative base
+(BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py).
 
 q: I -> 600 (tanh) -> 2·200 (μ, logσ²); p: 200 -> 600 (tanh) -> I logits; multinomial likelihood.
 
-Defaults follow the DMRec/ProRec code's Mult-VAE (BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py), the code the ProEx authors ran:
-no input normalisation, fixed KL weight β = 1, input dropout 0.3 (0.2 on steam), default PyTorch init.
+Defaults follow the DMRec/ProRec code's Mult-VAE (BlueGhostYi/ProRec encoder/models/general_cf/mult_vae_*.py), the
+code the ProEx authors ran: no input normalisation, fixed KL weight β = 1, input dropout 0.3 (0.2 on steam), default
+PyTorch init.
 Departure, on purpose: the DMRec paper says its "Base" row is the original model (Liang et al.: L2-normalised
 input, dropout 0.5, β annealed 0 -> 0.2 over 200,000 updates, Xavier init). We compared the two on amazon
 VALIDATION only (seed 2024): the original peaks at epoch 30 with R@20 .1382 (β stays near 0 and it overfits),

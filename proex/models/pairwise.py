@@ -1,7 +1,8 @@
 """Shared parts of the pairwise (BPR) graph recommenders: GCCF, LightGCN, SimGCL.
 
 Their fusion point is additive on the final representations (official ProEx code, BlueGhostYi/ProRec
-encoder/models/general_cf/lightgcn_proex.py; paper Eq. 12 with element-wise addition): h_u = e_u + side_u, h_i = e_i + side_i.
+encoder/models/general_cf/lightgcn_proex.py; paper Eq. 12 with element-wise addition): h_u = e_u + side_u,
+h_i = e_i + side_i.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from .graph import bipartite_adjacency, bpr_loss
 
 
 class PairwiseModel(BaseModel):
-    """A user/item ID embedding table [U + I, d] (xavier_uniform, HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py) propagated over the
-    normalised bipartite graph. Subclasses implement `encode`; risk and score are shared."""
+    """A user/item ID embedding table [U + I, d] (xavier_uniform, HKUDS/RLMRec encoder/models/base_model.py and
+    loss_utils.py) propagated over the normalised bipartite graph. Subclasses implement `encode`; risk and score are
+    shared."""
 
     family = "pairwise"
     scores_need_rows = False  # scores come from the propagated tables: user ids suffice

@@ -2,8 +2,8 @@
 the model's own loss and scores. ProEx, RLMRec and DMRec are siblings that override these two methods.
 
 Plug-ins own the model (`self.model`), so one `nn.Module` holds every trainable parameter of a run and the
-Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (HKUDS/RLMRec encoder/models/base_model.py and loss_utils.py: reg_params runs
-over all parameters, the profile MLP included).
+Σ‖θ‖² penalty and checkpoints cover the plug-in's parameters too (HKUDS/RLMRec encoder/models/base_model.py and
+loss_utils.py: reg_params runs over all parameters, the profile MLP included).
 """
 
 from __future__ import annotations

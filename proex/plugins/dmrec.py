@@ -57,7 +57,9 @@ def kl_gauss(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor, eps
 
 
 def wasserstein2(mu_a: Tensor, logvar_a: Tensor, mu_b: Tensor, logvar_b: Tensor, eps: float = 1e-7) -> Tensor:
-    """GODM: mean_B sqrt(‖μ_a − μ_b‖² + ‖σ_a − σ_b‖² + ε), the closed-form W2 of diagonal Gaussians. [B, d] -> scalar."""
+    """GODM: mean_B sqrt(‖μ_a − μ_b‖² + ‖σ_a − σ_b‖² + ε), the closed-form W2 of diagonal Gaussians.
+
+    [B, d] -> scalar."""
     sd = torch.exp(0.5 * logvar_a) - torch.exp(0.5 * logvar_b)
     return torch.sqrt((mu_a - mu_b).pow(2).sum(-1) + sd.pow(2).sum(-1) + eps).mean()
 

@@ -2,8 +2,10 @@
 
 Per training batch:
   1. map the K profiles of the batch's entities only (the official code maps every user and item for every
-     profile at every batch; restricting to the rows the loss touches gives identical gradients, ProRec lightgcn_proex.py);
-  2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, ProRec lightgcn_proex.py);
+     profile at every batch; restricting to the rows the loss touches gives identical gradients, ProRec
+     lightgcn_proex.py);
+  2. draw E Dirichlet(α·1_K) weight vectors, one per environment, shared by the whole batch (official, ProRec
+     lightgcn_proex.py);
   3. mix the mapped profiles per environment (Eq. 8 discriminative, Eq. 9 generative) and call the model's
      `risk` ONCE with all E mixtures at its fusion point (Eq. 12: addition; the risk broadcasts over a leading
      environment dimension and returns [E]), plus λ1·alignment;
@@ -22,11 +24,11 @@ Where the official LightGCN code and the paper differ, both are options and the 
   * the LightGCN encoder: the code drops the ego layer and edge dropout; the reference configuration of
     lightgcn under ProEx (`proex.reference`) does the same (override with --set include_ego=true keep_rate=0.8);
   * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
-    of the first upload (ProRec lightgcn_proex.py, first upload). For generative bases Eq. 11 is on (weight λ1 = 1). The paper calls it the
-    reverse-KL distribution matching of DMRec, with N(0, I) and each environment's distribution as the
-    model's priors; there is no official generative ProEx code, so `align_form="mddm"` (default) computes it
-    as DMRec-M's code does: on the FUSED posterior q, the model's own KL to N(0, I) is reweighted to β and
-    λ1·(1−β)·KL(q ‖ N(μ̃^e, σ̃^e²)) is added. `"added"` keeps the model's KL and adds
+    of the first upload (ProRec lightgcn_proex.py, first upload). For generative bases Eq. 11 is on (weight λ1 = 1).
+    The paper calls it the reverse-KL distribution matching of DMRec, with N(0, I) and each environment's
+    distribution as the model's priors; there is no official generative ProEx code, so `align_form="mddm"`
+    (default) computes it as DMRec-M's code does: on the FUSED posterior q, the model's own KL to N(0, I) is
+    reweighted to β and λ1·(1−β)·KL(q ‖ N(μ̃^e, σ̃^e²)) is added. `"added"` keeps the model's KL and adds
     λ1·[(1−β)·KL(q_u ‖ N(μ̃^e, σ̃^e²)) + β·KL(q_u ‖ N(0, I))] on the collaborative posterior q_u (our first
     reading; it lost to "mddm" on the synthetic validation split, docs/results/synthetic_proex.md).
 Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then fuses log σ̃² additively.

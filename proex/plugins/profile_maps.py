@@ -7,7 +7,8 @@
   lightgcn_proex.py; the RLMRec-Con MLP has the same shape, HKUDS/RLMRec lightgcn_plus.py).
 * `AggregateMap` (generative, "aggregation alignment"): for user u and profile k, g = agg_{i ∈ M(u)} c_{i,k}
   + c_{u,k}, then f = Linear(d_text -> h) -> tanh -> Linear(h -> 2d) gives [μ ‖ logσ²] (the DMRec
-  meta-network, ProRec mult_vae_*.py, with h = 600). agg is the SUM over the user's training items as in DMRec (or the mean).
+  meta-network, ProRec mult_vae_*.py, with h = 600). agg is the SUM over the user's training items as in DMRec
+  (or the mean).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Build ProfileBanks from the files researchers already hold.
 
-* RLMRec / ProEx layout (HKUDS/RLMRec and BlueGhostYi/ProRec data/): `usr_emb_np.pkl`, `itm_emb_np.pkl` (the original profile,
-  pickled numpy [n, 1536]) and ProEx's extra profiles `usr_emb_np_{k}.pkl`, `itm_emb_np_{k}.pkl`, k = 1..K-1.
+* RLMRec / ProEx layout (HKUDS/RLMRec and BlueGhostYi/ProRec data/): `usr_emb_np.pkl`, `itm_emb_np.pkl` (the
+  original profile, pickled numpy [n, 1536]) and ProEx's extra profiles `usr_emb_np_{k}.pkl`, `itm_emb_np_{k}.pkl`,
+  k = 1..K-1.
   Read with the same allowlisting unpickler as the datasets (`proex.data.safe_pickle`).
 """
 

@@ -27,7 +27,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
 def parse_duration(text: str | None) -> float | None:
-    """OpenAI reset strings ("1s", "6m0s", "20ms", "1h2m3.5s") or plain seconds ("2.5") -> seconds; None if unparsable."""
+    """OpenAI reset strings ("1s", "6m0s", "20ms", "1h2m3.5s") or plain seconds ("2.5") -> seconds; None if
+    unparsable."""
     if text is None:
         return None
     text = str(text).strip()
