@@ -4,7 +4,7 @@
 
 Times training steps (forward, backward, Adam) of: the base LightGCN; ProEx as configured; ProEx without its
 Ω term (reg_weight = 0); ProEx with Ω's P = exp(z zᵀ) formed whole instead of walked in cached blocks
-(`proex.kernels.CPU_BLOCK`), to measure that change in the same process. Rounds are
+(`proex.plugins.uniformity.CPU_BLOCK`), to measure that change in the same process. Rounds are
 interleaved (a, b, c, d, a, b, ...) and the median per configuration is reported with its ratio to the base, so
 that other jobs on the machine slow every configuration alike. Also prints the batch's Ω shapes.
 """
@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from proex import kernels as proex_mod  # noqa: E402
 from proex.data.registry import load_dataset  # noqa: E402
 from proex.data.tensors import TrainData  # noqa: E402
 from proex.experiment import CellConfig, build_system, resolve  # noqa: E402
+from proex.plugins import uniformity as proex_mod  # noqa: E402
 from proex.profiles.load import load_profiles  # noqa: E402
 from proex.runtime import seed_everything  # noqa: E402
 from proex.train import make_optimizer, training_batches  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,3 +90,24 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+_REFERENCE_KERNELS = contextvars.ContextVar("proex_reference_kernels", default=False)
+
+
+@contextmanager
+def reference_kernels(on: bool = True) -> Iterator[None]:
+    """Within the block (when `on`), every hand-written fast path runs its plain reference version instead:
+    `plugins.uniformity.uniformity` (Ω) and `data.distinct_epoch.epoch_distinct` (a batch's distinct rows), so a
+    suspected kernel bug is one flag away from being ruled out (`TrainConfig.reference_kernels`,
+    `--train reference_kernels=true`)."""
+    token = _REFERENCE_KERNELS.set(on)
+    try:
+        yield
+    finally:
+        _REFERENCE_KERNELS.reset(token)
+
+
+def reference_kernels_on() -> bool:
+    """Whether the innermost `reference_kernels()` block asks for the reference versions."""
+    return _REFERENCE_KERNELS.get()

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import torch
 
 from .data.tensors import TrainData
-from .kernels import reference_kernels
 from .metrics import RankingEvaluator
 from .plugins.base import Plugin
-from .runtime import cuda_matmul_precision, deterministic_algorithms, rng_state, set_rng_state
+from .runtime import cuda_matmul_precision, deterministic_algorithms, reference_kernels, rng_state, set_rng_state
 
 log = logging.getLogger("proex.train")
 
@@ -46,7 +45,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training loss; off by default (why: `training_loss`)
     tf32: bool = False  # CUDA float32 matmuls on TF32 tensor cores (runtime.cuda_matmul_precision); off = exact fp32
     deterministic: bool = False  # deterministic kernels: bit-identical reruns (runtime.deterministic_algorithms)
-    reference_kernels: bool = False  # run the plain reference versions of proex.kernels (same numbers, slower)
+    reference_kernels: bool = False  # the plain reference versions of the fast paths (runtime.reference_kernels)
     min_epochs: int = 0  # warm-up: validations before this epoch never count against patience; 0 = off (why: FIRST_DIP)
     eval_offset: int = 0  # validate after epochs e with (e + eval_offset) % eval_every == 0 (0 RLMRec, 1 AlphaRec)
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import assert_steps_lower_the_loss, plugin_system
 
-from proex import kernels
 from proex.data.sampling import bpr_batches, user_batches
 from proex.data.synthetic import SyntheticConfig, make_synthetic
 from proex.data.tensors import TrainData
 from proex.experiment import CellConfig, resolve, run_cell
-from proex.kernels import uniformity, uniformity_autograd
 from proex.models import MODELS, Side
+from proex.plugins import uniformity as kernels
 from proex.plugins.proex import gaussian_kl, infonce_in_batch, profile_spread
+from proex.plugins.uniformity import uniformity, uniformity_autograd
 
 
 def _system(model, inter, bank, **plugin_config):
@@ -416,7 +416,7 @@ def test_proex_checkpoint_reloads_with_its_bank(tmp_path):
 
 
 def test_reference_kernels_switch_runs_the_autograd_uniformity():
-    from proex.kernels import reference_kernels
+    from proex.runtime import reference_kernels
 
     x = torch.randn(2, 9, 5, requires_grad=True)
     fast = uniformity(x, 0.2)

@@ -6,9 +6,9 @@ import torch
 from conftest import random_interactions
 
 from proex.data.batches import Distinct, PairBatch
+from proex.data.distinct_epoch import epoch_distinct
 from proex.data.sampling import bpr_batches, sample_negatives, user_batches
 from proex.data.tensors import TrainData
-from proex.kernels import epoch_distinct
 
 
 def test_negatives_are_never_training_items():
@@ -79,7 +79,7 @@ def test_bpr_batches_attach_distinct_rows_on_request(tiny):
 def test_reference_kernels_switch_runs_torch_unique_per_batch(tiny):
     """Under `reference_kernels()` the sampler precomputes nothing and each batch computes its own rows with
     `Distinct.of` (torch.unique); the rows are the same."""
-    from proex.kernels import reference_kernels
+    from proex.runtime import reference_kernels
 
     data = TrainData(tiny)
     torch.manual_seed(3)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import torch
 
-from ..kernels import epoch_distinct  # the sync-free Distinct.of of a whole epoch, beside its reference
 from .batches import PairBatch, UserBatch
+from .distinct_epoch import epoch_distinct  # the sync-free Distinct.of of a whole epoch, beside its reference
 from .tensors import TrainData
 
 

@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..kernels import uniformity
 from ..models.base import PairBatch, Side, UserBatch
 from ..models.generative import fuse
 from ..profiles.bank import ProfileBank
 from .base import Plugin, Scorer
 from .profile_maps import AggregateMap, DirectMap, ProfileTables
+from .uniformity import uniformity
 
 
 @dataclass
