@@ -12,25 +12,9 @@ Per training batch:
   4. objective = Σ_e L_e (official; `env_reduce="mean"` averages) + λ3·Var_e(L_e) (unbiased, REx) + λ2·Ω (Eq. 14).
 At inference the K mapped profiles are mean-pooled (weights 1/K, Algorithm 2), computed once per evaluation.
 
-Where the official LightGCN code and the paper differ, both are options and the default follows the code:
-  * env_reduce "sum" (code) vs "mean";
-  * λ3 (inv_weight): 10 in the official LightGCN yml, used for the pairwise bases; the paper (A.2.3) finds 1.0
-    good "in most cases", used for the generative bases, which have no official code (chosen on the synthetic
-    VALIDATION split over {1, 10}, docs/results/synthetic_proex.md);
-  * reg_form "official": Ω = Σ_k [U(p^k of the batch's unique users) + U(p^k of its unique positive items)],
-    U the instance-uniformity −log(e^{1/τ} / Σ_j e^{x̂_i·x̂_j/τ} + 1e-5) averaged over rows (ProRec lightgcn_proex.py),
-    vs "paper": Eq. 7, Σ_k log(1 + e^{1/τ} Σ_{k'≠k} e^{c̃_k·c̃_k'/τ}) across each entity's own K profiles
-    (L2-normalised, averaged over the batch's unique users and positive items);
-  * the LightGCN encoder: the code drops the ego layer and edge dropout; the reference configuration of
-    lightgcn under ProEx (`proex.reference`) does the same (override with --set include_ego=true keep_rate=0.8);
-  * alignment: off in the code for discriminative bases (align_weight 0); when on, the in-environment InfoNCE
-    of the first upload (ProRec lightgcn_proex.py, first upload). For generative bases Eq. 11 is on (weight λ1 = 1).
-    The paper calls it the reverse-KL distribution matching of DMRec, with N(0, I) and each environment's
-    distribution as the model's priors; there is no official generative ProEx code, so `align_form="mddm"`
-    (default) computes it as DMRec-M's code does: on the FUSED posterior q, the model's own KL to N(0, I) is
-    reweighted to β and λ1·(1−β)·KL(q ‖ N(μ̃^e, σ̃^e²)) is added. `"added"` keeps the model's KL and adds
-    λ1·[(1−β)·KL(q_u ‖ N(μ̃^e, σ̃^e²)) + β·KL(q_u ‖ N(0, I))] on the collaborative posterior q_u (our first
-    reading; it lost to "mddm" on the synthetic validation split, docs/results/synthetic_proex.md).
+Where the official LightGCN code and the paper differ (env_reduce, λ3, reg_form, the LightGCN encoder,
+alignment), both are options and the default follows the code; docs/reference.md ("ProEx's plug-in") lists
+each with its sources and the reason for the default.
 Generative mixing (Eq. 9) mixes the means and the variances σ² linearly, then fuses log σ̃² additively.
 """
 
