@@ -68,11 +68,12 @@ class CallCache:
 
     def get(self, key: str) -> dict | None:
         """The stored row of a completed call, or None."""
-        cur = self.db.execute("SELECT response, prompt_tokens, completion_tokens, created FROM calls WHERE key = ?",
-                              (key,))
+        cur = self.db.execute("SELECT response, prompt_tokens, completion_tokens, created, via FROM calls "
+                              "WHERE key = ?", (key,))
         row = cur.fetchone()
         return None if row is None else {"response": row[0], "prompt_tokens": row[1] or 0,
-                                         "completion_tokens": row[2] or 0, "created": row[3] or 0.0}
+                                         "completion_tokens": row[2] or 0, "created": row[3] or 0.0,
+                                         "via": row[4] or "online"}
 
     def put(self, key: str, *, prompt_version: str, model: str, side: str, entity: int, step: str,
             input_hash: str, response: str, prompt_tokens: int, completion_tokens: int, seed: int | None = None,

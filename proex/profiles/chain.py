@@ -40,6 +40,8 @@ class Totals:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    cached_batch_prompt_tokens: int = 0      # of the cached tokens: those bought through the Batch API
+    cached_batch_completion_tokens: int = 0
 
     def add(self, other: "Totals | dict") -> None:
         other = other if isinstance(other, dict) else dataclasses.asdict(other)
@@ -160,8 +162,11 @@ async def profile_entity(ent: EntityInput, cfg, answerer: Any, cache, totals: To
                     totals.add({"sent": 1, "prompt_tokens": row["prompt_tokens"], "repairs": int(round_ > 0),
                                 "completion_tokens": row["completion_tokens"], "retries": int(attempt > 1)})
                 else:
+                    batch = str(row.get("via") or "").startswith("batch")
                     totals.add({"cached": 1, "cached_prompt_tokens": row["prompt_tokens"],
-                                "cached_completion_tokens": row["completion_tokens"]})
+                                "cached_completion_tokens": row["completion_tokens"],
+                                "cached_batch_prompt_tokens": row["prompt_tokens"] * batch,
+                                "cached_batch_completion_tokens": row["completion_tokens"] * batch})
                     asked = asked or row.get("created", 0.0) >= since
                 parsed, problem = parse_answer(step, row["response"], cfg.k, original)
                 if parsed is not None:
