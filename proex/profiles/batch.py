@@ -34,7 +34,7 @@ import logging
 import time
 from pathlib import Path
 
-from .batch_limits import QUEUED, batch_errors, enqueued_limit, split_requests
+from .batch_limits import TokenLimit, batch_errors, split_requests, wait_for_queue
 from .batch_store import BatchStore
 from .cache import AsyncCallCache, CallCache
 from .chain import Deferred, EntityFailure, Totals, profile_entity
@@ -43,8 +43,7 @@ from .outputs import Progress, write_outputs
 from .prompts import PROMPT_VERSION, entity_inputs, json_schema
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-CREATE_TRIES = 5       # attempts at creating one batch (each after looking it up first)
-MAX_REJECTIONS = 8     # whole batches refused for the token limit in a row before the job gives up
+CREATE_TRIES = 5  # attempts at creating one batch (each after looking it up first)
 log = logging.getLogger(__name__)
 
 
@@ -76,9 +75,9 @@ class BatchJob:
         self.cache = CallCache(cfg.cache_file)
         self.store = BatchStore(self.cache.db)
         self.options = RequestOptions(cfg.response_format, cfg.seed, cfg.max_tokens_field, cfg.base_url)
-        self.token_limit = cfg.batch_enqueued_tokens or None  # the enqueued-token limit, once known
-        self.token_scale = cfg.headroom  # share of the limit one job enqueues (halved when refused anyway)
-        self.rejected_in_a_row, self.drain = 0, False
+        self.limit = TokenLimit(cfg.batch_enqueued_tokens, cfg.headroom, cfg.model)
+        self.tokens: dict[str, int] = {}  # submission -> its estimated prompt tokens (this run's)
+        self.drain = False  # a batch was refused for the token limit: wait for the queue before the next round
         self.files = Path(cfg.out_dir) / "batches"
         self.files.mkdir(parents=True, exist_ok=True)
         self.got = Totals()  # answers downloaded by this run
@@ -93,8 +92,9 @@ class BatchJob:
         try:
             while True:
                 self._finish_open()
-                if self.drain:  # a batch was refused for the enqueued-token limit: let the queue empty first
-                    self._api(self._wait_for_queue)
+                if self.drain:
+                    self._api(wait_for_queue, self.client, self.cfg.batch_poll_s, self.limit.limit)
+                    self.drain = False
                 records, failures, calls, cached = asyncio.run(self._walk())
                 bar.update(len(records) + len(failures) - bar.done, failed=len(failures) - bar.failed)
                 if not calls:
@@ -102,8 +102,7 @@ class BatchJob:
                 lines = self._lines(calls)
                 sizes = [len(line) for line in lines]
                 tokens = [sum(estimate_tokens(m["content"]) + 4 for m in c.messages) for c in calls]
-                budget = self.token_limit * self.token_scale if self.token_limit else float("inf")
-                enqueued = 0
+                budget, enqueued = self.limit.budget, 0
                 for group in split_requests(sizes, tokens, self.cfg.batch_max_rows, self.cfg.batch_max_bytes, budget):
                     need = sum(tokens[i] for i in group)
                     if enqueued and enqueued + need > budget:  # within the limit: the earlier ones must end first
@@ -177,7 +176,8 @@ class BatchJob:
                                   f"lower --set batch_max_bytes= (now {self.cfg.batch_max_bytes:,}) or "
                                   f"batch_max_rows= (now {self.cfg.batch_max_rows:,}) and rerun", "batch_api",
                                   fatal=True) from None
-        self.store.set(sub, input_file_id=uploaded.id, note=f"~{tokens:,} prompt tokens (estimated)")
+        self.store.set(sub, input_file_id=uploaded.id)
+        self.tokens[sub] = tokens
         batch = self._create(sub, self.store.created(sub), uploaded.id)
         self.store.set(sub, batch_id=batch.id, status="submitted", remote_status=batch.status)
 
@@ -233,54 +233,22 @@ class BatchJob:
             time.sleep(self.cfg.batch_poll_s)
         if batch.status == "failed" and not batch.output_file_id and not batch.error_file_id:
             return self._refused(sub, batch)
-        self.rejected_in_a_row = 0
+        self.limit.accepted()
         self._collect(sub["submission"], batch)
 
     def _refused(self, sub: dict, batch) -> None:
-        """A batch that failed as a whole: none of its rows ran (nor is billed). The token limit: note it, wait
-        for the queue, send smaller batches (its rows are asked again in the next round). Anything else stops
-        the job with the provider's words."""
-        errors = batch_errors(batch)
-        text = "; ".join(f"{e['code']}: {e['message']}" for e in errors) or "no errors given"
-        if not any(e["code"] == "token_limit_exceeded" for e in errors):
-            self.store.set(sub["submission"], status="refused", remote_status="failed", note=self.redact(text)[:500])
-            raise ProfileAPIError(f"the Batch API refused batch {batch.id} as a whole ({self.redact(text)}); none "
-                                  "of its rows ran. Fix what it names and rerun", "batch_refused", fatal=True)
-        self.rejected_in_a_row += 1
-        stated = next((enqueued_limit(e["message"]) for e in errors if enqueued_limit(e["message"])), None)
-        tokens = int((self.store.note(sub["submission"]) or "~0").split()[0].strip("~").replace(",", "") or 0)
-        if stated and self.token_limit != stated:
-            self.token_limit = stated
-        else:  # refused within the known (or no stated) limit: halve what one job enqueues
-            self.token_limit = self.token_limit or max(1, tokens)
-            self.token_scale /= 2
-        if self.rejected_in_a_row > MAX_REJECTIONS:
-            raise ProfileAPIError(f"the Batch API refused {self.rejected_in_a_row} batches in a row for the "
-                                  f"enqueued-token limit of {self.cfg.model} ({self.token_limit:,} tokens; other "
-                                  "batches of this account may hold the queue); rerun later", "batch_token_limit",
-                                  fatal=True)
-        note = (f"refused as a whole, nothing ran: enqueued-token limit of {self.token_limit:,} tokens for "
-                f"{self.cfg.model} ({text}); its rows go again in batches of at most "
-                f"{int(self.token_limit * self.token_scale):,} estimated prompt tokens")
-        log.warning("Batch API: batch %s (%s) %s", batch.id, sub["submission"], self.redact(note))
-        self.store.finish(sub["submission"], {k: ("refused", "") for k in self.store.rows(sub["submission"])},
-                          status="refused", remote_status="failed", note=self.redact(note)[:1000])
+        """A batch that failed as a whole: none of its rows ran (nor is billed), so they are not failures. For
+        the token limit: say what it is, wait for the queue, resend its rows smaller (next round)."""
+        name = sub["submission"]
+        try:
+            note = self.limit.refused(batch.id, batch_errors(batch), self.tokens.get(name, 0))
+        except ProfileAPIError as exc:
+            self.store.set(name, status="refused", remote_status="failed", note=self.redact(exc)[:1000])
+            raise ProfileAPIError(self.redact(exc), exc.kind, fatal=True) from None
+        log.warning("Batch API: batch %s (%s) %s", batch.id, name, self.redact(note))
+        self.store.finish(name, {k: ("refused", "") for k in self.store.rows(name)}, status="refused",
+                          remote_status="failed", note=self.redact(note)[:1000])
         self.drain = True
-
-    def _wait_for_queue(self) -> None:
-        """Poll until no batch of the account is validating, in progress or finalizing (they hold the limit)."""
-        said = False
-        while True:
-            busy = [b.id for b in self.client.batches.list(limit=100) if b.status in QUEUED]
-            if not busy:
-                self.drain = False
-                return
-            if not said:
-                log.warning("Batch API: waiting for %d batch(es) in progress (%s) to end: they hold the "
-                            "enqueued-token limit of %s tokens", len(busy), ", ".join(busy[:5]),
-                            f"{self.token_limit:,}" if self.token_limit else "?")
-                said = True
-            time.sleep(self.cfg.batch_poll_s)
 
     def _collect(self, sub: str, batch) -> None:
         rows, outcomes = self.store.rows(sub), {}

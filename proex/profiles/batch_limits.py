@@ -9,10 +9,18 @@ finalizing; e.g. 2,000,000 for gpt-4o-mini at tier 1). A batch that would pass t
     split_requests    consecutive groups of request lines, each within the row, byte and token caps
     batch_errors      a batch's whole-batch errors as [{"code", "message"}]
     enqueued_limit    the limit a token_limit_exceeded message states, or None
+    TokenLimit        what one job may enqueue: learnt from refusals, halved when refused within it anyway
+    wait_for_queue    poll until none of the account's batches holds the queue
 """
 from __future__ import annotations
 
+import logging
 import re
+import time
+
+from .client import ProfileAPIError
+
+log = logging.getLogger("proex.profiles.batch")
 
 QUEUED = ("validating", "in_progress", "finalizing")  # statuses whose tokens count as enqueued
 _LIMIT = re.compile(r"limit:?\s*([\d,_]+)\s*enqueued tokens", re.IGNORECASE)
@@ -55,3 +63,58 @@ def enqueued_limit(message: str) -> int | None:
     tokens" -> 2000000), or None if it names no number."""
     m = _LIMIT.search(message or "")
     return int(m.group(1).replace(",", "").replace("_", "")) if m else None
+
+
+class TokenLimit:
+    """The enqueued-token budget of one job: `limit` (configured, else stated by the first refusal) times
+    `scale` (the job's headroom; halved whenever a batch within the budget is refused all the same, e.g. when
+    the provider counts tokens differently from the estimate)."""
+
+    MAX_REFUSALS = 8  # refusals in a row before the job gives up
+
+    def __init__(self, limit: int | None, headroom: float, model: str):
+        self.limit, self.scale, self.model, self.refusals = limit or None, headroom, model, 0
+
+    @property
+    def budget(self) -> float:
+        return self.limit * self.scale if self.limit else float("inf")
+
+    def accepted(self) -> None:
+        self.refusals = 0
+
+    def refused(self, batch_id: str, errors: list[dict], tokens: int) -> str:
+        """Account for a batch that ended `failed` as a whole; the sentence that says what happened and what
+        comes next. Raises a fatal ProfileAPIError for errors other than the token limit (resending the same
+        file fails the same way) and after MAX_REFUSALS refusals in a row."""
+        text = "; ".join(f"{e['code']}: {e['message']}" for e in errors) or "no errors given"
+        if not any(e["code"] == "token_limit_exceeded" for e in errors):
+            raise ProfileAPIError(f"the Batch API refused batch {batch_id} as a whole ({text}); none of its rows "
+                                  "ran. Fix what it names and rerun", "batch_refused", fatal=True)
+        self.refusals += 1
+        stated = next((n for n in (enqueued_limit(e["message"]) for e in errors) if n), None)
+        if stated and stated != self.limit:
+            self.limit = stated
+        else:  # refused within the known (or an unstated) limit: enqueue half as much
+            self.limit = self.limit or max(1, tokens)
+            self.scale /= 2
+        if self.refusals > self.MAX_REFUSALS:
+            raise ProfileAPIError(f"the Batch API refused {self.refusals} batches in a row for the enqueued-token "
+                                  f"limit of {self.model} ({self.limit:,} tokens; other batches of this account "
+                                  "may hold the queue); rerun later", "batch_token_limit", fatal=True)
+        return (f"refused as a whole, nothing ran: enqueued-token limit of {self.limit:,} tokens for {self.model} "
+                f"({text}); its rows go again, once the queue is empty, in batches of at most "
+                f"{int(self.budget):,} estimated prompt tokens")
+
+
+def wait_for_queue(client, poll_s: float, limit: int | None) -> None:
+    """Poll the account's batches until none is validating, in progress or finalizing (they hold the limit)."""
+    said = False
+    while True:
+        busy = [b.id for b in client.batches.list(limit=100) if b.status in QUEUED]
+        if not busy:
+            return
+        if not said:
+            log.warning("Batch API: waiting for %d batch(es) in progress (%s) to end: they hold the enqueued-token "
+                        "limit of %s tokens", len(busy), ", ".join(busy[:5]), f"{limit:,}" if limit else "?")
+            said = True
+        time.sleep(poll_s)

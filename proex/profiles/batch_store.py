@@ -58,9 +58,6 @@ class BatchStore:
     def created(self, sub: str) -> float:
         return self.db.execute("SELECT created FROM batches WHERE submission = ?", (sub,)).fetchone()[0]
 
-    def note(self, sub: str) -> str | None:
-        return self.db.execute("SELECT note FROM batches WHERE submission = ?", (sub,)).fetchone()[0]
-
     def open_submissions(self) -> list[dict]:
         cur = self.db.execute("SELECT submission, round, created, n_rows, input_file_id, batch_id, status FROM "
                               "batches WHERE status IN (?, ?) ORDER BY created", OPEN)
