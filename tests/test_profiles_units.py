@@ -169,5 +169,5 @@ def test_cache_is_durable_and_shared_across_processes(tmp_path):
     again = CallCache(path)
     assert again.counts()["calls"] == 401 and again.integrity() == "ok"
     assert {k: v for k, v in again.get("k0").items() if k != "created"} == {"response": "{}", "prompt_tokens": 3,
-                                                                          "completion_tokens": 2}
+                                                                          "completion_tokens": 2, "via": "online"}
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
