@@ -22,7 +22,7 @@ from llama_server import LlamaServer, missing_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "synthetic:n_users=40,n_items=30,mean_interactions=6"
-PER_SIDE = 4
+PER_SIDE = 3
 # small and short so the run takes a few minutes on 2 busy cores; a profile of 80-150 words fits in 320 tokens
 JOB = ["--model", "smollm2-135m-instruct", "--api-key-env", "", "--k", "2", "--limit", str(PER_SIDE),
        "--concurrency", "1", "--rpm", "0", "--tpm", "0", "--no-progress",
@@ -61,6 +61,15 @@ def test_profiles_from_a_real_local_model_embed_into_a_bank_that_trains_proex(tm
             assert f["kind"] in ("invalid_answer", "retries_exhausted") and f["message"], f
         assert sum(len(p) for p in profiled.values()) >= PER_SIDE, (summary, lines(out / "failures.jsonl"))
         calls = summary["calls"]
+        with sqlite3.connect(out / "cache.sqlite") as db:
+            names = [n for (n,) in db.execute("SELECT step FROM calls")]
+        print(json.dumps({"local_model_figures": {  # -s shows them (docs/results/profile_throughput.md)
+            "entities_per_min": round(2 * PER_SIDE / summary["wall_s"] * 60, 2), "wall_s": summary["wall_s"],
+            "completion_tok_s": round(calls["completion_tokens"] / summary["wall_s"], 2),
+            "prompt_tok_s": round(calls["prompt_tokens"] / summary["wall_s"], 2), "calls": calls,
+            "share_repaired": round(sum(n.endswith(".repair1") for n in names) /
+                                    max(1, sum(".repair" not in n for n in names)), 3),
+            "profiled": sum(map(len, profiled.values())), "failed": sum(map(len, failed.values()))}}))
         assert calls["sent"] >= 4 * len(profiled["user"] + profiled["item"]) and calls["prompt_tokens"] > 0
         assert calls["completion_tokens"] > 0 and summary["cost_usd"]["this_run"] is None  # usage, no price
         # json_schema was refused once (HTTP 500 from the server's validator), then JSON mode with the schema
