@@ -22,7 +22,7 @@ from llama_server import LlamaServer, missing_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "synthetic:n_users=40,n_items=30,mean_interactions=6"
-PER_SIDE = 2
+PER_SIDE = int(os.environ.get("PROEX_LOCAL_LLM_PER_SIDE", "2"))  # users and items profiled (1 on a crowded machine)
 # small and short so the run takes a few minutes on 2 busy cores; a profile of 80-150 words fits in 320 tokens
 JOB = ["--model", "smollm2-135m-instruct", "--api-key-env", "", "--k", "2", "--limit", str(PER_SIDE),
        "--concurrency", "1", "--rpm", "0", "--tpm", "0", "--no-progress",

@@ -153,7 +153,7 @@ class BatchJob:
         for c in calls:
             body = {"model": cfg.model, "messages": c.messages, "temperature": cfg.temperature,
                     **self.options.cap(cfg.max_tokens), **self.options.fields(json_schema(c.step), f"proex_{c.step}",
-                                                                              c.seed)}
+                                                                              c.seed, c.items)}
             line = {"custom_id": c.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
             out.append((json.dumps(line, ensure_ascii=False) + "\n").encode())
         return out

@@ -74,6 +74,7 @@ class Call:
     input_hash: str
     messages: list
     seed: int | None
+    items: int | None = None  # entries the answer's list must hold (F4: k-1 new profiles)
 
     def row(self, model: str) -> dict:
         """The cache row fields that identify this call (cache.put's keyword arguments, minus the answer)."""
@@ -98,7 +99,8 @@ class OnlineAnswerer:
 
     async def answer(self, call: Call) -> dict:
         ans = await self.llm.chat(call.messages, what=f"{call.side} {call.entity} step {call.name}",
-                                  schema=json_schema(call.step), schema_name=f"proex_{call.step}", seed=call.seed)
+                                  schema=json_schema(call.step), schema_name=f"proex_{call.step}", seed=call.seed,
+                                  items=call.items)
         return {"response": ans.text, "prompt_tokens": ans.prompt_tokens, "completion_tokens": ans.completion_tokens,
                 "seed": ans.seed, "response_format": ans.response_format, "via": "online"}
 
@@ -153,7 +155,7 @@ async def profile_entity(ent: EntityInput, cfg, answerer: Any, cache, totals: To
                 name, h = call_name(step, attempt, round_), input_hash(messages)
                 seed = None if cfg.seed is None else cfg.seed + attempt - 1
                 call = Call(call_key(PROMPT_VERSION, cfg.model, ent.side, ent.id, name, h), ent.side, ent.id, name,
-                            step, attempt, h, messages, seed)
+                            step, attempt, h, messages, seed, cfg.k - 1 if step == "F4" else None)
                 row = await cache.get(call.key)
                 if row is None:
                     row = await _ask(answerer, call)

@@ -123,14 +123,19 @@ class RequestOptions:
         self.response_format, self.seed = response_format, seed
         self.token_field = token_field if token_field != "auto" else default_token_field(base_url)
 
-    def fields(self, schema: dict | None, name: str, seed: int | None) -> dict:
-        """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on)."""
+    def fields(self, schema: dict | None, name: str, seed: int | None, items: int | None = None) -> dict:
+        """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on). `items`:
+        how many entries the answer's arrays must hold (F4: k-1 profiles), put into the schema where the format
+        enforces it (llama.cpp's grammar: minItems/maxItems); elsewhere `parse_answer` checks it."""
         extra: dict = {}
         level = self.response_format
         if level == "json_schema" and schema is not None:
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": name, "schema": schema, "strict": True}}
         elif level == "json_object+schema" and schema is not None:
+            if items:
+                schema = {**schema, "properties": {k: {**v, "minItems": items, "maxItems": items} if v.get("type") ==
+                                                   "array" else v for k, v in schema["properties"].items()}}
             extra["response_format"] = {"type": "json_object", "schema": schema}
         elif level != "none":
             extra["response_format"] = {"type": "json_object"}
@@ -202,7 +207,7 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
     async def chat(self, messages: list[dict], what: str = "call", schema: dict | None = None,
-                   schema_name: str = "answer", seed: int | None = None) -> Answer:
+                   schema_name: str = "answer", seed: int | None = None, items: int | None = None) -> Answer:
         """One chat completion; `schema` is the answer's JSON schema (sent as a strict structured output where
         the endpoint supports it), `seed` sent where supported; `what` names the call in error messages. The
         Answer records the seed and response format actually sent."""
@@ -211,7 +216,7 @@ class LLMClient:
 
         def send() -> Awaitable:
             sent.clear()
-            sent.update(self.options.fields(schema, schema_name, seed))
+            sent.update(self.options.fields(schema, schema_name, seed, items))
             sent.update(self.options.cap(self.max_tokens))
             return self._client.chat.completions.with_raw_response.create(
                 model=self.model, messages=messages, temperature=self.temperature, timeout=self.timeout_s, **sent)
