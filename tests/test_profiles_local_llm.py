@@ -26,7 +26,7 @@ PER_SIDE = int(os.environ.get("PROEX_LOCAL_LLM_PER_SIDE", "2"))  # users and ite
 # small and short so the run takes a few minutes on 2 busy cores; a profile of 80-150 words fits in 320 tokens
 JOB = ["--model", "smollm2-135m-instruct", "--api-key-env", "", "--k", "2", "--limit", str(PER_SIDE),
        "--concurrency", "1", "--rpm", "0", "--tpm", "0", "--no-progress",
-       "--set", "max_tokens=320", "max_input_chars=900", "timeout_s=600", "temperature=0.2", "repairs=1", "seed=7"]
+       "--set", "max_tokens=320", "max_input_chars=900", "timeout_s=600", "temperature=0.7", "repairs=2", "seed=7"]
 
 _why = missing_reason()
 if _why and os.environ.get("PROEX_REQUIRE_LOCAL_LLM") == "1":
@@ -95,6 +95,9 @@ def test_profiles_from_a_real_local_model_embed_into_a_bank_that_trains_proex(tm
         else:
             assert 0 < rerun["sent"] <= plan["calls"] + unforeseen, (rerun, plan)
         assert rerun["cached"] >= calls["sent"]
+        final = {s: len(lines(out / s / "profiles.jsonl")) for s in ("user", "item")}
+        assert min(final.values()) >= 1, f"a side without any profile cannot be embedded: {final}, " \
+                                         f"{lines(out / 'failures.jsonl')}"
 
     emb = proex("profiles", "embed", "--profiles", str(out), "--dataset", DATASET, "--out", str(bank),
                 "--embed-set", "missing=mean")  # entities beyond --limit (and failed ones) get the mean profile
