@@ -8,6 +8,11 @@
                                      passed, it runs every row and ends completed (or expired, see below)
     GET    /v1/batches               the list, newest first (limit, after)
 
+Batches advance on their own schedule, seen at any GET (one batch or the list): validating -> in_progress (or
+`failed` as a whole with `token_limit_exceeded` past `batch_enqueued_token_cap`, as OpenAI's enqueued-token limit)
+-> completed once `batch_latency_s` has passed (unless `batch_hold`). `batch_create_lost` creates a batch and then
+loses the answer (a 500, or no answer within the client's timeout), as a flaky network or gateway would;
+`batch_max_file_bytes` refuses larger uploads with a 400.
 Each row is answered like /v1/chat/completions (the same deterministic answers and content faults) and logged
 with path "/v1/batches:row" and outcome "completed", so `FakeOpenAI.repeated_completed` sees a row answered
 twice whether online or in a batch. Faults: `batch_row_fail_rate` (rows that end in the error file with a 500),
@@ -157,6 +162,11 @@ def _run(srv, batch: dict) -> None:
         batch[f"{batch['status']}_at"] = int(time.time())
 
 
+def _model_of(srv, file_id: str) -> str:
+    first = srv.files[file_id]["data"].split(b"\n", 1)[0]
+    return json.loads(first)["body"].get("model", "") if first.strip() else ""
+
+
 def _file_unlocked(srv, data: bytes, purpose: str) -> str:
     fid = f"file-{len(srv.files) + 1:06d}"
     srv.files[fid] = {
@@ -169,6 +179,55 @@ def _file_unlocked(srv, data: bytes, purpose: str) -> str:
         "data": data,
     }
     return fid
+
+
+def batch_tokens(srv, batch: dict) -> int:
+    """The batch's prompt tokens as the enqueued-token limit counts them (per message: content + 4)."""
+    from fake_openai_server import _tokens
+
+    rows = [json.loads(r) for r in srv.files[batch["input_file_id"]]["data"].decode().splitlines() if r.strip()]
+    return sum(_tokens(m.get("content", "")) + 4 for r in rows for m in r["body"].get("messages", []))
+
+
+def _advance(srv, batch: dict) -> bool:
+    """Move a batch on (called under the lock); True if its rows are to be run now."""
+    cfg = srv.cfg
+    if batch["status"] == "validating":
+        cap = cfg.batch_enqueued_token_cap
+        queued = sum(batch_tokens(srv, b) for b in srv.batches.values() if b["status"] in ("in_progress", "finalizing"))
+        if cap and queued + batch_tokens(srv, batch) > cap:
+            batch.update(
+                status="failed",
+                failed_at=int(time.time()),
+                errors={
+                    "object": "list",
+                    "data": [
+                        {
+                            "code": "token_limit_exceeded",
+                            "param": None,
+                            "line": None,
+                            "message": f"Enqueued token limit reached for {batch['_model']} in organization org-fake. "
+                            f"Limit: {cap:,} enqueued tokens. Please try again once some in_progress batches "
+                            "have been completed.",
+                        }
+                    ],
+                },
+            )
+            return False
+        batch.update(status="in_progress", in_progress_at=time.time())
+        batch["_t"] = time.time()
+    elif (
+        batch["status"] == "in_progress"
+        and not cfg.batch_hold
+        and time.time() - batch["_t"] >= batch.get("_latency", cfg.batch_latency_s)
+    ):
+        batch["status"] = "finalizing"
+        return True
+    return False
+
+
+def _public(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
 
 
 def handle(handler, method: str, raw_body: bytes = b"") -> bool:
@@ -189,6 +248,22 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
         fields = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
         data = fields["file"].get_payload(decode=True)
         purpose = fields["purpose"].get_payload(decode=True).decode()
+        if srv.cfg.batch_max_file_bytes and len(data) > srv.cfg.batch_max_file_bytes:
+            srv.record(
+                status=400, outcome="upload_refused", path=path, hash="", model=None, t0=time.time(), bytes=len(data)
+            )
+            handler._send(
+                400,
+                {
+                    "error": {
+                        "message": f"File is too large: {len(data)} bytes; the maximum is "
+                        f"{srv.cfg.batch_max_file_bytes} bytes.",
+                        "type": "invalid_request_error",
+                        "code": "file_too_large",
+                    }
+                },
+            )
+            return True
         srv.record(
             status=200,
             outcome="uploaded",
@@ -229,8 +304,11 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
                 "metadata": body.get("metadata"),
                 "request_counts": {"total": 0, "completed": 0, "failed": 0},
                 "_t": time.time(),
+                "_model": _model_of(srv, body["input_file_id"]),
             }
             batch = dict(srv.batches[bid])
+            lost = srv.__dict__.setdefault("lost_creates", 0) < srv.cfg.batch_create_lost
+            srv.lost_creates += lost
         srv.record(
             status=200,
             outcome="batch_created",
@@ -240,27 +318,36 @@ def handle(handler, method: str, raw_body: bytes = b"") -> bool:
             t0=time.time(),
             input_file_id=body["input_file_id"],
         )
-        handler._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
+        if lost and srv.cfg.batch_create_lost_as == "timeout":
+            time.sleep(srv.cfg.timeout_sleep_s)  # the client gives up first; the batch exists all the same
+        if lost:
+            handler._send(
+                500,
+                {
+                    "error": {
+                        "message": "The server had an error while processing your request.",
+                        "type": "server_error",
+                    }
+                },
+            )
+        else:
+            handler._send(200, _public(batch))
     elif method == "GET" and len(parts) == 3 and parts[1] == "batches":
         batch = srv.batches.get(parts[2])
         if batch is None:
             handler._send(404, {"error": {"message": f"No such batch: {parts[2]}", "code": "not_found"}})
             return True
-        run = False
         with srv.lock:
-            if batch["status"] == "validating":
-                batch["status"] = "in_progress"
-            elif (
-                batch["status"] == "in_progress"
-                and not srv.cfg.batch_hold
-                and time.time() - batch["_t"] >= srv.cfg.batch_latency_s
-            ):
-                batch["status"], run = "finalizing", True
+            run = _advance(srv, batch)
         if run:
             _run(srv, batch)
-        handler._send(200, {k: v for k, v in batch.items() if not k.startswith("_")})
+        handler._send(200, _public(batch))
     elif method == "GET" and path == "/v1/batches":
-        listed = [{k: v for k, v in b.items() if not k.startswith("_")} for b in reversed(list(srv.batches.values()))]
+        with srv.lock:
+            due = [b for b in list(srv.batches.values()) if _advance(srv, b)]
+        for b in due:
+            _run(srv, b)
+        listed = [_public(b) for b in reversed(list(srv.batches.values()))]
         handler._send(
             200,
             {

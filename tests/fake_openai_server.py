@@ -51,12 +51,20 @@ class FakeConfig:
     window_s: float = 0.0  # > 0: requests/min as a strict sliding window of this many seconds instead
     # of a bucket: at most rpm * window_s / 60 admitted in any window_s seconds
     json_schema_supported: bool = True  # False: a 400 for response_format json_schema (as some servers answer)
+    json_schema_refused_as: str = "400"  # "500": refused as llama.cpp's server does (a 500 quoting its validator)
     seed_supported: bool = True  # False: a 400 for a request with `seed`
+    max_tokens_supported: bool = True  # False: a 400 for `max_tokens` (OpenAI's o-series: max_completion_tokens)
+    keep_messages: bool = False  # record each chat request's messages in the log (what the LLM was shown)
     batch_hold: bool = False  # Batch API (tests/fake_openai_batches.py): keep batches in_progress
     batch_latency_s: float = 0.0  # a batch completes on the first poll after this long
     batch_row_fail_rate: float = 0.0  # rows that end in the error file with a 500
     batch_expire: int = 0  # this many batches (the first ones run) expire with only half answered
     batch_reject_json_schema: bool = False  # rows with a json_schema response_format fail with a 400
+    batch_create_lost: int = 0  # the first N POST /v1/batches create the batch, then their answer is lost:
+    batch_create_lost_as: str = "500"  # "500" (an HTTP 500) or "timeout" (no answer for timeout_sleep_s)
+    batch_max_file_bytes: int = 0  # > 0: an upload over this many bytes is refused with a 400 (OpenAI: 200 MB)
+    batch_enqueued_token_cap: int = 0  # > 0: a batch that would take the prompt tokens of the account's batches
+    # in progress past this fails as a whole with token_limit_exceeded
     send_retry_after: bool = True
     send_limit_headers: bool = True  # x-ratelimit-* headers (429s still carry retry-after)
     latency_s: float = 0.0  # added to every answer
@@ -71,7 +79,6 @@ class FakeConfig:
     context_limit_tokens: int = 0  # 0 = no limit
     embed_dim: int = 16
     hold: bool = False
-    keep_messages: bool = False  # record each chat request's messages in the log (what the LLM was shown)
     seed: int = 0
     lifetime_s: float = 900.0
 
@@ -304,8 +311,6 @@ class _Handler(BaseHTTPRequestHandler):
         content = json.dumps(body.get("messages") if chat else body.get("input"), sort_keys=True)
         digest = hashlib.sha256((str(body.get("model")) + content).encode()).hexdigest()
         entry = {"path": self.path, "hash": digest, "model": body.get("model"), "t0": arrival}
-        if cfg.keep_messages and chat:
-            entry["messages"] = body.get("messages")
         given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         if given != cfg.api_key:
             srv.record(status=401, outcome="401", **entry)
@@ -319,7 +324,13 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
-        entry.update(response_format=(body.get("response_format") or {}).get("type"), seed=body.get("seed"))
+        entry.update(
+            response_format=(body.get("response_format") or {}).get("type"),
+            seed=body.get("seed"),
+            cap_field="max_completion_tokens" if "max_completion_tokens" in body else "max_tokens",
+        )
+        if cfg.keep_messages and chat:
+            entry["messages"] = body.get("messages")
         unsupported = (
             "response_format"
             if entry["response_format"] == "json_schema" and not cfg.json_schema_supported
@@ -327,6 +338,35 @@ class _Handler(BaseHTTPRequestHandler):
             if "seed" in body and not cfg.seed_supported
             else None
         )
+        if "max_tokens" in body and not cfg.max_tokens_supported:
+            srv.record(status=400, outcome="400", **entry)
+            return self._send(
+                400,
+                {
+                    "error": {
+                        "message": "Unsupported parameter: 'max_tokens' is not supported with "
+                        "this model. Use 'max_completion_tokens' instead.",
+                        "type": "invalid_request_error",
+                        "param": "max_tokens",
+                        "code": "unsupported_parameter",
+                    }
+                },
+            )
+        if unsupported == "response_format" and cfg.json_schema_refused_as == "500":
+            srv.record(status=500, outcome="500", **entry)
+            return self._send(
+                500,
+                {
+                    "error": {
+                        "message": "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n"
+                        "  Input should be 'text' or 'json_object' [type=literal_error, input_value='json_schema', "
+                        "input_type=str]",
+                        "type": "internal_server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+            )
         if unsupported:
             srv.record(status=400, outcome="400", **entry)
             return self._send(
@@ -355,7 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
-        ok, headers = srv.admit(prompt_tokens + int(body.get("max_tokens") or 0))
+        cap = body.get("max_completion_tokens", body.get("max_tokens"))
+        ok, headers = srv.admit(prompt_tokens + int(cap or 0))
         if not ok:
             srv.record(status=429, outcome="429", retry_after_s=int(headers.get("retry-after-ms", 0)) / 1000, **entry)
             return self._send(

@@ -111,7 +111,8 @@ def test_batch_falls_back_to_json_mode_where_json_schema_is_refused(tmp_path):
         kinds = [e["response_format"] for e in srv.log() if e["path"] == "/v1/batches:row"]
         assert set(kinds[:6]) == {"json_schema"} and set(kinds[6:]) == {"json_object"}  # round 1 refused, asked again
         with sqlite3.connect(tmp_path / "cache.sqlite") as db:
-            assert set(db.execute("SELECT response_format, seed FROM calls")) == {("json_object", 0)}
+            # JSON mode with the schema (llama.cpp's grammar) is the first fallback
+            assert set(db.execute("SELECT response_format, seed FROM calls")) == {("json_object+schema", 0)}
 
 
 def _start(srv, out) -> subprocess.Popen:

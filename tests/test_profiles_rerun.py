@@ -124,5 +124,41 @@ def test_structured_outputs_fall_back_and_the_seed_is_recorded(tmp_path):
         log = srv.log()
         assert [e["outcome"] for e in log[:2]] == ["400", "400"]  # json_schema refused, then the seed
         assert {(e["response_format"], e["seed"]) for e in log[2:]} == {("json_object", None)}
-        with sqlite3.connect(tmp_path / "b" / "cache.sqlite") as db:
-            assert set(db.execute("SELECT response_format, seed FROM calls")) == {("json_object", None)}
+        with sqlite3.connect(tmp_path / "b" / "cache.sqlite") as db:  # JSON mode carrying the schema
+            assert set(db.execute("SELECT response_format, seed FROM calls")) == {("json_object+schema", None)}
+
+
+def test_a_500_naming_response_format_falls_back_once_not_retried_as_transient(tmp_path):
+    """llama.cpp's server answers a json_schema response_format with HTTP 500 quoting its request validator."""
+    with FakeOpenAI(
+        FakeConfig(api_key=KEY, lifetime_s=300, json_schema_supported=False, json_schema_refused_as="500")
+    ) as srv:
+        summary = generate(job(srv, tmp_path, limit=3, concurrency=1, max_attempts=2), load_dataset(DATASET))
+        assert summary["sides"]["user"] == {"profiled": 3, "failed": 0} and summary["calls"]["sent"] == 12
+        log = srv.log()
+        assert [e["outcome"] for e in log].count("500") == 1 and log[0]["outcome"] == "500"  # once per job
+        assert {e["response_format"] for e in log[1:]} == {"json_object"}
+        with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+            assert set(db.execute("SELECT response_format FROM calls")) == {("json_object+schema",)}
+
+
+def test_the_completion_cap_goes_by_the_name_the_endpoint_takes(tmp_path):
+    """max_completion_tokens to OpenAI (max_tokens is deprecated there, refused by its o-series), max_tokens to
+    other servers (llama.cpp's ignores the new name); a 400 naming the field switches to the other name."""
+    from proex.profiles.client import default_token_field
+
+    assert default_token_field("https://api.openai.com/v1") == "max_completion_tokens"
+    assert default_token_field("https://me.openai.azure.com/openai") == "max_completion_tokens"
+    assert default_token_field("http://127.0.0.1:8080/v1") == "max_tokens"
+    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300, max_tokens_supported=False)) as srv:
+        summary = generate(job(srv, tmp_path, limit=2, concurrency=1, max_attempts=2), load_dataset(DATASET))
+        assert summary["sides"]["user"] == {"profiled": 2, "failed": 0}
+        log = srv.log()
+        assert [(e["outcome"], e["cap_field"]) for e in log[:2]] == [
+            ("400", "max_tokens"),
+            ("completed", "max_completion_tokens"),
+        ]
+        assert {e["cap_field"] for e in log[1:]} == {"max_completion_tokens"}
+    with FakeOpenAI(FakeConfig(api_key=KEY, lifetime_s=300)) as srv:
+        generate(job(srv, tmp_path / "named", limit=1, max_tokens_field="max_completion_tokens"), load_dataset(DATASET))
+        assert {e["cap_field"] for e in srv.log()} == {"max_completion_tokens"}

@@ -201,5 +201,6 @@ def test_cache_is_durable_and_shared_across_processes(tmp_path):
         "response": "{}",
         "prompt_tokens": 3,
         "completion_tokens": 2,
+        "via": "online",
     }
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -2,11 +2,22 @@
 
 The four steps become rounds. Each round walks every entity through `chain.profile_entity` against the cache,
 exactly as the online job does (same prompts, same validation, same repairs and attempts), except that a call
-not in the cache is not sent: it is collected (`Deferred`). The round's calls go into one JSONL file per
-`batch_max_rows` (custom_id = the call's cache key), uploaded to /v1/files and run as a batch on
-/v1/chat/completions; the job polls it, downloads the output and error files and caches every answer. The next
+not in the cache is not sent: it is collected (`Deferred`). The round's calls are split into input files within
+the provider's stated limits (`batch_limits.split_requests`: `batch_max_rows` lines, `batch_max_bytes` bytes,
+and, once known, the account's enqueued-token limit), uploaded to /v1/files and run as batches on
+/v1/chat/completions; the job polls them, downloads the output and error files and caches every answer. The next
 round then finds those answers: valid ones lead to the next step, invalid ones to a repair, failed rows are
 asked again (at most `batch_row_attempts` times per run). The job ends when a round has nothing to ask.
+
+Never billed twice: creating a batch is never retried blindly (the SDK's retries are off for that call, which
+carries no idempotency key). After an error or a timeout the job looks the batch up by the submission id in its
+metadata, and creates it again only if none exists. The same lookup finds a batch created just before a kill.
+
+A batch that ends `failed` as a whole (nothing ran, nothing billed) is not a failure of its rows. For
+`token_limit_exceeded` the job reads the limit from the error, logs it, waits until the account's queue has
+drained (no batch validating, in progress or finalizing) and sends smaller batches, each within the limit
+(prompt tokens estimated per request; never more enqueued at once); other whole-batch errors stop the job
+with the provider's message.
 
 Resumable: before anything is uploaded the submission and its rows are committed to the cache's SQLite file
 (`batch_store.BatchStore`), then the file id, then the batch id; a restarted job (after `kill -9`) first finishes
@@ -20,17 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 
+from .batch_limits import TokenLimit, batch_errors, split_requests, wait_for_queue
 from .batch_store import BatchStore
 from .cache import AsyncCallCache, CallCache
 from .chain import Deferred, EntityFailure, Totals, profile_entity
-from .client import ProfileAPIError, Redactor, RequestOptions, read_key
+from .client import ProfileAPIError, Redactor, RequestOptions, estimate_tokens, format_of, read_key
 from .outputs import Progress, write_outputs
 from .prompts import PROMPT_VERSION, entity_inputs, json_schema
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+CREATE_TRIES = 5  # attempts at creating one batch (each after looking it up first)
+log = logging.getLogger(__name__)
 
 
 class _Collector:
@@ -63,7 +78,10 @@ class BatchJob:
         self.client = openai.OpenAI(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=5)
         self.cache = CallCache(cfg.cache_file)
         self.store = BatchStore(self.cache.db)
-        self.options = RequestOptions(cfg.response_format, cfg.seed)
+        self.options = RequestOptions(cfg.response_format, cfg.seed, cfg.max_tokens_field, cfg.base_url)
+        self.limit = TokenLimit(cfg.batch_enqueued_tokens, cfg.headroom, cfg.model)
+        self.tokens: dict[str, int] = {}  # submission -> its estimated prompt tokens (this run's)
+        self.drain = False  # a batch was refused for the token limit: wait for the queue before the next round
         self.files = Path(cfg.out_dir) / "batches"
         self.files.mkdir(parents=True, exist_ok=True)
         self.got = Totals()  # answers downloaded by this run
@@ -77,14 +95,25 @@ class BatchJob:
         records, failures, cached, fatal = [], [], Totals(), None
         try:
             while True:
-                for sub in self.store.open_submissions():
-                    self._api(self._finish, sub)
+                self._finish_open()
+                if self.drain:
+                    self._api(wait_for_queue, self.client, self.cfg.batch_poll_s, self.limit.limit)
+                    self.drain = False
                 records, failures, calls, cached = asyncio.run(self._walk())
                 bar.update(len(records) + len(failures) - bar.done, failed=len(failures) - bar.failed)
                 if not calls:
                     break
-                for start in range(0, len(calls), self.cfg.batch_max_rows):
-                    self._api(self._submit, calls[start : start + self.cfg.batch_max_rows], round_)
+                lines = self._lines(calls)
+                sizes = [len(line) for line in lines]
+                tokens = [sum(estimate_tokens(m["content"]) + 4 for m in c.messages) for c in calls]
+                budget, enqueued = self.limit.budget, 0
+                for group in split_requests(sizes, tokens, self.cfg.batch_max_rows, self.cfg.batch_max_bytes, budget):
+                    need = sum(tokens[i] for i in group)
+                    if enqueued and enqueued + need > budget:  # within the limit: the earlier ones must end first
+                        self._finish_open()
+                        enqueued = 0
+                    self._api(self._submit, [calls[i] for i in group], [lines[i] for i in group], round_, need)
+                    enqueued += need
                 round_ += 1
         except ProfileAPIError as exc:
             if not exc.fatal:
@@ -103,6 +132,10 @@ class BatchJob:
         totals.cached = max(0, cached.cached - self.got.sent)
         totals.cached_prompt_tokens = max(0, cached.cached_prompt_tokens - self.got.prompt_tokens)
         totals.cached_completion_tokens = max(0, cached.cached_completion_tokens - self.got.completion_tokens)
+        totals.cached_batch_prompt_tokens = max(0, cached.cached_batch_prompt_tokens - self.got.prompt_tokens)
+        totals.cached_batch_completion_tokens = max(
+            0, cached.cached_batch_completion_tokens - self.got.completion_tokens
+        )
         return {
             "records": records,
             "failures": failures,
@@ -128,25 +161,26 @@ class BatchJob:
                 )
         return records, failures, list(calls.values()), totals
 
-    def _submit(self, calls: list, round_: int) -> None:
-        """Record the submission, upload its JSONL, create the batch; each id committed as soon as it is known."""
-        cfg, lines, rows = self.cfg, [], []
+    def _lines(self, calls: list) -> list[bytes]:
+        """One JSONL request line per call (custom_id = the call's cache key)."""
+        cfg, out = self.cfg, []
         for c in calls:
-            opts = self.options.fields(json_schema(c.step), f"proex_{c.step}", c.seed)
-            lines.append(
-                {
-                    "custom_id": c.key,
-                    "method": "POST",
-                    "url": "/v1/chat/completions",
-                    "body": {
-                        "model": cfg.model,
-                        "messages": c.messages,
-                        "max_tokens": cfg.max_tokens,
-                        "temperature": cfg.temperature,
-                        **opts,
-                    },
-                }
-            )
+            body = {
+                "model": cfg.model,
+                "messages": c.messages,
+                "temperature": cfg.temperature,
+                **self.options.cap(cfg.max_tokens),
+                **self.options.fields(json_schema(c.step), f"proex_{c.step}", c.seed, c.items),
+            }
+            line = {"custom_id": c.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            out.append((json.dumps(line, ensure_ascii=False) + "\n").encode())
+        return out
+
+    def _submit(self, calls: list, lines: list[bytes], round_: int, tokens: int) -> None:
+        """Record the submission, upload its JSONL, create the batch; each id committed as soon as it is known."""
+        rows = []
+        for c, line in zip(calls, lines):
+            body = json.loads(line)["body"]
             rows.append(
                 {
                     "key": c.key,
@@ -154,35 +188,76 @@ class BatchJob:
                     "entity": c.entity,
                     "step": c.name,
                     "input_hash": c.input_hash,
-                    "seed": opts.get("seed"),
-                    "response_format": opts.get("response_format", {}).get("type"),
+                    "seed": body.get("seed"),
+                    "response_format": format_of(body.get("response_format")),
                 }
             )
         sub = self.store.prepare(round_, rows)
-        data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        data = b"".join(lines)
         (self.files / f"{sub}.input.jsonl").write_bytes(data)
-        uploaded = self.client.files.create(file=(f"{sub}.jsonl", data), purpose="batch")
+        try:
+            uploaded = self.client.files.create(file=(f"{sub}.jsonl", data), purpose="batch")
+        except self.oa.BadRequestError as exc:
+            raise ProfileAPIError(
+                f"{self.cfg.base_url} refused the batch input file ({len(data):,} bytes, "
+                f"{len(lines)} requests): {self.redact(exc.message)}. If that is a size limit, "
+                f"lower --set batch_max_bytes= (now {self.cfg.batch_max_bytes:,}) or "
+                f"batch_max_rows= (now {self.cfg.batch_max_rows:,}) and rerun",
+                "batch_api",
+                fatal=True,
+            ) from None
         self.store.set(sub, input_file_id=uploaded.id)
-        batch = self.client.batches.create(
-            input_file_id=uploaded.id,
-            endpoint="/v1/chat/completions",
-            completion_window="24h",
-            metadata={"proex_submission": sub},
-        )
+        self.tokens[sub] = tokens
+        batch = self._create(sub, self.store.created(sub), uploaded.id)
         self.store.set(sub, batch_id=batch.id, status="submitted", remote_status=batch.status)
+
+    def _create(self, sub: str, created: float, file_id: str):
+        """POST /v1/batches without the SDK's blind retries (no idempotency key: a retry after a lost answer
+        would run and bill the same rows twice). After an error or timeout the batch is looked up by its
+        submission id first; created again only if it does not exist."""
+        oa, creator, last = self.oa, self.client.with_options(max_retries=0), None
+        for attempt in range(1, CREATE_TRIES + 1):
+            try:
+                return creator.batches.create(
+                    input_file_id=file_id,
+                    endpoint="/v1/chat/completions",
+                    completion_window="24h",
+                    metadata={"proex_submission": sub},
+                )
+            except (oa.APIConnectionError, oa.APIStatusError) as exc:  # timeouts are connection errors
+                status = getattr(exc, "status_code", None)
+                if status is not None and status < 500 and status not in (408, 409, 429):
+                    raise
+                last = exc
+            time.sleep(min(30.0, self.cfg.backoff_s * 2 ** (attempt - 1)))
+            found = self._lookup(sub, created)
+            if found is not None:
+                log.warning(
+                    "Batch API: the answer to creating %s was lost; found it by its metadata as %s (not created again)",
+                    sub,
+                    found.id,
+                )
+                return found
+        raise last
+
+    def _lookup(self, sub: str, created: float):
+        """The batch whose metadata names submission `sub` (newest first, back to an hour before it), or None."""
+        for b in self.client.batches.list(limit=100):
+            if (b.metadata or {}).get("proex_submission") == sub:
+                return b
+            if b.created_at < created - 3600:
+                return None
+        return None
+
+    def _finish_open(self) -> None:
+        for sub in self.store.open_submissions():
+            self._api(self._finish, sub)
 
     def _finish(self, sub: dict) -> None:
         """Wait for an open submission's batch to end, then cache its answers and record every row's outcome."""
         batch_id = sub["batch_id"]
         if batch_id is None:  # stopped between upload and recording the batch id: was the batch created?
-            found = None
-            if sub["input_file_id"]:
-                for b in self.client.batches.list(limit=100):
-                    if (b.metadata or {}).get("proex_submission") == sub["submission"]:
-                        found = b
-                        break
-                    if b.created_at < sub["created"] - 3600:
-                        break
+            found = self._lookup(sub["submission"], sub["created"]) if sub["input_file_id"] else None
             if found is None:
                 self.store.set(sub["submission"], status="abandoned", note="no batch was created for it")
                 return
@@ -193,7 +268,29 @@ class BatchJob:
             if batch.status in TERMINAL:
                 break
             time.sleep(self.cfg.batch_poll_s)
+        if batch.status == "failed" and not batch.output_file_id and not batch.error_file_id:
+            return self._refused(sub, batch)
+        self.limit.accepted()
         self._collect(sub["submission"], batch)
+
+    def _refused(self, sub: dict, batch) -> None:
+        """A batch that failed as a whole: none of its rows ran (nor is billed), so they are not failures. For
+        the token limit: say what it is, wait for the queue, resend its rows smaller (next round)."""
+        name = sub["submission"]
+        try:
+            note = self.limit.refused(batch.id, batch_errors(batch), self.tokens.get(name, 0))
+        except ProfileAPIError as exc:
+            self.store.set(name, status="refused", remote_status="failed", note=self.redact(exc)[:1000])
+            raise ProfileAPIError(self.redact(exc), exc.kind, fatal=True) from None
+        log.warning("Batch API: batch %s (%s) %s", batch.id, name, self.redact(note))
+        self.store.finish(
+            name,
+            {k: ("refused", "") for k in self.store.rows(name)},
+            status="refused",
+            remote_status="failed",
+            note=self.redact(note)[:1000],
+        )
+        self.drain = True
 
     def _collect(self, sub: str, batch) -> None:
         rows, outcomes = self.store.rows(sub), {}
@@ -251,12 +348,18 @@ class BatchJob:
             error = {"message": "the answer has no message content"}
         message = (error or {}).get("message") or json.dumps((resp.get("body") or {}).get("error") or {})
         if status == 400:  # an option this endpoint refuses: the next round sends without it
-            self.options.downgrade(
-                message,
-                {"response_format": {"type": row["response_format"]}}
-                if row["response_format"]
-                else {"seed": row["seed"]},
-            )
+            level = row["response_format"] or "none"
+            sent = {
+                self.options.token_field: self.cfg.max_tokens,
+                **({"seed": row["seed"]} if row["seed"] is not None else {}),
+            }
+            if level != "none":
+                sent["response_format"] = (
+                    {"type": "json_schema"}
+                    if level == "json_schema"
+                    else {"type": "json_object", **({"schema": {}} if level == "json_object+schema" else {})}
+                )
+            self.options.downgrade(json.dumps(resp.get("body") or {}) + message, sent)
         return "error", self.redact(f"HTTP {status}: {message}" if status else message)[:500]
 
     def _api(self, fn, *args):

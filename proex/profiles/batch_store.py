@@ -2,9 +2,11 @@
 
     batches     one row per submission: a local id chosen before anything is sent, then the uploaded input file
                 id, then the batch id, each committed as soon as it is known; status preparing -> submitted ->
-                done (or abandoned: nothing was ever created for it)
+                done (or abandoned: nothing was ever created for it; refused: the batch failed as a whole,
+                nothing of it ran, `note` says why)
     batch_rows  the calls of each submission (their cache keys and the fields of the cache row), with their
-                outcome once the batch's files are read: ok (answer cached), error (error file), missing
+                outcome once the batch's files are read: ok (answer cached), error (error file), missing, or
+                refused (the whole batch was: not a failure of the row)
 
 A row is *pending* while its submission is preparing or submitted: the path waits for it instead of sending it
 again. A resumed job finds a submission whose batch id was not yet recorded by the local id it put into the
@@ -59,6 +61,9 @@ class BatchStore:
         """Update columns of a submission (input_file_id, batch_id, status, remote_status, ...)."""
         cols = ", ".join(f"{k} = ?" for k in fields)
         self.db.execute(f"UPDATE batches SET {cols} WHERE submission = ?", (*fields.values(), sub))
+
+    def created(self, sub: str) -> float:
+        return self.db.execute("SELECT created FROM batches WHERE submission = ?", (sub,)).fetchone()[0]
 
     def open_submissions(self) -> list[dict]:
         cur = self.db.execute(
@@ -118,7 +123,7 @@ class BatchStore:
 
     def submissions(self) -> list[dict]:
         cur = self.db.execute(
-            "SELECT submission, round, n_rows, batch_id, status, remote_status FROM batches ORDER BY created"
+            "SELECT submission, round, n_rows, batch_id, status, remote_status, note FROM batches ORDER BY created"
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]

@@ -70,7 +70,7 @@ class CallCache:
     def get(self, key: str) -> dict | None:
         """The stored row of a completed call, or None."""
         cur = self.db.execute(
-            "SELECT response, prompt_tokens, completion_tokens, created FROM calls WHERE key = ?", (key,)
+            "SELECT response, prompt_tokens, completion_tokens, created, via FROM calls WHERE key = ?", (key,)
         )
         row = cur.fetchone()
         return (
@@ -81,6 +81,7 @@ class CallCache:
                 "prompt_tokens": row[1] or 0,
                 "completion_tokens": row[2] or 0,
                 "created": row[3] or 0.0,
+                "via": row[4] or "online",
             }
         )
 

@@ -41,6 +41,8 @@ class Totals:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    cached_batch_prompt_tokens: int = 0  # of the cached tokens: those bought through the Batch API
+    cached_batch_completion_tokens: int = 0
 
     def add(self, other: Totals | dict) -> None:
         other = other if isinstance(other, dict) else dataclasses.asdict(other)
@@ -73,6 +75,7 @@ class Call:
     input_hash: str
     messages: list
     seed: int | None
+    items: int | None = None  # entries the answer's list must hold (F4: k-1 new profiles)
 
     def row(self, model: str) -> dict:
         """The cache row fields that identify this call (cache.put's keyword arguments, minus the answer)."""
@@ -108,6 +111,7 @@ class OnlineAnswerer:
             schema=json_schema(call.step),
             schema_name=f"proex_{call.step}",
             seed=call.seed,
+            items=call.items,
         )
         return {
             "response": ans.text,
@@ -198,6 +202,7 @@ async def profile_entity(
                     h,
                     messages,
                     seed,
+                    cfg.k - 1 if step == "F4" else None,
                 )
                 row = await cache.get(call.key)
                 if row is None:
@@ -214,11 +219,14 @@ async def profile_entity(
                         }
                     )
                 else:
+                    batch = str(row.get("via") or "").startswith("batch")
                     totals.add(
                         {
                             "cached": 1,
                             "cached_prompt_tokens": row["prompt_tokens"],
                             "cached_completion_tokens": row["completion_tokens"],
+                            "cached_batch_prompt_tokens": row["prompt_tokens"] * batch,
+                            "cached_batch_completion_tokens": row["completion_tokens"] * batch,
                         }
                     )
                     asked = asked or row.get("created", 0.0) >= since

@@ -7,8 +7,13 @@
   (`Retry-After`/`retry-after-ms`, else `x-ratelimit-reset-*`) is held by that limiter for the whole job;
   other transient errors back off exponentially with full jitter.
 * Answers are asked as strict structured outputs (`response_format` with the step's JSON schema) where the
-  endpoint accepts them, else in JSON mode; a `seed` is sent where accepted. A 400 that names either field
-  downgrades the client for the rest of the job (json_schema -> json_object -> none; seed dropped).
+  endpoint accepts them, else in JSON mode; a `seed` is sent where accepted. An error answer (400, or the 500
+  llama.cpp's server gives for a json_schema it cannot parse) whose body names one of these fields downgrades
+  the client once for the rest of the job, without counting as an attempt: json_schema -> json_object with
+  the schema (llama.cpp's server turns it into a grammar) -> json_object -> none; seed dropped.
+* The completion cap goes out as `max_completion_tokens` (OpenAI's name; `max_tokens` is deprecated there and
+  refused by its o-series) to OpenAI's hosts and as `max_tokens` elsewhere (llama.cpp's server ignores the new
+  name and would generate to the end of its context); a 400 naming the field switches to the other one.
 * Errors that retrying cannot fix become `ProfileAPIError`s with a message that says what to do: `fatal`
   ones (401 wrong key, endpoint unreachable, model not found, quota exhausted, key variable unset) stop the
   job; the others (context overflow, a rejected request, retries exhausted) fail one entity, which the
@@ -21,6 +26,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -40,6 +46,9 @@ PRICES = {
     "text-embedding-3-large": (0.13, 0.0),
 }
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+# what a request may carry, strictest first: the downgrade order ("json_object+schema": llama.cpp's extension)
+FORMAT_LEVELS = ("json_schema", "json_object+schema", "json_object", "none")
+TOKEN_FIELDS = ("auto", "max_completion_tokens", "max_tokens")
 MAX_RATE_WAIT_S = 600.0  # a 429 asking to wait longer than this stops the job instead
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|(Bearer\s+)\S+")
 
@@ -95,7 +104,7 @@ class Answer:
     completion_tokens: int = 0
     attempts: int = 1
     seed: int | None = None  # the seed sent with the request (None: not sent or not supported)
-    response_format: str = "none"  # json_schema | json_object | none: what the request asked for
+    response_format: str = "none"  # a FORMAT_LEVELS name: what the request asked for
 
 
 _ENCODING: list = []  # [tiktoken encoding or None], filled on first use
@@ -115,44 +124,94 @@ def estimate_tokens(text: str) -> int:
 
 class RequestOptions:
     """The optional fields of a chat request, as far as the endpoint accepts them (shared by the online client
-    and the Batch API path): response_format (a strict JSON schema, else JSON mode, else none) and seed."""
+    and the Batch API path): response_format (a strict JSON schema, else JSON mode with the schema, else JSON
+    mode, else none), seed, and the name of the completion cap (max_completion_tokens or max_tokens)."""
 
-    def __init__(self, response_format: str = "json_schema", seed: int | None = None):
-        if response_format not in RESPONSE_FORMATS:
+    def __init__(
+        self,
+        response_format: str = "json_schema",
+        seed: int | None = None,
+        token_field: str = "auto",
+        base_url: str = "",
+    ):
+        if response_format not in FORMAT_LEVELS:
             raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {response_format!r}")
+        if token_field not in TOKEN_FIELDS:
+            raise ValueError(f"max_tokens_field must be one of {TOKEN_FIELDS}, got {token_field!r}")
         self.response_format, self.seed = response_format, seed
+        self.token_field = token_field if token_field != "auto" else default_token_field(base_url)
 
-    def fields(self, schema: dict | None, name: str, seed: int | None) -> dict:
-        """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on)."""
+    def fields(self, schema: dict | None, name: str, seed: int | None, items: int | None = None) -> dict:
+        """The optional request fields for one call (`seed`: that call's seed; sent if seeds are on). `items`:
+        how many entries the answer's arrays must hold (F4: k-1 profiles), put into the schema where the format
+        enforces it (llama.cpp's grammar: minItems/maxItems); elsewhere `parse_answer` checks it."""
         extra: dict = {}
-        if self.response_format == "json_schema" and schema is not None:
+        level = self.response_format
+        if level == "json_schema" and schema is not None:
             extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": name, "schema": schema, "strict": True},
             }
-        elif self.response_format in ("json_schema", "json_object"):
+        elif level == "json_object+schema" and schema is not None:
+            if items:
+                schema = {
+                    **schema,
+                    "properties": {
+                        k: {**v, "minItems": items, "maxItems": items} if v.get("type") == "array" else v
+                        for k, v in schema["properties"].items()
+                    },
+                }
+            extra["response_format"] = {"type": "json_object", "schema": schema}
+        elif level != "none":
             extra["response_format"] = {"type": "json_object"}
         if self.seed is not None and seed is not None:
             extra["seed"] = int(seed)
         return extra
 
+    def cap(self, max_tokens: int) -> dict:
+        """The completion cap under the field name this endpoint takes."""
+        return {self.token_field: int(max_tokens)}
+
     def downgrade(self, message: str, sent: dict) -> bool:
-        """After a 400 that names an optional field that was sent: stop sending it (json_schema -> JSON mode ->
-        none; seed dropped). True if something was dropped, so the call may be retried at once."""
+        """After an error answer that names an optional field that was sent: stop sending it (one step down
+        FORMAT_LEVELS; seed dropped; the other name of the completion cap). True if the call may be retried
+        at once (something changed since it was sent, here or by a concurrent call)."""
         text = message.lower()
-        if "response_format" in sent and ("response_format" in text or "json_schema" in text):
-            kind = sent["response_format"]["type"]
-            if kind == "json_schema" and self.response_format == "json_schema":
-                self.response_format = "json_object"
-                return True
-            if kind == "json_object" and self.response_format != "none":
-                self.response_format = "none"
-                return True
-            return kind != self.response_format  # already downgraded by a concurrent call
+        if "response_format" in sent and any(w in text for w in ("response_format", "json_schema", "json_object")):
+            sent_level = format_of(sent["response_format"])
+            i = FORMAT_LEVELS.index(sent_level)
+            if FORMAT_LEVELS.index(self.response_format) <= i:
+                self.response_format = FORMAT_LEVELS[i + 1]
+            return True
         if "seed" in sent and "seed" in text:
             self.seed = None
             return True
+        for field, other in (("max_completion_tokens", "max_tokens"), ("max_tokens", "max_completion_tokens")):
+            if field in sent and (field in text or other in text) and "context" not in text:
+                if self.token_field == field:
+                    self.token_field = other
+                return True
         return False
+
+
+def format_of(response_format: dict | None) -> str:
+    """The FORMAT_LEVELS name of a request's response_format field."""
+    if not response_format:
+        return "none"
+    if response_format.get("type") == "json_object":
+        return "json_object+schema" if "schema" in response_format else "json_object"
+    return str(response_format.get("type"))
+
+
+def default_token_field(base_url: str) -> str:
+    """max_completion_tokens for OpenAI's own hosts, max_tokens for other OpenAI-compatible servers (vLLM,
+    llama.cpp, Ollama take it; llama.cpp's server silently ignores max_completion_tokens)."""
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2].split(":")[0].lower()
+    return (
+        "max_completion_tokens"
+        if host == "openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
+        else "max_tokens"
+    )
 
 
 class LLMClient:
@@ -174,6 +233,7 @@ class LLMClient:
         temperature: float = 0.7,
         response_format: str = "json_schema",
         seed: int | None = None,
+        max_tokens_field: str = "auto",
     ):
         import openai  # the `llm` extra; imported here so the offline profiler runs without it
 
@@ -183,7 +243,7 @@ class LLMClient:
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.limiter, self.timeout_s, self.max_attempts = limiter, timeout_s, max(1, max_attempts)
         self.backoff_s, self.max_tokens, self.temperature = backoff_s, max_tokens, temperature
-        self.options = RequestOptions(response_format, seed)
+        self.options = RequestOptions(response_format, seed, max_tokens_field, base_url)
         self._client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
     async def chat(
@@ -193,6 +253,7 @@ class LLMClient:
         schema: dict | None = None,
         schema_name: str = "answer",
         seed: int | None = None,
+        items: int | None = None,
     ) -> Answer:
         """One chat completion; `schema` is the answer's JSON schema (sent as a strict structured output where
         the endpoint supports it), `seed` sent where supported; `what` names the call in error messages. The
@@ -202,14 +263,10 @@ class LLMClient:
 
         def send() -> Awaitable:
             sent.clear()
-            sent.update(self.options.fields(schema, schema_name, seed))
+            sent.update(self.options.fields(schema, schema_name, seed, items))
+            sent.update(self.options.cap(self.max_tokens))
             return self._client.chat.completions.with_raw_response.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                timeout=self.timeout_s,
-                **sent,
+                model=self.model, messages=messages, temperature=self.temperature, timeout=self.timeout_s, **sent
             )
 
         def unpack(parsed: Any) -> Answer:
@@ -222,7 +279,7 @@ class LLMClient:
                 prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
                 seed=sent.get("seed"),
-                response_format=sent.get("response_format", {}).get("type", "none"),
+                response_format=format_of(sent.get("response_format")),
             )
 
         return await self._send(
@@ -266,8 +323,9 @@ class LLMClient:
         A 429 costs no sleep here: the limiter holds the pause for the whole job, and the retry is queued first
         after it (`acquire(front=True)`), charged once like any request."""
         oa = self._openai
-        last, connect_failures, front = "", 0, False
-        for attempt in range(1, self.max_attempts + 1):
+        last, connect_failures, front, attempt, downgrades = "", 0, False, 0, 0
+        while attempt < self.max_attempts:
+            attempt += 1
             await self.limiter.acquire(est, front)
             front, delay = False, self._backoff(attempt)
             try:
@@ -310,11 +368,16 @@ class LLMClient:
                         "context; this entity is skipped and reported.",
                         "context_overflow",
                     ) from None
-                if not (optional and self.options.downgrade(_message(exc), optional)):
+                if not (optional and downgrades < 8 and self.options.downgrade(_error_text(exc), optional)):
                     raise ProfileAPIError(
                         f"{what}: request rejected (HTTP 400): {self.redact(_message(exc))}", "bad_request"
                     ) from None
-                last, delay = f"HTTP 400 for an optional field: {_message(exc)}", 0.0
+                last, delay, attempt, downgrades = (
+                    f"HTTP 400 for an optional field: {_message(exc)}",
+                    0.0,
+                    attempt - 1,
+                    downgrades + 1,
+                )
             except (oa.NotFoundError, oa.PermissionDeniedError) as exc:
                 raise ProfileAPIError(
                     f"{self.base_url} answered HTTP {exc.status_code} for model {model}: "
@@ -330,7 +393,10 @@ class LLMClient:
             except oa.APIStatusError as exc:  # 5xx and other statuses: transient
                 await self.limiter.feedback(dict(exc.response.headers), exc.status_code)
                 last = f"HTTP {exc.status_code}: {_message(exc)}"
-                if exc.status_code < 500 and exc.status_code not in (408, 409):
+                if optional and downgrades < 8 and self.options.downgrade(_error_text(exc), optional):
+                    # e.g. llama.cpp's server: HTTP 500 "Input should be 'text' or 'json_object'" for json_schema
+                    attempt, downgrades, delay = attempt - 1, downgrades + 1, 0.0
+                elif exc.status_code < 500 and exc.status_code not in (408, 409):
                     raise ProfileAPIError(
                         f"{what}: HTTP {exc.status_code}: {self.redact(_message(exc))}", "bad_request"
                     ) from None
@@ -370,6 +436,16 @@ def _message(exc: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
     return str(getattr(exc, "message", exc))
+
+
+def _error_text(exc: Any) -> str:
+    """The message and the whole error body: servers name the offending field in different places (OpenAI in
+    `param`, FastAPI-based servers in a validation error's `loc`)."""
+    body = getattr(exc, "body", None)
+    try:
+        return f"{_message(exc)} {json.dumps(body) if body is not None else ''}"
+    except (TypeError, ValueError):
+        return f"{_message(exc)} {body}"
 
 
 def _code(exc: Any) -> str | None:

@@ -24,10 +24,27 @@ def load_prices(cfg) -> dict:
     return prices
 
 
-def job_cost(cfg, prompt_tokens: float, completion_tokens: float) -> float | None:
-    """USD for those tokens at the model's price, halved on the Batch API path; None without a price."""
+def job_cost(cfg, prompt_tokens: float, completion_tokens: float, batch: bool | None = None) -> float | None:
+    """USD for those tokens at the model's price, halved at the Batch API's rate (`batch`, default: the job's
+    path); None without a price."""
     usd = cost_usd(load_prices(cfg), cfg.model, prompt_tokens, completion_tokens)
-    return None if usd is None else round(usd * (BATCH_DISCOUNT if cfg.batch else 1.0), 6)
+    batch = cfg.batch if batch is None else batch
+    return None if usd is None else round(usd * (BATCH_DISCOUNT if batch else 1.0), 6)
+
+
+def cost_incl_cached(cfg, t: dict) -> float | None:
+    """USD of every answer the profiles rest on: this run's at the job's rate, cached ones at the rate they were
+    bought at (online answers at the online price, Batch API answers at the batch price)."""
+    online = (
+        t["cached_prompt_tokens"] - t.get("cached_batch_prompt_tokens", 0),
+        t["cached_completion_tokens"] - t.get("cached_batch_completion_tokens", 0),
+    )
+    parts = [
+        job_cost(cfg, t["prompt_tokens"], t["completion_tokens"]),
+        job_cost(cfg, *online, batch=False),
+        job_cost(cfg, t.get("cached_batch_prompt_tokens", 0), t.get("cached_batch_completion_tokens", 0), batch=True),
+    ]
+    return None if parts[0] is None else round(sum(parts), 6)
 
 
 def _public_url(url: str) -> str:
@@ -65,11 +82,7 @@ def write_outputs(cfg, inter, out: dict, wall_s: float, backend: str) -> dict:
         "wall_s": round(wall_s, 2),
         "cost_usd": {
             "this_run": job_cost(cfg, t["prompt_tokens"], t["completion_tokens"]),
-            "incl_cached": job_cost(
-                cfg,
-                t["prompt_tokens"] + t["cached_prompt_tokens"],
-                t["completion_tokens"] + t["cached_completion_tokens"],
-            ),
+            "incl_cached": cost_incl_cached(cfg, t),
             "price": "batch (half the online price)" if cfg.batch else "online",
         },
         "limiter": out.get("limiter"),

@@ -28,14 +28,8 @@ from dataclasses import dataclass
 from ..config import ConfigError
 from ..data.interactions import Interactions
 from .cache import AsyncCallCache, CallCache
-from .chain import (
-    DryAnswerer,
-    EntityFailure,
-    OnlineAnswerer,
-    Totals,  # noqa: F401
-    profile_entity,
-)
-from .client import RESPONSE_FORMATS, LLMClient, ProfileAPIError
+from .chain import EXPECTED_COMPLETION, DryAnswerer, EntityFailure, OnlineAnswerer, Totals, profile_entity  # noqa: F401
+from .client import RESPONSE_FORMATS, TOKEN_FIELDS, LLMClient, ProfileAPIError
 from .limiter import AsyncLimiter
 from .outputs import Progress, job_cost, load_prices, write_lines, write_outputs  # noqa: F401 (re-exported)
 from .prompts import DOMAINS, PROMPT_VERSION, SIDES, EntityInput, entity_inputs
@@ -61,8 +55,9 @@ class ProfileJobConfig:
     backoff_s: float = 1.0  # base of the exponential backoff with full jitter
     timeout_s: float = 60.0  # per request
     max_tokens: int = 800  # completion cap per call
+    max_tokens_field: str = "auto"  # auto (OpenAI: max_completion_tokens, else max_tokens) | either name
     temperature: float = 0.7
-    response_format: str = "json_schema"  # json_schema (strict, falls back to json_object) | json_object | none
+    response_format: str = "json_schema"  # json_schema (strict; falls back to json_object) | json_object | none
     seed: int | None = 0  # sent where supported (attempt a: seed + a - 1); None = never
     repairs: int = 1  # repair rounds per step for an invalid answer
     max_input_chars: int = 6000  # evidence per entity sent to F1/F2
@@ -76,7 +71,10 @@ class ProfileJobConfig:
     prices_path: str = ""  # JSON {model: [USD per 1M input, per 1M output]} over PRICES
     batch: bool = False  # the OpenAI Batch API: half the price, one batch per round
     batch_poll_s: float = 30.0  # seconds between polls of a running batch
-    batch_max_rows: int = 50_000  # requests per batch file (OpenAI's limit: 50,000 and 200 MB)
+    batch_max_rows: int = 50_000  # requests per batch input file (OpenAI's limit: 50,000)
+    batch_max_bytes: int = 200_000_000  # bytes per batch input file (OpenAI's limit: 200 MB)
+    batch_enqueued_tokens: int = 0  # the account's enqueued-token limit for the model (0 = learn it
+    # from the first batch refused with token_limit_exceeded)
     batch_row_attempts: int = 3  # rounds a row may fail (error file, expiry) before its entity does
 
     def check(self) -> ProfileJobConfig:
@@ -95,6 +93,10 @@ class ProfileJobConfig:
             bad.append(f"response_format must be one of {RESPONSE_FORMATS}")
         if self.batch_poll_s <= 0 or not 1 <= self.batch_max_rows <= 50_000 or self.batch_row_attempts < 1:
             bad.append("batch_poll_s > 0, 1 <= batch_max_rows <= 50000, batch_row_attempts >= 1")
+        if self.batch_max_bytes < 1024 or self.batch_enqueued_tokens < 0:
+            bad.append("batch_max_bytes >= 1024 (OpenAI: 200000000), batch_enqueued_tokens >= 0")
+        if self.max_tokens_field not in TOKEN_FIELDS:
+            bad.append(f"max_tokens_field must be one of {TOKEN_FIELDS}")
         if bad:
             raise ConfigError("ProfileJobConfig: " + "; ".join(bad))
         return self
@@ -118,6 +120,7 @@ def make_client(cfg: ProfileJobConfig, limiter) -> LLMClient:
         cfg.temperature,
         cfg.response_format,
         cfg.seed,
+        cfg.max_tokens_field,
     )
 
 
