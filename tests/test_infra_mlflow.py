@@ -157,6 +157,14 @@ def test_final_logs_a_loadable_checkpoint_and_recommend_uses_it(store, tmp_path)
     for users, k, message in (([600], 5, "unknown user"), ([0], 0, "positive integer")):
         with pytest.raises(ValueError, match=message):
             recommend_from_model(f"models:/{model_id}", users, k, store)
+    # Registered on a local sqlite store with no tracking server, as the README's main command does, once.
+    from proex.infra.model_registry import register_run
+
+    first = register_run(tracker, "proex-unit-model", run.info.run_id, {"grid": "unit"}, champion=True)
+    again = register_run(tracker, "proex-unit-model", run.info.run_id, {"grid": "unit"}, champion=True)
+    assert (first.version, first.created, again.version, again.created) == ("1", True, "1", False)
+    champion = recommend_from_model("models:/proex-unit-model@champion", [0, 7], 5, store)
+    assert champion[["user", "rank", "item"]].values.tolist() == recs[["user", "rank", "item"]].values.tolist()
 
 
 def _fake_finished(tracker, parent_id, gc, r20, patience=None):

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri  # MLflow's own scoped URI switch
 
 from .run_frames import runs_frame
 from .served_model import log_served_model
@@ -85,9 +86,12 @@ def register_run(tracker: Tracker, name: str, run_id: str, tags: dict, champion:
         version, created = found[0].version, False
     else:
         model_id = ensure_served_model(tracker, client.get_run(run_id))
-        mv = client.create_model_version(
-            name, f"models:/{model_id}", run_id=run_id, model_id=model_id, tags={k: str(v) for k, v in tags.items()}
-        )
+        # MLflow looks the `models:/<logged model id>` source up through its global tracking URI, not this
+        # client's: with a local sqlite store (no tracking server) it would search the default store and fail.
+        with _use_tracking_uri(tracker.uri):
+            mv = client.create_model_version(
+                name, f"models:/{model_id}", run_id=run_id, model_id=model_id, tags={k: str(v) for k, v in tags.items()}
+            )
         version, created = mv.version, True
     if champion:
         client.set_registered_model_alias(name, ALIAS, version)
