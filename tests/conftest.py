@@ -119,7 +119,8 @@ def assert_trains_end_to_end(plugin: str, model: str, inter, batch_size: int = 2
             model=model,
             plugin=name,
             profiles="synthetic-latent:k=4,dim=16",
-            train={"epochs": 3, "device": "cpu", "batch_size": batch_size},
+            # eval_every 1: every epoch is validated whatever the arm's eval_offset (AlphaRec's is 1)
+            train={"epochs": 3, "device": "cpu", "batch_size": batch_size, "eval_every": 1},
         )
         result, system = run_cell(cell, inter)
         terms = {k for row in result.history for k in row if k.startswith("loss_")}

@@ -24,6 +24,8 @@ def local_ray():
     # set before ray.init: worker processes inherit the driver's environment (the key never passes through Ray)
     old = {k: os.environ.get(k) for k in ("PROEX_TEST_KEY", "PROEX_WRONG_KEY")}
     os.environ.update(PROEX_TEST_KEY=KEY, PROEX_WRONG_KEY=WRONG)
+    if ray.is_initialized():  # an earlier in-process grid test (same pytest process) left its local Ray up
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
