@@ -51,18 +51,7 @@ def start_server(
     log = open(log_path or root_p / "server.log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"mlflow server did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
+    return proc, _wait_until_up(proc, url, "/health", "mlflow server", log.name, timeout_s)
 
 
 def serve_model(
@@ -97,18 +86,24 @@ def serve_model(
     env["PATH"] = f"{exe.parent}{os.pathsep}{env.get('PATH', '')}"  # it starts `uvicorn` from this environment
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://{host}:{port}"
+    return proc, _wait_until_up(proc, url, "/ping", "mlflow models serve", log.name, timeout_s)
+
+
+def _wait_until_up(proc: subprocess.Popen, url: str, path: str, what: str, log_name: str, timeout_s: float) -> str:
+    """`url` once GET url+path answers 200; if the process exits or `timeout_s` passes first, stop it and raise
+    naming `what` and its log."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited with {proc.returncode}; see {log.name}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {log_name}")
         try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as resp:
                 if resp.status == 200:
-                    return proc, url
+                    return url
         except OSError:
             time.sleep(0.5)
     stop_server(proc)
-    raise RuntimeError(f"mlflow models serve did not answer on {url} within {timeout_s:.0f} s; see {log.name}")
+    raise RuntimeError(f"{what} did not answer on {url} within {timeout_s:.0f} s; see {log_name}")
 
 
 def stop_server(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
