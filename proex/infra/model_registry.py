@@ -110,12 +110,12 @@ def version_tags(grid, row: dict, pvalues: dict) -> dict:
     return tags
 
 
-def register_best(grid, tracker: Tracker, cells: list | None = None) -> list[Registration]:
+def register_best(grid, tracker: Tracker, cells: list | None = None, done: dict | None = None) -> list[Registration]:
     """Register the best finished cell of each (model, plug-in, dataset, variant) of `grid` by best validation
     `grid.select` (ties: the lowest seed). New versions become `champion`; versions already there are left as
     they are (a `promote` stays in force). A run that cannot be registered (no served model and no checkpoint)
-    is skipped with a warning that names it."""
-    runs = runs_frame(tracker, cells if cells is not None else grid.expand())
+    is skipped with a warning that names it. done: the caller's `tracker.finished("cell")`, else read here."""
+    runs = runs_frame(tracker, cells if cells is not None else grid.expand(), done=done)
     select = f"val_{grid.select}"
     if runs.empty or select not in runs.columns:
         return []

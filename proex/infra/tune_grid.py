@@ -235,7 +235,7 @@ def run_grid(
     close_orphans(tracker, failed)
     out = report_dir or str((local_root(tracker.uri) or Path("mlruns").resolve()) / "reports" / grid.name)
     files = publish_report(grid, tracker, out, cells=every, found=None if todo else found)
-    registered = [] if stop.stopped else register_best(grid, tracker, every)  # the winners on validation
+    registered = [] if stop.stopped else register_best(grid, tracker, every, done=finished)  # winners on validation
     if stop.stopped:
         tracker.set_tags(parent_id, {"interrupted": "true"})
     tracker.finish(parent_id, "KILLED" if stop.stopped else "FAILED" if failed else "FINISHED")
