@@ -290,9 +290,19 @@ def _fit_cells(
         log.info("resuming the Tune experiment at %s", path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
         tuner._local_tuner.get_run_config().callbacks = [progress]  # not the pickled one of the first launch
+        try:
+            results = tuner.fit()
+        except ValueError as exc:  # its state file torn by a driver killed mid-write (a JSONDecodeError)
+            log.warning(
+                "the Tune experiment at %s cannot be resumed (%s): running its unfinished cells in a fresh "
+                "one; MLflow's done tags still skip the finished cells",
+                path,
+                exc,
+            )
+            fresh = f"{name}-fresh-{time.strftime('%Y%m%d-%H%M%S')}"
+            results = _tuner(trainable, grid, todo, storage, fresh, verbose, progress).fit()
     else:
-        tuner = _tuner(trainable, grid, cells, storage, name, verbose, progress)
-    results = tuner.fit()
+        results = _tuner(trainable, grid, cells, storage, name, verbose, progress).fit()
     if stop.stopped:
         return
     # Tune's saved experiment only saves work; MLflow's done tag decides. A cell Tune counts as ended
