@@ -87,10 +87,15 @@ class Resolved:
             "train": dataclasses.asdict(self.train_cfg),
         }
 
-    def config_hash(self) -> str:
+    def config_hash(self, leave_out: tuple[str, ...] = ()) -> str:
         """A short hash of the resolved config with its bank-derived values left unset: the cell's one id (names
-        runs, lets a relaunch skip finished cells), equal before and after the bank is read."""
+        runs, lets a relaunch skip finished cells), equal before and after the bank is read.
+        leave_out: "section.key" settings not hashed (a study's searched parameters: its winner, written back
+        into the cell's hparams file, must not rename the study)."""
         asked = self.to_dict()
+        for key in leave_out:
+            section, _, name = key.partition(".")
+            asked[section].pop(name, None)
         for key in self.derived:
             section, _, name = key.partition(".")
             asked[section][name] = None

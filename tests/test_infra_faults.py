@@ -1,7 +1,8 @@
 """Faults (slow, kept in CI), each with real processes on a local Ray:
 * a trial's worker is killed mid-way: Tune retries it from its checkpoint and the grid completes;
-* the driver is killed mid-grid: resubmitting the grid finishes the rest, with one MLflow run per cell and the
-  cells finished before the kill left alone; a cell whose run is then deleted runs again on the next launch;
+* the driver is killed mid-grid: resubmitting the grid finishes the rest, the interrupted cells resuming from the
+  states the killed launch saved, with one MLflow run per cell and the cells finished before the kill left alone;
+  a cell whose run is then deleted runs again, from scratch, on the next launch;
 * an Optuna study with a median pruner over a half-hopeless space has its driver killed: the rerun ends with
   exactly its budget of COMPLETE + PRUNED trials (the pruned ones KILLED in MLflow and tagged pruned=true),
   the trials the dead driver left RUNNING failed and re-queued, nothing RUNNING, and the winner written back.
@@ -23,7 +24,7 @@ optuna = pytest.importorskip("optuna")
 from infra_services import base_env, start_driver, stop_group, wait_for  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from proex.infra.tracker import Tracker  # noqa: E402
+from proex.infra.tracker import Tracker, is_finished  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -86,12 +87,29 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
         assert len(before) < 4, "the grid finished before the driver could be killed"
     finally:
         stop_group(driver, signal.SIGKILL, wait_s=30)  # the driver and its local Ray die mid-grid
+
+    def curve(run, key="val_recall_at_20"):
+        return tracker.client.get_metric_history(run.info.run_id, key)
+
+    # Cells cut off with two validations or more: the first one's state was on storage before the second was logged.
+    cut = {
+        r.data.tags["cell_id"]: max(m.step for m in curve(r))
+        for r in tracker.find(kind="cell")
+        if not is_finished(r) and len(curve(r)) >= 2
+    }
     driver2 = start_driver(args, log2, ray_env)
     try:
         assert driver2.wait(480) == 0, open(log2).read()[-4000:]
     finally:
         stop_group(driver2, wait_s=30)
-    assert "resuming the Tune experiment" in open(log2).read()
+    # The rerun is a fresh Tune experiment whose unfinished cells resume from the states the killed launch saved
+    # (not Tune's restore, whose snapshot may name a checkpoint replaced since: its trials then fail every retry).
+    assert "from the trainer state an earlier launch saved" in open(log2).read()
+    for cid, step in cut.items():  # ... and went on from there, not from epoch 0
+        run = tracker.find(kind="cell", key=cid)[0]
+        assert [m.value for m in curve(run, "fit_start_epoch") if m.step > step] and all(
+            m.value >= 1 for m in curve(run, "fit_start_epoch") if m.step > step
+        ), (cid, step, curve(run, "fit_start_epoch"))
     runs = tracker.find(kind="cell")
     assert len(runs) == 4 and len({r.data.tags["cell_id"] for r in runs}) == 4  # no duplicate runs
     finished = tracker.finished()
@@ -121,9 +139,11 @@ def test_killed_trial_is_retried_and_killed_driver_resumes_without_duplicates(tm
     finally:
         stop_group(driver3, wait_s=30)
     log3 = open(tmp_path / "driver3.log").read()
-    assert "resuming the Tune experiment" in log3 and "running them again" in log3
+    assert "earlier launch saved" not in log3  # the deleted run's final state is not resumed from
     again = tracker.finished()
     assert set(again) == set(finished) and again[redo].info.run_id != finished[redo].info.run_id
+    redo_starts = tracker.client.get_metric_history(again[redo].info.run_id, "fit_start_epoch")
+    assert redo_starts and all(m.value == 0 for m in redo_starts)  # recomputed from scratch
     assert all(again[k].info.end_time == finished[k].info.end_time for k in finished if k != redo)
 
 

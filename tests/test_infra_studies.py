@@ -74,3 +74,18 @@ def test_winner_is_merged_into_the_hparams_file_the_grids_read(tmp_path):
     tuned = load_grid(str(tmp_path / "tune.yaml")).expand()[0]  # the grid now runs the winner
     assert tuned.config.train["lr"] == 0.003 and tuned.config.model_config == {"layers": 2}
     assert tuned.cell_id != gc.cell_id
+
+
+def test_the_winner_written_back_keeps_the_study_name(tmp_path):
+    """Rerunning a finished study must find it finished: the winner it writes into the cell's hparams file
+    changes the cell (and its id), but not the study's name. Anything else the file sets still renames it."""
+    shutil.copy(os.path.join(GRIDS, "tune_smoke.yaml"), tmp_path / "tune_smoke.yaml")
+    grid = load_grid(str(tmp_path / "tune_smoke.yaml"))
+    gc = grid.expand()[0]
+    name = study_name(grid, gc)
+    write_hparams(grid, gc, {"train.lr": 0.003, "model_config.layers": 2}, {"study": name})
+    tuned = load_grid(str(tmp_path / "tune_smoke.yaml")).expand()[0]
+    assert tuned.cell_id != gc.cell_id and tuned.resolved.train_cfg.lr == 0.003
+    assert study_name(grid, tuned) == name
+    write_hparams(grid, gc, {"train.batch_size": 512}, {"study": name})  # not searched: another study
+    assert study_name(grid, load_grid(str(tmp_path / "tune_smoke.yaml")).expand()[0]) != name

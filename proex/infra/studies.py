@@ -73,11 +73,13 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what the budget counts
 
 def study_name(grid: GridSpec, gc: GridCell) -> str:
     """<grid>/<model>-<plugin>-<dataset>[-<variant>]-<hash of the cell and the space>: a changed space or
-    base config starts a new study instead of mixing incompatible trials."""
-    space = json.dumps(
-        {k: dataclasses.asdict(v) for k, v in arm_space(grid.study, gc.config.plugin).items()}, sort_keys=True
-    )
-    digest = hashlib.sha256((gc.cell_id + space).encode()).hexdigest()[:8]
+    base config starts a new study instead of mixing incompatible trials. The searched parameters are left out
+    of the cell's hash, so the winner the study writes into the cell's hparams file keeps the study's name and a
+    rerun of a finished study finds it finished."""
+    searched = arm_space(grid.study, gc.config.plugin)
+    space = json.dumps({k: dataclasses.asdict(v) for k, v in searched.items()}, sort_keys=True)
+    cell = gc.resolved.config_hash(leave_out=tuple(searched))
+    digest = hashlib.sha256((cell + space).encode()).hexdigest()[:8]
     return f"{grid.name}/{gc.run_name(seed=False)}-{digest}"
 
 
@@ -357,8 +359,8 @@ def report_dir(tracker: Tracker, name: str) -> str:
 
 
 def written_by(grid: GridSpec, gc: GridCell) -> str | None:
-    """The study that wrote the cell's hparams file (its `source.study`), if any. Once written, the winner is
-    part of the cell, so `study_name` of the cell names a new study; the report wants the one that ran."""
+    """The study that wrote the cell's hparams file (its `source.study`), if any: the report's fallback for a
+    study named by an older `study_name`, whose hash still held the winner it wrote."""
     path = hparams_path(
         dataclasses.replace(grid, hparams=grid.hparams or "hparams"),
         gc.config.model,
@@ -383,7 +385,9 @@ def report_studies(
     storage = storage or default_storage(grid, tracker)
     out, names = [], optuna.study.get_all_study_names(open_storage(storage))
     for gc in study_cells(grid):
-        name = written_by(grid, gc) or study_name(grid, gc)
+        name = study_name(grid, gc)
+        if name not in names:  # a study named before its winner stopped renaming it: the one that wrote the file
+            name = written_by(grid, gc) or name
         if name not in names:
             raise ConfigError(
                 f"{grid.path}: no study {name} in {redact(storage)}; run it first "

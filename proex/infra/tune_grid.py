@@ -7,12 +7,10 @@ cell: its id, its run name and the `GridCell` itself, resolved once when the gri
 train, log, mark done or FAILED) with Tune's checkpoint as the trainer state it resumes from, and each validation
 reported to Tune with that state as checkpoint. `close_orphans` fails the runs of cells whose retries ran out, so no run
 is left RUNNING after the grid returns.
-Rerunning the same grid: if Tune's experiment folder exists, `Tuner.restore(..., resume_errored=True)`
-continues it (finished trials are not started again, interrupted ones continue from their last checkpoint);
-otherwise a fresh Tuner starts and each trial's MLflow check skips finished cells. The experiment folder is
-named by the grid and a hash of its cell ids, so an edited grid starts a new one (finished cells still skip).
-Tune's folder is only an optimisation: a cell it counts as ended whose MLflow run is not done (a run deleted in
-the UI to recompute it) runs again in a fresh Tune experiment.
+Rerunning the same grid runs its unfinished cells (MLflow's `done` tag decides) in a fresh Tune experiment of its
+own, named by the grid, a hash of its cell ids and the launch time; a cell an earlier launch left unfinished
+resumes from the newest trainer state that launch saved (`saved_states`), a cell whose run was deleted to
+recompute it starts over.
 A slice (`only`) runs the matching cells in a Tune experiment of their own (named by their ids). The grid's
 totals go to the console and the parent run while it runs (`grid_progress`); a stop signal ends it cleanly
 (`grid_stop`), its cells' runs marked interrupted for the rerun to resume.
@@ -25,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from .grid_progress import GridProgress
 from .grid_stop import StopSignals, mark_interrupted
 from .model_registry import register_best
 from .publishing import publish_report
+from .saved_states import STATE_FILE, newest_states
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell
 from .tracker import Tracker, git_commit, is_finished, local_root, metric_key
 from .ui import save_comparison_view
@@ -87,26 +87,25 @@ def default_storage(tracker: Tracker) -> str:
     return str(root / "tune") if root else os.path.expanduser("~/ray_results/proex")
 
 
-RECORD_FORMAT = 2  # in the Tune experiment's name: a folder saved with another record layout is not restored
-
-
-def cell_record(gc: GridCell) -> dict:
-    """A trial's config: the cell id (names its folder), its run name, and the resolved cell it runs."""
-    return {"id": gc.cell_id, "name": gc.run_name(), "grid_cell": gc}
+def cell_record(gc: GridCell, resume_from: tune.Checkpoint | None = None) -> dict:
+    """A trial's config: the cell id (names its folder), its run name, the resolved cell it runs, and the state an
+    earlier launch saved for it (`saved_states.newest_states`), if any."""
+    return {"id": gc.cell_id, "name": gc.run_name(), "grid_cell": gc, "resume_from": resume_from}
 
 
 def _trial(config: dict, ctx: TrialContext) -> None:
-    """One cell as a Tune function trainable (runs in a Ray worker): `run_tracked_cell` with Tune's checkpoint
-    as the trainer state to resume from, each validation reported to Tune with that state as checkpoint."""
+    """One cell as a Tune function trainable (runs in a Ray worker): `run_tracked_cell` resuming from Tune's
+    checkpoint (a retry in this launch) or else the state an earlier launch saved, each validation reported to Tune
+    with the trainer state as checkpoint."""
     rec = config["cell"]
     work = tempfile.mkdtemp(prefix=f"proex-{rec['id']}-")
     state_dir = os.path.join(work, "state")
     os.makedirs(state_dir)
-    state = os.path.join(state_dir, "train_state.pt")
-    ckpt = tune.get_checkpoint()
+    state = os.path.join(state_dir, STATE_FILE)
+    ckpt = tune.get_checkpoint() or rec.get("resume_from")
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            shutil.copy(os.path.join(d, "train_state.pt"), state)
+            shutil.copy(os.path.join(d, STATE_FILE), state)
 
     def report(r) -> None:
         metrics = {metric_key(f"val_{k}"): v for k, v in r.metrics.items()}
@@ -151,12 +150,20 @@ def close_orphans(tracker: Tracker, cell_ids: list[str]) -> None:
 
 
 def _tuner(
-    trainable, grid: GridSpec, cells: list[GridCell], storage: str, name: str, verbose: int, progress: GridProgress
+    trainable,
+    grid: GridSpec,
+    cells: list[GridCell],
+    states: dict,
+    storage: str,
+    name: str,
+    verbose: int,
+    progress: GridProgress,
 ) -> tune.Tuner:
-    """A fresh Tune experiment `name` with one trial per cell (a grid search over the cells' records)."""
+    """A fresh Tune experiment `name` with one trial per cell (a grid search over the cells' records), each
+    resuming from its entry in `states` ({cell id: tune.Checkpoint}) if it has one."""
     return tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search([cell_record(c) for c in cells])},
+        param_space={"cell": tune.grid_search([cell_record(c, states.get(c.cell_id)) for c in cells])},
         # reuse_actors: a trial runs in the worker process of the trial before it (same resources), not a new one
         # that imports torch, proex and MLflow again: ~20 s per cell on a loaded 2-core machine (docs/results).
         tune_config=tune.TuneConfig(
@@ -212,7 +219,8 @@ def run_grid(
     for line in start_lines(grid, cells):  # protocol differences and borrowed settings, once per grid start
         log.info("grid %s: %s", grid.name, line)
     storage = storage or default_storage(tracker)
-    name = f"{grid.name}-{grid_digest(cells)}-r{RECORD_FORMAT}"
+    name = f"{grid.name}-{grid_digest(cells)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # this launch
+    unfinished = {r.data.tags["key"]: r.info.start_time for r in found if not is_finished(r)}
     stop = StopSignals()
     with stop:
         if todo and not stop.stopped:
@@ -228,7 +236,7 @@ def run_grid(
                 commit,
                 os.getcwd(),
             )
-            _fit_cells(grid, ctx, cells, todo, tracker, storage, name, verbose, stop, parent_id)
+            _fit_cells(grid, ctx, cells, todo, unfinished, tracker, storage, name, verbose, parent_id)
     marked = mark_interrupted(tracker, [c.cell_id for c in todo], stop.at_ms) if stop.stopped else []
     finished = tracker.finished("cell") if todo else done  # nothing ran: the store is as read (seconds at 360 runs)
     failed = [c.cell_id for c in cells if c.cell_id not in finished and c.cell_id not in marked]
@@ -272,49 +280,20 @@ def _fit_cells(
     ctx: TrialContext,
     cells: list[GridCell],
     todo: list[GridCell],
+    unfinished: dict,
     tracker: Tracker,
     storage: str,
     name: str,
     verbose: int,
-    stop: StopSignals,
     parent_id: str,
 ) -> None:
-    """One Tune experiment over `cells` (restored if its folder exists), then a fresh one for cells it counts
-    as ended whose MLflow run is not done."""
+    """This launch's Tune experiment over the cells `todo`, each cell with an unfinished run (`unfinished`: {cell
+    id: its run's start in ms}) resuming from the newest state saved for it since that run started."""
     trainable = tune.with_resources(
         tune.with_parameters(_trial, ctx=ctx), {"cpu": grid.resources.cpu, "gpu": grid.resources.gpu}
     )
+    states = newest_states(storage, {c.cell_id: unfinished[c.cell_id] for c in todo if c.cell_id in unfinished})
+    if states:
+        log.info("resuming %d cell(s) from the trainer state an earlier launch saved in %s", len(states), storage)
     progress = GridProgress(len(cells), len(cells) - len(todo), trial_name, tracker, parent_id)
-    path = os.path.join(storage, name) if "://" not in storage else f"{storage.rstrip('/')}/{name}"
-    if tune.Tuner.can_restore(path):
-        log.info("resuming the Tune experiment at %s", path)
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-        tuner._local_tuner.get_run_config().callbacks = [progress]  # not the pickled one of the first launch
-        try:
-            results = tuner.fit()
-        except ValueError as exc:  # its state file torn by a driver killed mid-write (a JSONDecodeError)
-            log.warning(
-                "the Tune experiment at %s cannot be resumed (%s): running its unfinished cells in a fresh "
-                "one; MLflow's done tags still skip the finished cells",
-                path,
-                exc,
-            )
-            fresh = f"{name}-fresh-{time.strftime('%Y%m%d-%H%M%S')}"
-            results = _tuner(trainable, grid, todo, storage, fresh, verbose, progress).fit()
-    else:
-        results = _tuner(trainable, grid, cells, storage, name, verbose, progress).fit()
-    if stop.stopped:
-        return
-    # Tune's saved experiment only saves work; MLflow's done tag decides. A cell Tune counts as ended
-    # without error whose run is not done (e.g. its run was deleted to recompute it) runs again.
-    finished = tracker.finished("cell")
-    errored = {(r.config or {}).get("cell", {}).get("id") for r in results if r.error is not None}
-    again = [c for c in todo if c.cell_id not in finished and c.cell_id not in errored]
-    if again:
-        log.info(
-            "%d cell(s) ended in the saved Tune experiment have no finished MLflow run: running them again", len(again)
-        )
-        progress = GridProgress(len(again), 0, trial_name, tracker, parent_id)
-        _tuner(
-            trainable, grid, again, storage, f"{name}-again-{time.strftime('%Y%m%d-%H%M%S')}", verbose, progress
-        ).fit()
+    _tuner(trainable, grid, todo, states, storage, name, verbose, progress).fit()
