@@ -190,3 +190,32 @@ def test_the_dashboard_serves_the_finished_study(finished):
         assert len(states) == N_TRIALS and "Pruned" in states and "Complete" in states
     finally:
         stop_group(proc, wait_s=10)
+
+
+def test_rerunning_the_finished_study_finds_it_finished(finished):
+    """The winners the first run wrote into the hparams files change the cells, not the studies' names: the same
+    command again opens the same two studies, asks no trial and writes the same winners."""
+    before = {p.name: p.read_text() for p in (finished["tmp"] / "hp").glob("*.yaml")}
+    ray_tmp = tempfile.mkdtemp(prefix="pxp", dir="/tmp")
+    log = str(finished["tmp"] / "tune-again.log")
+    args = ["ray_jobs/tune.py", str(finished["tmp"] / "study.yaml"), "--address", "local", "--num-cpus", "2"]
+    driver = start_driver([*args, "--tracking-uri", finished["uri"]], log, {**base_env(), "RAY_TMPDIR": ray_tmp})
+    try:
+        assert driver.wait(600) == 0, open(log).read()[-4000:]
+    finally:
+        stop_group(driver, wait_s=30)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    outs = [json.loads(line) for line in open(log) if line.startswith('{"study"')]
+    assert {o["study"] for o in outs} == {o["study"] for o in finished["outs"]}
+    names = optuna.study.get_all_study_names(finished["storage"])
+    assert sorted(names) == sorted(o["study"] for o in finished["outs"])
+    for name in names:
+        assert len(optuna.load_study(study_name=name, storage=finished["storage"]).get_trials()) == N_TRIALS
+
+    def unstamped(text: str) -> dict:  # the winner and its provenance, without the time it was written
+        body = yaml.safe_load(text)
+        body["source"].pop("written")
+        return body
+
+    after = {p.name: unstamped(p.read_text()) for p in (finished["tmp"] / "hp").glob("*.yaml")}
+    assert after == {k: unstamped(v) for k, v in before.items()}
