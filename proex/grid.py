@@ -5,7 +5,8 @@ shared by every cell (`fixed`), a folder of per-cell hyperparameter files (the t
 `ray_jobs/tune.py` writes back; missing files mean the reference defaults), the resources of one trial, the
 validation metric that selects the best epoch (never a test metric), the training protocol of each comparison
 (`protocol`: official per-arm protocols or one shared protocol, `proex.comparisons`), and optionally a `study`
-section for Optuna. `load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
+section for Optuna (`proex.study_spec`; hparams files: `proex.hparams`).
+`load_grid(path)` rejects unknown keys and bad values with errors naming the file and the field;
 `GridSpec.expand()` returns `GridCell`s whose id is the hash of the resolved config, so a relaunch finds the
 cells it already ran. A cell's settings, lowest priority first: the reference configuration
 (`proex.reference`, via `proex.experiment.resolve`) < the grid's shared protocol (when its comparison uses one)
@@ -25,17 +26,16 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Any
 
 from .comparisons import ProtocolSpec, apply_layer, borrowed_values, difference_lines, parse_protocol, shared_layer
 from .config import ConfigError, build, read_yaml_mapping
 from .experiment import SECTIONS, CellConfig, Resolved, dataset_key, resolve, with_overrides
+from .hparams import hparams_layer, hparams_path, load_hparams
 from .models import MODELS
 from .names import PairedTest
 from .plugins import PLUGINS, check_pair
+from .study_spec import StudySpec, validate_study
 
 
 @dataclass
@@ -81,58 +81,6 @@ class ReportSpec:
 
 
 @dataclass
-class ParamSpec:
-    type: Literal["float", "int", "categorical"] = "float"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False  # sample on a log scale
-    step: float | None = None
-    choices: list | None = None  # for "categorical"
-
-
-@dataclass
-class PrunerSpec:
-    """Which Optuna pruner stops a study's hopeless trials early. Steps are training epochs: every validation
-    (after epochs 0, eval_every, ...) reports the selection metric at its epoch.
-    none; median (optuna MedianPruner: stop a trial whose value is below the median of earlier trials at the same
-    step); successive_halving (SuccessiveHalvingPruner); hyperband (HyperbandPruner)."""
-
-    type: str = "median"  # none | median | successive_halving | hyperband
-    n_startup_trials: int = 4  # median: no pruning until this many trials finished
-    n_warmup_steps: int = 3  # median: no pruning before this epoch (the first validation never prunes)
-    interval_steps: int = 1  # median: prune-check every this many steps
-    min_resource: Any = "auto"  # successive_halving / hyperband: epochs before the first rung ("auto" or int)
-    reduction_factor: int = 3  # successive_halving / hyperband: 1 / the share of trials promoted per rung
-    min_early_stopping_rate: int = 0  # successive_halving
-    max_resource: Any = "auto"  # hyperband: the most epochs a trial trains ("auto" or int)
-
-
-PRUNER_KEYS = {
-    "none": set(),
-    "median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
-    "successive_halving": {"min_resource", "reduction_factor", "min_early_stopping_rate"},
-    "hyperband": {"min_resource", "max_resource", "reduction_factor"},
-}
-
-
-@dataclass
-class StudySpec:
-    space: dict = field(default_factory=dict)  # "model_config.layers" -> ParamSpec mapping
-    n_trials: int = 20  # budget: finished (COMPLETE or PRUNED) trials per study; a rerun continues up to it
-    pruner: Any = None  # PrunerSpec mapping; None = the PrunerSpec defaults (median)
-    arms: list | None = (
-        None  # plug-ins of a comparison tuned alike (same budget, space, sampler seed); None = axes.plugin
-    )
-    arm_space: dict = field(default_factory=dict)  # arm -> extra parameters only that arm has (plugin_config.*)
-    concurrency: int = 1  # trials in flight per study
-    storage: str | None = None  # Optuna storage URL or journal file; None = sqlite:///mlruns/optuna.db
-    sampler_seed: int = 0  # TPE seed
-    heartbeat_s: float = 10.0  # the driver marks its running trials alive this often
-    grace_s: float = 60.0  # a RUNNING trial silent this long belonged to a dead driver: failed and retried
-    max_failures: int = 3  # failed trials tolerated per study before the study stops
-
-
-@dataclass
 class GridSpec:
     name: str = ""  # names the MLflow experiment and parent run
     description: str = ""
@@ -151,16 +99,6 @@ class GridSpec:
 
     def expand(self) -> list[GridCell]:
         return expand(self)
-
-
-@dataclass
-class HParams:
-    """A per-cell hyperparameter file (`grids/hparams/<model>-<plugin>-<dataset>.yaml`)."""
-
-    model_config: dict = field(default_factory=dict)
-    plugin_config: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    source: dict = field(default_factory=dict)  # provenance: study, trial, value, date, or a citation
 
 
 @dataclass(frozen=True)
@@ -260,76 +198,7 @@ def _validate(g: GridSpec) -> None:
     if bad:
         raise ConfigError(f"{where}: report.figures: unknown {sorted(bad)}; use curves, ablation, sensitivity")
     if g.study is not None:
-        _validate_study(g.study, f"{where}: study")
-
-
-def _validate_study(s: StudySpec, where: str) -> None:
-    if s.n_trials < 1 or s.concurrency < 1:
-        raise ConfigError(f"{where}: n_trials and concurrency must be >= 1")
-    if s.heartbeat_s <= 0 or s.grace_s <= 2 * s.heartbeat_s:
-        raise ConfigError(f"{where}: grace_s must exceed 2 x heartbeat_s (a live driver beats every heartbeat_s)")
-    if not s.space:
-        raise ConfigError(
-            f"{where}.space: declare at least one parameter, e.g. 'train.lr: {{low: 1e-4, high: 1e-2, log: true}}'"
-        )
-    s.pruner = _validate_pruner(s.pruner, f"{where}.pruner")
-    if s.arms is not None:
-        if not isinstance(s.arms, list) or not s.arms or len(set(s.arms)) != len(s.arms):
-            raise ConfigError(f"{where}.arms: give a list of distinct plug-ins, e.g. [base, proex]")
-        for i, arm in enumerate(s.arms):
-            if arm not in PLUGINS:
-                raise ConfigError(f"{where}.arms[{i}]: unknown plug-in {arm!r}; known: {', '.join(PLUGINS)}")
-    for arm, extra in s.arm_space.items():
-        if arm not in (s.arms or []):
-            raise ConfigError(f"{where}.arm_space.{arm}: not one of study.arms {s.arms}; add it to arms or remove it")
-        if not isinstance(extra, dict) or set(extra) & set(s.space):
-            raise ConfigError(f"{where}.arm_space.{arm}: a mapping of parameters not already in study.space")
-        s.arm_space[arm] = _validate_space(dict(extra), f"{where}.arm_space.{arm}")
-    s.space = _validate_space(s.space, f"{where}.space")
-
-
-def _validate_pruner(raw: Any, where: str) -> PrunerSpec:
-    if isinstance(raw, PrunerSpec):
-        return raw
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a mapping such as {{type: median, n_startup_trials: 4}}, got {raw!r}")
-    p = build(PrunerSpec, raw, where)
-    if p.type not in PRUNER_KEYS:
-        raise ConfigError(f"{where}.type: {p.type!r}; use one of {', '.join(PRUNER_KEYS)}")
-    foreign = sorted(set(raw or {}) - PRUNER_KEYS[p.type] - {"type"})
-    if foreign:
-        raise ConfigError(
-            f"{where}: {foreign} do not apply to the {p.type} pruner; its settings are "
-            f"{sorted(PRUNER_KEYS[p.type]) or 'none'}"
-        )
-    for name in ("min_resource", "max_resource"):
-        v = getattr(p, name)
-        if v != "auto" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ConfigError(f"{where}.{name}: 'auto' or a whole number of epochs >= 1, got {v!r}")
-    if p.n_startup_trials < 0 or p.n_warmup_steps < 0 or p.interval_steps < 1 or p.reduction_factor < 2:
-        raise ConfigError(f"{where}: n_startup_trials, n_warmup_steps >= 0, interval_steps >= 1, reduction_factor >= 2")
-    return p
-
-
-def _validate_space(space: dict, where: str) -> dict:
-    for key, value in list(space.items()):
-        section, _, name = key.partition(".")
-        if section not in SECTIONS or not name or key in ("train.seed", "train.select"):
-            raise ConfigError(
-                f"{where}.{key}: keys are model_config.<field>, plugin_config.<field> or "
-                "train.<field> (not seed or select)"
-            )
-        p = build(ParamSpec, value, f"{where}.{key}")
-        if p.type == "categorical":
-            if not p.choices:
-                raise ConfigError(f"{where}.{key}: a categorical parameter needs choices")
-        elif p.type in ("int", "float"):
-            if p.low is None or p.high is None or p.low > p.high:
-                raise ConfigError(f"{where}.{key}: give low <= high")
-        else:
-            raise ConfigError(f"{where}.{key}.type: {p.type!r}; use float, int or categorical")
-        space[key] = p
-    return space
+        validate_study(g.study, f"{where}: study")
 
 
 def parse_select(value: str, where: str) -> str:
@@ -347,33 +216,6 @@ def parse_select(value: str, where: str) -> str:
     return f"{m.group(1)}@{m.group(2)}"
 
 
-def hparams_path(grid: GridSpec, model: str, plugin: str, dataset: str) -> Path | None:
-    """Where the per-cell hyperparameter file of (model, plugin, dataset) lives, or None without `hparams`."""
-    if not grid.hparams:
-        return None
-    root = Path(grid.path).parent if grid.path else Path(".")
-    return root / grid.hparams / f"{model}-{plugin}-{dataset_key(dataset)}.yaml"
-
-
-def load_hparams(path: Path) -> HParams:
-    hp = build(
-        HParams, read_yaml_mapping(path, "hyperparameter file", "model_config, plugin_config, train, source"), str(path)
-    )
-    for name in ("seed", "select"):
-        if name in hp.train:
-            raise ConfigError(f"{path}: train.{name}: a hyperparameter file cannot set {name}")
-    return hp
-
-
-def save_hparams(path: Path, hp: HParams) -> None:
-    """Write a hyperparameter file atomically (sections that are empty are left out)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {k: v for k, v in dataclasses.asdict(hp).items() if v}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(body, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def _profiles_for(grid: GridSpec, spec: Any, dataset: str, where: str) -> str | None:
     if isinstance(spec, dict):
         key = dataset_key(dataset)
@@ -385,15 +227,6 @@ def _profiles_for(grid: GridSpec, spec: Any, dataset: str, where: str) -> str | 
 
 def _protocol(grid: GridSpec) -> ProtocolSpec:
     return grid.protocol if isinstance(grid.protocol, ProtocolSpec) else parse_protocol(grid.protocol, "protocol")
-
-
-def hparams_layer(path: Path, hp: HParams) -> str:
-    """The source text of an hparams file's values: the file and how it was tuned (study and trial budget)."""
-    src = hp.source or {}
-    if src.get("study"):
-        trials = src.get("complete_trials", src.get("n_trials"))
-        return f"hparams file: {path} (study {src['study']}, {trials if trials is not None else '?'} trials)"
-    return f"hparams file: {path} (not from a study: {src or 'no source recorded'})"
 
 
 def expand(grid: GridSpec) -> list[GridCell]:
@@ -428,7 +261,7 @@ def _cell(grid, dataset, model, plugin, seed, prof_spec, var: Variant, where: st
     except ValueError as exc:
         raise ConfigError(f"{label}: {exc}") from None
     parts = [(grid.fixed, f"grid fixed: {where}")]
-    hp_path = hparams_path(grid, model, plugin, dataset)
+    hp_path = hparams_path(grid.path, grid.hparams, model, plugin, dataset)
     if hp_path is not None and hp_path.exists():
         hp = load_hparams(hp_path)
         parts.append((hp, hparams_layer(hp_path, hp)))
@@ -514,45 +347,3 @@ def start_lines(grid: GridSpec, cells: list[GridCell]) -> list[str]:
         for source, combos in by_source.items():
             lines.append(f"  {source}: {'; '.join(combos)}")
     return lines
-
-
-LABELS = ("model", "plugin", "dataset", "seed", "variant", "profiles")  # what `--only` can select on
-
-
-def parse_only(specs: list[str], flag: str = "--only") -> dict[str, set[str]]:
-    """`--only` values -> {label: allowed values}. One flag holds comma-separated `label=value` items, and a
-    bare item adds a value to the label before it: 'model=lightgcn,gccf,dataset=amazon' keeps cells whose model
-    is lightgcn or gccf AND whose dataset is amazon; repeating the flag adds to the same mapping."""
-    only: dict[str, set[str]] = {}
-    for spec in specs:
-        label = None
-        for item in (s.strip() for s in spec.split(",")):
-            if not item:
-                continue
-            if "=" in item:
-                label, _, item = (p.strip() for p in item.partition("="))
-                if label not in LABELS:
-                    raise ConfigError(f"{flag} {spec!r}: unknown label {label!r}; labels: {', '.join(LABELS)}")
-            elif label is None:
-                raise ConfigError(f"{flag} {spec!r}: start with label=value, e.g. {flag} model=lightgcn,gccf")
-            only.setdefault(label, set()).add(item)
-    return only
-
-
-def slice_cells(cells: list[GridCell], only: dict[str, set[str]], flag: str = "--only") -> list[GridCell]:
-    """The cells whose labels match every label of `only` (one of its values each). A value that no cell of
-    the grid has is an error naming the flag and the values the grid has (a typo would otherwise run nothing)."""
-
-    def values_of(gc: GridCell, label: str) -> set[str]:
-        return set(gc.variants) if label == "variant" else {str(gc.labels[label])}
-
-    for label, values in only.items():
-        have = {v for gc in cells for v in values_of(gc, label)}
-        unknown = sorted(values - have)
-        if unknown:
-            raise ConfigError(
-                f"{flag} {label}={','.join(unknown)}: no cell of the grid has {label} "
-                f"{' or '.join(map(repr, unknown))}; the grid's values: {', '.join(sorted(have))}"
-            )
-
-    return [gc for gc in cells if all(values_of(gc, k) & vals for k, vals in only.items())]

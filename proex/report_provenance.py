@@ -44,7 +44,7 @@ class Tuning:
 @functools.lru_cache(maxsize=256)
 def study_budget(hparams_path: str) -> tuple[str, str]:
     """(label, budget) of an hparams file from its `source` block (written by `proex.infra.studies`)."""
-    from .grid import load_hparams
+    from .hparams import load_hparams
 
     try:
         src = load_hparams(Path(hparams_path)).source

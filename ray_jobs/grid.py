@@ -147,7 +147,7 @@ def resume_command() -> str:
 def parse_slice(specs: list[str], grid):
     """{label: values} of the --only flags ({} without), or None after printing the error."""
     from proex.config import ConfigError
-    from proex.grid import parse_only, slice_cells
+    from proex.grid_slice import parse_only, slice_cells
 
     try:
         only = parse_only(specs)
@@ -161,7 +161,7 @@ def parse_slice(specs: list[str], grid):
 
 def dry_run(grid, only: dict, args) -> int:
     """Print the plan of the grid (or slice); reads the tracking store, starts no Ray, trains nothing."""
-    from proex.grid import slice_cells
+    from proex.grid_slice import slice_cells
     from proex.infra import grid_plan
     from proex.infra.tracker import Tracker
     from proex.infra.tune_grid import experiment_name

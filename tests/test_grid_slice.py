@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from proex.config import ConfigError
-from proex.grid import load_grid, parse_only, slice_cells
+from proex.grid import load_grid
+from proex.grid_slice import parse_only, slice_cells
 from proex.report_cost import cost_section, incomplete_section, union_seconds
 
 GRIDS = os.path.join(os.path.dirname(__file__), "..", "grids")

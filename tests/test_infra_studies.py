@@ -15,8 +15,9 @@ optuna = pytest.importorskip("optuna")
 
 from optuna.trial import TrialState  # noqa: E402
 
-from proex.grid import ParamSpec, load_grid  # noqa: E402
+from proex.grid import load_grid  # noqa: E402
 from proex.infra.studies import open_storage, reap_stale, study_name, suggest, write_hparams  # noqa: E402
+from proex.study_spec import ParamSpec  # noqa: E402
 
 GRIDS = os.path.join(os.path.dirname(__file__), "..", "grids")
 

@@ -13,11 +13,12 @@ optuna = pytest.importorskip("optuna")
 pytest.importorskip("mlflow")
 
 from proex.config import ConfigError  # noqa: E402
-from proex.grid import PrunerSpec, load_grid  # noqa: E402
+from proex.grid import load_grid  # noqa: E402
 from proex.infra.pruning import PruneTarget, make_pruner, pruning_hook  # noqa: E402
 from proex.infra.studies import open_storage, study_cells, study_name  # noqa: E402
 from proex.infra.study_report import dashboard_command, write_study_report  # noqa: E402
 from proex.infra.tracker import Tracker, redact  # noqa: E402
+from proex.study_spec import PrunerSpec  # noqa: E402
 from proex.train import StopTraining, ValidationReport  # noqa: E402
 
 STUDY = """

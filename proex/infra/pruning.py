@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import optuna
 
-from ..grid import PrunerSpec
+from ..study_spec import PrunerSpec
 from ..train import StopTraining, ValidationReport
 
 
@@ -45,7 +45,7 @@ def make_pruner(p: PrunerSpec) -> optuna.pruners.BasePruner:
 
 def describe_pruner(p: PrunerSpec) -> dict:
     """The pruner's type and the settings that apply to it (what provenance records)."""
-    from ..grid import PRUNER_KEYS
+    from ..study_spec import PRUNER_KEYS
 
     return {"type": p.type, **{k: v for k, v in dataclasses.asdict(p).items() if k in PRUNER_KEYS[p.type]}}
 

@@ -41,7 +41,9 @@ from optuna.trial import TrialState
 
 from ..config import ConfigError
 from ..experiment import resolve
-from ..grid import GridCell, GridSpec, HParams, StudySpec, apply_params, hparams_path, load_hparams, save_hparams
+from ..grid import GridCell, GridSpec, apply_params
+from ..hparams import HParams, hparams_path, load_hparams, save_hparams
+from ..study_spec import StudySpec
 from .pruning import PruneTarget, describe_pruner, make_pruner, pruning_hook
 from .study_report import dashboard_command, publish_study_report
 from .tracked_cell import TrackedCell, TrialContext, run_tracked_cell, was_stopped
@@ -318,7 +320,8 @@ def run_study(grid: GridSpec, gc: GridCell, tracker: Tracker, storage: str, pare
 def write_hparams(grid: GridSpec, gc: GridCell, params: dict, source: dict) -> Path:
     """Merge the best parameters into the cell's hyperparameter file (creating it), atomically."""
     path = hparams_path(
-        dataclasses.replace(grid, hparams=grid.hparams or "hparams"),
+        grid.path,
+        grid.hparams or "hparams",
         gc.config.model,
         gc.config.plugin,
         gc.config.dataset,
@@ -362,7 +365,8 @@ def written_by(grid: GridSpec, gc: GridCell) -> str | None:
     """The study that wrote the cell's hparams file (its `source.study`), if any: the report's fallback for a
     study named by an older `study_name`, whose hash still held the winner it wrote."""
     path = hparams_path(
-        dataclasses.replace(grid, hparams=grid.hparams or "hparams"),
+        grid.path,
+        grid.hparams or "hparams",
         gc.config.model,
         gc.config.plugin,
         gc.config.dataset,

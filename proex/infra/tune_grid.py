@@ -30,7 +30,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from ..grid import GridCell, GridSpec, grid_digest, slice_cells, start_lines
+from ..grid import GridCell, GridSpec, grid_digest, start_lines
+from ..grid_slice import slice_cells
 from .grid_progress import GridProgress
 from .grid_stop import StopSignals, mark_interrupted
 from .model_registry import register_best
@@ -194,7 +195,7 @@ def run_grid(
     worker_logs: bool = False,
     only: dict | None = None,
 ) -> GridOutcome:
-    """Run every unfinished cell of `grid` (of its slice `only`, {label: values}: `proex.grid.slice_cells`) on
+    """Run every unfinished cell of `grid` (of its slice `only`, {label: values}: `proex.grid_slice.slice_cells`) on
     Ray (connected with `connect(address, num_cpus, worker_logs)` only when a cell is left to run), then write
     the report of what has finished and log it on the grid's parent run. A first SIGINT/SIGTERM stops the
     trials cleanly (`grid_stop`): their runs are marked interrupted and the outcome says which signal.
