@@ -141,7 +141,7 @@ def main() -> None:
     if prof:
         os.makedirs(prof, exist_ok=True)
     load = os.getloadavg()
-    launch, train = None, None
+    launch, train, served = None, None, []
     try:
         tracker = Tracker(uri, tune_grid.experiment_name(grid))
         if args.resubmit_only:  # a fresh server answered its first two searches of 360 runs in ~32 s, later ones
@@ -152,7 +152,9 @@ def main() -> None:
             _, launch = timed(
                 lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"), os.path.join(work, "report"))
             )
-            train = sum(r.data.metrics.get("wall_seconds", 0.0) for r in tracker.finished("cell").values())
+            done = tracker.finished("cell").values()
+            train = sum(r.data.metrics.get("wall_seconds", 0.0) for r in done)
+            served = [r.data.metrics["served_model_seconds"] for r in done if "served_model_seconds" in r.data.metrics]
         out, resubmit = timed(
             lambda: tune_grid.run_grid(grid, uri, os.path.join(work, "tune"), os.path.join(work, "report")),
             prof and os.path.join(prof, "resubmit.prof"),
@@ -177,6 +179,8 @@ def main() -> None:
                 "training_s": round(train, 1),
                 "overhead_per_cell_s": round((launch - train / args.num_cpus) / n, 3),
                 "wall_per_cell_s": round(launch / n, 3),
+                "served_model_s_mean": round(sum(served) / len(served), 2) if served else None,
+                "served_model_s_total": round(sum(served), 1),
             }
         )
     row.update(
