@@ -20,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import urllib.parse
 
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import CodeDatasetSource, LocalArtifactDatasetSource
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
 
 from .tracker import Tracker, metric_key
 
@@ -102,7 +104,28 @@ def dataset_entity(inter, label: str) -> DatasetEntity:
     )
 
 
-def log_dataset(tracker: Tracker, run_id: str, inter, label: str, context: str = "train") -> None:
-    """Log `inter` as the run's dataset input (context tag: how the run used it)."""
+def log_dataset(tracker: Tracker, run_id: str, inter, label: str, context: str = "train", tries: int = 5) -> None:
+    """Log `inter` as the run's dataset input (context tag: how the run used it).
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when absent, in one
+    transaction but without a lock (`SqlAlchemyStore._log_inputs_impl`). Two cells of one dataset that log it
+    at the same moment both find it absent, and the second insert fails on the table's unique constraint
+    (sqlite: "UNIQUE constraint failed", PostgreSQL: "duplicate key value"); nothing of that call was written.
+    The first cells of every grid do exactly this, so the call is repeated: the retry finds the row and links it.
+    """
     entity = dataset_entity(inter, label)
-    tracker.client.log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])])
+    inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
+    for attempt in range(tries):
+        try:
+            tracker.client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as exc:
+            if attempt == tries - 1 or not _lost_insert_race(exc):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _lost_insert_race(exc: Exception) -> bool:
+    """True when `exc` is a unique-constraint violation (another client inserted the same row first)."""
+    text = str(exc).lower()
+    return "unique constraint" in text or "duplicate key" in text
