@@ -66,6 +66,7 @@ def main() -> None:
     from proex.infra.tracker import Tracker
 
     out = args.out or tempfile.mkdtemp(prefix="study_pruning_")
+    os.makedirs(out, exist_ok=True)
     uri, storage = f"sqlite:///{out}/mlflow.db", f"sqlite:///{out}/optuna.db"
     tune_grid.connect("local", args.concurrency)
     rows = {}
