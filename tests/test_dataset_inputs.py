@@ -3,7 +3,7 @@ server (sqlite backend, as `ray_jobs/grid.py` starts one): none of them fails.
 
 MLflow's SQL store checks for the dataset and inserts it without a lock, so two cells logging the same new
 dataset at the same moment race; the loser's insert violates the table's unique constraint. A grid's first two
-cells on a dataset do this, and a 360-cell benchmark lost its first cell to it.
+cells on a dataset can do this, and a 360-cell benchmark lost its first cell to it.
 """
 
 from __future__ import annotations

@@ -111,7 +111,8 @@ def log_dataset(tracker: Tracker, run_id: str, inter, label: str, context: str =
     transaction but without a lock (`SqlAlchemyStore._log_inputs_impl`). Two cells of one dataset that log it
     at the same moment both find it absent, and the second insert fails on the table's unique constraint
     (sqlite: "UNIQUE constraint failed", PostgreSQL: "duplicate key value"); nothing of that call was written.
-    The first cells of every grid do exactly this, so the call is repeated: the retry finds the row and links it.
+    The first cells of a grid on one dataset can do exactly this, so such a call is repeated: the retry finds the
+    row and links it.
     """
     entity = dataset_entity(inter, label)
     inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
